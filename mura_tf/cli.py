@@ -1,0 +1,70 @@
+"""Helpers for the command-line edges (`python -m mura_tf.*`, `python -m recipes.*`).
+
+Library code raises `MuraError`; here it becomes one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+
+from mura_tf.errors import MuraError
+
+EXIT_USAGE = 2
+
+
+def quiet_tensorflow() -> None:
+    """Hide TensorFlow's C++ start-up chatter (CUDA probing, CPU feature notes)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
+    return f"warning: {message}\n"
+
+
+def run(
+    main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None
+) -> int:
+    """Call `main(argv)`; turn a `MuraError` or Ctrl-C into one line and an exit status."""
+    warnings.formatwarning = _one_line_warning
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "mura_tf"
+    try:
+        return int(main(argv) or 0)
+    except MuraError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+class Progress:
+    """A `progress(done, total)` callback drawing a Keras progress bar on stderr."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not sys.stderr.isatty() and total < 2000:
+            return  # short jobs in logs and CI need no bar
+        if self.bar is None:
+            from keras.utils import Progbar
+
+            print(self.label, file=sys.stderr)
+            self.bar = Progbar(total, unit_name="file")
+        self.bar.update(done)

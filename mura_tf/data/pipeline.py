@@ -1,0 +1,175 @@
+"""The tf.data input pipeline: PNG files -> batches of normalised images and labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+import tensorflow as tf
+
+from mura_tf.data.augment import AugmentConfig, augment_image
+from mura_tf.data.normalization import NORMALIZATIONS, normalize
+from mura_tf.errors import ConfigError
+from mura_tf.parts import PARTS
+
+AUTOTUNE = tf.data.AUTOTUNE
+TARGETS = ("label", "part")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """How images are prepared; training-only augmentation lives in `augment`.
+
+    `cache` is None (decode every epoch), `"memory"`, or a file prefix for `Dataset.cache`;
+    decoded, resized uint8 images are cached, so augmentation still varies per epoch.
+    """
+
+    image_size: int = 256
+    keep_aspect: bool = False
+    normalization: str = "imagenet"
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(ops=()))
+    cache: str | None = None
+    shuffle_buffer: int = 2048
+
+    def __post_init__(self) -> None:
+        if self.image_size < 8:
+            raise ConfigError(f"image size must be at least 8 pixels, got {self.image_size}")
+        if self.normalization not in NORMALIZATIONS:
+            raise ConfigError(
+                f"unknown normalization {self.normalization!r}: use one of "
+                + ", ".join(NORMALIZATIONS)
+            )
+        if self.shuffle_buffer < 1:
+            raise ConfigError(f"shuffle buffer must be positive, got {self.shuffle_buffer}")
+
+
+def decode_png(data: tf.Tensor) -> tf.Tensor:
+    """Decode PNG bytes of any MURA mode to RGB.
+
+    L and LA are replicated to three channels, alpha is dropped, and 16-bit samples keep their
+    high byte (libpng's strip-16), i.e. `v >> 8`.
+
+    Returns:
+        uint8 `[H, W, 3]`.
+    """
+    image = tf.io.decode_png(data, channels=3, dtype=tf.uint8)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def resize(image: tf.Tensor, size: int, keep_aspect: bool = False) -> tf.Tensor:
+    """Resize to `[size, size, 3]` with antialiased bilinear filtering.
+
+    With `keep_aspect` the image is scaled to fit and padded with black (the radiograph
+    background) instead of being stretched.
+
+    Args:
+        image: uint8 or float `[H, W, 3]` in 0-255.
+    Returns:
+        uint8 `[size, size, 3]`.
+    """
+    x = tf.cast(image, tf.float32)
+    if keep_aspect:
+        x = tf.image.resize_with_pad(x, size, size, antialias=True)
+    else:
+        x = tf.image.resize(x, [size, size], antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
+
+
+def load_image(path: tf.Tensor, size: int, keep_aspect: bool = False) -> tf.Tensor:
+    """Read, decode and resize one PNG; uint8 `[size, size, 3]`."""
+    return resize(decode_png(tf.io.read_file(path)), size, keep_aspect)
+
+
+def make_dataset(
+    frame: pd.DataFrame,
+    config: PipelineConfig | None = None,
+    *,
+    batch_size: int = 8,
+    training: bool = False,
+    target: str = "label",
+    with_meta: bool = False,
+    seed: int = 0,
+    deterministic: bool = True,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Batches of `(image, target)` from a catalogue frame (see `mura.load_mura`).
+
+    Args:
+        frame: rows with `path`, `label`, `part`, `study`.
+        config: image size, normalisation, augmentation, cache.
+        batch_size: images per batch.
+        training: shuffle (seeded, reshuffled each epoch) and augment. Evaluation keeps the
+            frame's order and never augments.
+        target: `label` (float32 `[B, 1]`, 1 = abnormal) or `part` (int32 `[B]`, index into
+            `PARTS`) for the body-part task.
+        with_meta: add a third element `{"part": int32 [B], "study": string [B],
+            "path": string [B]}` for study-level evaluation (not for `fit`, which would read it
+            as sample weights).
+        seed: shuffling and augmentation seed.
+        deterministic: keep element order fixed under parallel map (needed for reproducible
+            batches; `False` trades that for throughput).
+        drop_remainder: drop a last partial batch.
+
+    Returns:
+        `tf.data.Dataset` yielding `(images float32 [B, S, S, 3], target[, meta])`.
+    """
+    config = config or PipelineConfig()
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be positive, got {batch_size}")
+    if target not in TARGETS:
+        raise ConfigError(f"unknown target {target!r}: use one of {', '.join(TARGETS)}")
+    if frame.empty:
+        raise ConfigError("cannot make a dataset from an empty selection of images")
+
+    columns = {
+        "path": frame["path"].astype(str).to_numpy(),
+        "label": frame["label"].astype("float32").to_numpy()[:, None],
+        "part": frame["part"].map(PARTS.index).astype("int32").to_numpy(),
+        "study": frame["study"].astype(str).to_numpy(),
+    }
+    ds = tf.data.Dataset.from_tensor_slices(columns)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    ds = ds.with_options(options)
+
+    if training and config.cache is None:
+        # Shuffling paths is free; shuffling decoded images would need a large buffer.
+        ds = ds.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)
+
+    def load(element):
+        element = dict(element)
+        element["image"] = load_image(element["path"], config.image_size, config.keep_aspect)
+        return element
+
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE)
+    if config.cache is not None:
+        ds = ds.cache("" if config.cache == "memory" else config.cache)
+        if training:
+            ds = ds.shuffle(min(len(frame), config.shuffle_buffer), seed=seed)
+
+    def to_float(element):
+        element["image"] = tf.cast(element["image"], tf.float32)
+        return element
+
+    ds = ds.map(to_float, num_parallel_calls=AUTOTUNE)
+    if training and config.augment.ops:
+        augment = config.augment
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+        def apply(element, key):
+            element["image"] = augment_image(element["image"], key, augment)
+            return element
+
+        ds = tf.data.Dataset.zip((ds, seeds)).map(apply, num_parallel_calls=AUTOTUNE)
+
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+
+    def finish(element):
+        images = normalize(element["image"], config.normalization)
+        out = element["label"] if target == "label" else element["part"]
+        if with_meta:
+            return images, out, {k: element[k] for k in ("part", "study", "path")}
+        return images, out
+
+    return ds.map(finish, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)

@@ -1,0 +1,62 @@
+"""Counts of images, studies and patients per split, part and label (the reports' tables)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from mura_tf.parts import PARTS, short_name
+
+SUMMARY_KEYS = (
+    "images",
+    "studies",
+    "patients",
+    "normal_images",
+    "abnormal_images",
+    "normal_studies",
+    "abnormal_studies",
+)
+
+
+def summarize(frame: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
+    """`{split: {part: {images, studies, patients, normal_images, ...}}}` with int counts.
+
+    Every part present in a split is a key of that split.
+    """
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for split, rows in frame.groupby("split", sort=True):
+        out[str(split)] = {}
+        for part in [p for p in PARTS if p in set(rows["part"])]:
+            g = rows[rows["part"] == part]
+            studies = g.drop_duplicates("study")
+            out[str(split)][part] = {
+                "images": int(len(g)),
+                "studies": int(len(studies)),
+                "patients": int(g["patient"].nunique()),
+                "normal_images": int((g["label"] == 0).sum()),
+                "abnormal_images": int((g["label"] == 1).sum()),
+                "normal_studies": int((studies["label"] == 0).sum()),
+                "abnormal_studies": int((studies["label"] == 1).sum()),
+            }
+    return out
+
+
+def count_table(summary: dict[str, dict[str, int]], unit: str = "studies") -> pd.DataFrame:
+    """Part / Normal / Abnormal / Total for one split of `summarize`, with a Total row.
+
+    Args:
+        summary: `summarize(frame)[split]`.
+        unit: `studies` or `images`.
+    """
+    rows = [
+        {
+            "Part": short_name(part).capitalize(),
+            "Normal": c[f"normal_{unit}"],
+            "Abnormal": c[f"abnormal_{unit}"],
+            "Total": c[unit],
+        }
+        for part, c in summary.items()
+    ]
+    table = pd.DataFrame(rows, columns=["Part", "Normal", "Abnormal", "Total"])
+    total = table[["Normal", "Abnormal", "Total"]].sum()
+    table.loc[len(table)] = ["Total", *total.tolist()]
+    return table

@@ -1,0 +1,17 @@
+"""Exceptions a user can act on; the CLI edge prints them as one line."""
+
+
+class MuraError(Exception):
+    """Base class: the message is complete and safe to show as one line."""
+
+
+class MuraDataError(MuraError):
+    """The data on disk is missing, inconsistent or unreadable."""
+
+
+class ConfigError(MuraError):
+    """A setting (flag, config field) has an impossible value."""
+
+
+class MuraDataWarning(UserWarning):
+    """Data was skipped (for example a corrupt PNG); the message counts and names it."""

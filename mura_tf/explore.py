@@ -1,0 +1,69 @@
+"""Explore a MURA folder: `python -m mura_tf.explore --data-dir DIR --out OUT`.
+
+Prints the reports' tables (Part / Normal / Abnormal / Total by studies and by images, per
+split) and writes `summary.json`, `counts.png` and `samples.png` to OUT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mura_tf.cli import Progress, positive_int, run
+from mura_tf.data.mura import load_mura
+from mura_tf.data.summary import count_table, summarize
+from mura_tf.errors import ConfigError
+from mura_tf.io import write_json
+from mura_tf.plots import plot_counts, plot_samples
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mura_tf.explore",
+        description="Tables, counts and sample images of a MURA-v1.1 folder.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("MURA_DATA_DIR"),
+        help="MURA-v1.1/ or the folder containing it (default: $MURA_DATA_DIR)",
+    )
+    parser.add_argument("--out", default="saved_models/explore", help="folder for the outputs")
+    parser.add_argument("--part", default="all", help="a part (elbow ...), a comma list, or all")
+    parser.add_argument(
+        "--samples",
+        type=positive_int,
+        default=4,
+        help="normal and abnormal images per part in samples.png",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="fail on an unreadable PNG instead of skipping it"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="which sample images are shown")
+    args = parser.parse_args(argv)
+    if not args.data_dir:
+        raise ConfigError("no data folder: pass --data-dir or set MURA_DATA_DIR")
+
+    frame = load_mura(
+        args.data_dir, args.part, strict=args.strict, progress=Progress("checking images")
+    )
+    summary = summarize(frame)
+    for split, counts in summary.items():
+        for unit in ("studies", "images"):
+            print(f"\n{split} split, by {unit}")
+            print(count_table(counts, unit).to_string(index=False))
+    out = Path(args.out)
+    written = [
+        write_json(out / "summary.json", summary),
+        plot_counts(summary, out / "counts.png"),
+        plot_samples(frame, out / "samples.png", per_class=args.samples, seed=args.seed),
+    ]
+    print("\nwrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

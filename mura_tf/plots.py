@@ -1,0 +1,82 @@
+"""Figures as PNG files (matplotlib, no display needed), written atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from mura_tf.io import write_with  # noqa: E402
+from mura_tf.parts import short_name  # noqa: E402
+
+
+def _save(fig, path: str | os.PathLike[str]) -> Path:
+    try:
+        return write_with(
+            path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+        )
+    finally:
+        plt.close(fig)
+
+
+def plot_counts(
+    summary: dict[str, dict[str, dict[str, int]]],
+    path: str | os.PathLike[str],
+    unit: str = "images",
+) -> Path:
+    """Grouped bars of normal and abnormal counts per part, one panel per split."""
+    splits = list(summary)
+    fig, axes = plt.subplots(1, len(splits), figsize=(6 * len(splits), 4), squeeze=False)
+    for ax, split in zip(axes[0], splits, strict=True):
+        parts = list(summary[split])
+        x = np.arange(len(parts))
+        normal = [summary[split][p][f"normal_{unit}"] for p in parts]
+        abnormal = [summary[split][p][f"abnormal_{unit}"] for p in parts]
+        ax.bar(x - 0.2, normal, 0.4, label="normal", color="#4c72b0")
+        ax.bar(x + 0.2, abnormal, 0.4, label="abnormal", color="#dd8452")
+        ax.set_xticks(x, [short_name(p) for p in parts], rotation=30)
+        ax.set_title(f"{split}: {unit} per part")
+        ax.legend()
+    return _save(fig, path)
+
+
+def preview(path: str, size: int = 128) -> np.ndarray:
+    """A grayscale thumbnail for display; 16-bit PNGs are scaled, not clipped as Pillow's
+    `convert` would. Returns uint8 `[size, size]`."""
+    with Image.open(path) as im:
+        arr = np.asarray(im)
+    if arr.dtype == np.uint16 or arr.dtype == np.int32:
+        arr = (arr.astype(np.uint32) >> 8).astype(np.uint8)
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    return np.asarray(Image.fromarray(arr.astype(np.uint8)).resize((size, size), Image.BILINEAR))
+
+
+def plot_samples(
+    frame: pd.DataFrame, path: str | os.PathLike[str], per_class: int = 4, seed: int = 0
+) -> Path:
+    """A grid: one row per part, `per_class` normal then `per_class` abnormal images."""
+    parts = [p for p in dict.fromkeys(frame["part"])]
+    fig, axes = plt.subplots(
+        len(parts), 2 * per_class, figsize=(2 * 2 * per_class, 2.1 * len(parts)), squeeze=False
+    )
+    for row, part in zip(axes, parts, strict=True):
+        for k, label in enumerate((0, 1)):
+            pool = frame[(frame["part"] == part) & (frame["label"] == label)]
+            picks = pool.sample(min(per_class, len(pool)), random_state=seed)["path"].tolist()
+            for j in range(per_class):
+                ax = row[k * per_class + j]
+                ax.axis("off")
+                if j < len(picks):
+                    ax.imshow(preview(picks[j]), cmap="gray", vmin=0, vmax=255)
+                    ax.set_title(
+                        f"{short_name(part)} {'abnormal' if label else 'normal'}", fontsize=8
+                    )
+    return _save(fig, path)

@@ -1,0 +1,198 @@
+import io
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image, ImageOps
+
+from mura_tf.data.augment import AugmentConfig, affine_transform, augment_image, autocontrast
+from mura_tf.data.mura import load_mura
+from mura_tf.data.normalization import normalize
+from mura_tf.data.pipeline import PipelineConfig, decode_png, load_image, make_dataset
+from mura_tf.errors import ConfigError
+
+RNG = np.random.default_rng(0)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "P"])
+def test_decode_matches_pillow_for_every_8bit_mode(mode):
+    channels = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 1}[mode]
+    arr = RNG.integers(0, 256, (13, 17, channels), dtype=np.uint8)
+    image = Image.fromarray(arr[..., 0] if channels == 1 else arr, "L" if channels == 1 else mode)
+    if mode == "P":
+        image = image.convert("P")
+    data = png_bytes(image)
+    reference = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    decoded = decode_png(tf.constant(data)).numpy()
+    assert decoded.dtype == np.uint8 and decoded.shape == (13, 17, 3)
+    np.testing.assert_array_equal(decoded, reference)
+
+
+def test_decode_16bit_keeps_the_high_byte():
+    arr = RNG.integers(0, 65536, (9, 11), dtype=np.uint16)
+    image = Image.fromarray(arr)
+    assert image.mode == "I;16"
+    data = png_bytes(image)
+    # Pillow's convert("RGB") clips 16-bit values, so the reference is its raw array.
+    raw = np.asarray(Image.open(io.BytesIO(data)))
+    expected = np.repeat((raw >> 8).astype(np.uint8)[..., None], 3, axis=2)
+    np.testing.assert_array_equal(decode_png(tf.constant(data)).numpy(), expected)
+
+
+def test_imagenet_normalisation_matches_hand_computation_and_keras():
+    pixel = np.array([[[255.0, 128.0, 0.0]]], np.float32)
+    expected = [(1 - 0.485) / 0.229, (128 / 255 - 0.456) / 0.224, (0 - 0.406) / 0.225]
+    np.testing.assert_allclose(normalize(pixel, "imagenet").numpy()[0, 0], expected, rtol=1e-6)
+    batch = RNG.uniform(0, 255, (2, 5, 5, 3)).astype(np.float32)
+    densenet = keras.applications.densenet.preprocess_input(batch.copy())
+    np.testing.assert_allclose(normalize(batch, "imagenet").numpy(), densenet, rtol=1e-5, atol=1e-5)
+
+
+def test_caffe_normalisation_matches_keras_resnet50():
+    batch = RNG.uniform(0, 255, (2, 5, 5, 3)).astype(np.float32)
+    reference = keras.applications.resnet50.preprocess_input(batch.copy())
+    np.testing.assert_allclose(normalize(batch, "caffe").numpy(), reference, rtol=1e-5, atol=1e-4)
+
+
+def test_unit_and_symmetric_normalisation():
+    x = np.array([0.0, 127.5, 255.0], np.float32)
+    np.testing.assert_allclose(normalize(x, "unit").numpy(), [0, 0.5, 1])
+    np.testing.assert_allclose(normalize(x, "symmetric").numpy(), [-1, 0, 1])
+
+
+def test_autocontrast_matches_pillow():
+    arr = RNG.integers(40, 180, (16, 16, 3), dtype=np.uint8)
+    reference = np.asarray(ImageOps.autocontrast(Image.fromarray(arr)), np.float32)
+    ours = autocontrast(tf.constant(arr, tf.float32)).numpy()
+    assert np.abs(ours - reference).max() <= 1.0  # Pillow truncates through a lookup table
+
+
+def test_autocontrast_leaves_a_flat_image_alone():
+    flat = tf.fill([4, 4, 3], 77.0)
+    np.testing.assert_array_equal(autocontrast(flat).numpy(), flat.numpy())
+
+
+def test_affine_rotation_by_90_degrees_is_numpy_rot90():
+    image = RNG.uniform(0, 255, (9, 9, 3)).astype(np.float32)
+    rotated = affine_transform(tf.constant(image), np.pi / 2).numpy()
+    np.testing.assert_allclose(rotated, np.rot90(image, k=-1), atol=1e-3)
+
+
+def test_affine_translation_shifts_whole_pixels_and_fills_black():
+    image = RNG.uniform(1, 255, (8, 10, 3)).astype(np.float32)
+    shifted = affine_transform(tf.constant(image), 0.0, 1.0, tx=3, ty=-2).numpy()
+    expected = np.zeros_like(image)
+    expected[:-2, 3:] = image[2:, :-3]
+    np.testing.assert_allclose(shifted, expected, atol=1e-3)
+
+
+def test_affine_scale_two_magnifies_the_centre():
+    image = np.zeros((9, 9, 1), np.float32)
+    image[4, 4] = 100.0
+    image[4, 6] = 50.0  # two pixels right of centre moves to four
+    zoomed = affine_transform(tf.constant(image), 0.0, 2.0).numpy()
+    assert zoomed[4, 4, 0] == pytest.approx(100.0) and zoomed[4, 8, 0] == pytest.approx(50.0)
+
+
+def test_flip_with_probability_one_mirrors_the_image():
+    image = RNG.uniform(0, 255, (6, 7, 3)).astype(np.float32)
+    out = augment_image(
+        tf.constant(image),
+        tf.constant([1, 2], tf.int64),
+        AugmentConfig(ops=("hflip",), hflip_p=1.0),
+    ).numpy()
+    np.testing.assert_array_equal(out, image[:, ::-1])
+
+
+def test_unknown_augmentation_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown augmentation 'blur'"):
+        AugmentConfig(ops=("blur",))
+
+
+@pytest.fixture(scope="module")
+def frame(synthetic_dir):
+    return load_mura(synthetic_dir, check_images=False).head(24)
+
+
+AUGMENTED = PipelineConfig(
+    image_size=32,
+    augment=AugmentConfig(ops=("autocontrast", "hflip", "rotate", "translate", "scale")),
+)
+
+
+def test_evaluation_never_augments(frame):
+    images, labels = next(iter(make_dataset(frame, AUGMENTED, batch_size=24, training=False)))
+    expected = np.stack([normalize(load_image(p, 32), "imagenet").numpy() for p in frame["path"]])
+    np.testing.assert_allclose(images.numpy(), expected, atol=1e-6)
+    np.testing.assert_array_equal(labels.numpy()[:, 0], frame["label"].to_numpy())
+
+
+def test_training_augments(frame):
+    plain = next(iter(make_dataset(frame, PipelineConfig(image_size=32), batch_size=24)))[0]
+    ds = make_dataset(frame, AUGMENTED, batch_size=24, training=True, seed=1)
+    augmented = next(iter(ds))[0]
+    assert augmented.shape == plain.shape
+    assert not np.allclose(np.sort(augmented.numpy(), axis=None), np.sort(plain.numpy(), axis=None))
+
+
+def first_batches(frame, seed, n=2):
+    ds = make_dataset(frame, AUGMENTED, batch_size=8, training=True, seed=seed)
+    return [(x.numpy(), y.numpy()) for x, y in ds.take(n)]
+
+
+def test_a_seed_gives_the_same_first_batches_twice(frame):
+    a, b, c = first_batches(frame, 3), first_batches(frame, 3), first_batches(frame, 4)
+    for (xa, ya), (xb, yb) in zip(a, b, strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    assert not np.array_equal(a[0][0], c[0][0])
+
+
+def test_epochs_reshuffle_and_reaugment(frame):
+    ds = make_dataset(frame, AUGMENTED, batch_size=24, training=True, seed=0)
+    first, second = [x.numpy() for x, _ in ds], [x.numpy() for x, _ in ds]
+    assert not np.array_equal(first[0], second[0])
+
+
+def test_memory_cache_gives_the_same_evaluation_batches(frame):
+    plain = make_dataset(frame, PipelineConfig(image_size=32), batch_size=5)
+    cached = make_dataset(frame, PipelineConfig(image_size=32, cache="memory"), batch_size=5)
+    for (xa, _), (xb, _) in zip(plain, cached, strict=True):
+        np.testing.assert_array_equal(xa.numpy(), xb.numpy())
+
+
+def test_meta_and_part_targets(frame):
+    ds = make_dataset(
+        frame, PipelineConfig(image_size=16), batch_size=4, target="part", with_meta=True
+    )
+    images, parts, meta = next(iter(ds))
+    assert images.shape == (4, 16, 16, 3) and images.dtype == tf.float32
+    assert parts.dtype == tf.int32 and parts.shape == (4,)
+    np.testing.assert_array_equal(parts.numpy(), meta["part"].numpy())
+    assert [s.decode() for s in meta["study"].numpy()] == frame["study"].head(4).tolist()
+
+
+def test_keep_aspect_pads_a_wide_image_with_black(tmp_path):
+    wide = np.full((10, 40), 200, np.uint8)
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    out = load_image(str(tmp_path / "wide.png"), 40, keep_aspect=True).numpy()
+    assert out.shape == (40, 40, 3)
+    assert out[:14].max() == 0 and out[-14:].max() == 0 and out[16:24].min() == 200
+    stretched = load_image(str(tmp_path / "wide.png"), 40).numpy()
+    assert stretched.min() == 200
+
+
+def test_bad_pipeline_settings_are_config_errors(frame):
+    with pytest.raises(ConfigError, match="batch size"):
+        make_dataset(frame, batch_size=0)
+    with pytest.raises(ConfigError, match="normalization"):
+        PipelineConfig(normalization="zscore")
+    with pytest.raises(ConfigError, match="empty"):
+        make_dataset(frame.iloc[:0])
