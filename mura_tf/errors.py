@@ -13,5 +13,9 @@ class ConfigError(MuraError):
     """A setting (flag, config field) has an impossible value."""
 
 
+class TrainingError(MuraError):
+    """Training could not go on (for example the loss became NaN)."""
+
+
 class MuraDataWarning(UserWarning):
     """Data was skipped (for example a corrupt PNG); the message counts and names it."""

@@ -80,3 +80,38 @@ def plot_samples(
                         f"{short_name(part)} {'abnormal' if label else 'normal'}", fontsize=8
                     )
     return _save(fig, path)
+
+
+def plot_roc(studies: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Study-level ROC curves, all parts and each part, from `metrics.study_predictions` rows."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    groups = [("all", studies)] + [(short_name(p), g) for p, g in studies.groupby("part")]
+    for name, g in groups:
+        if g["label"].nunique() < 2:
+            continue
+        fpr, tpr, _ = roc_curve(g["label"], g["probability"])
+        auc = roc_auc_score(g["label"], g["probability"])
+        ax.plot(fpr, tpr, lw=2.5 if name == "all" else 1, label=f"{name} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="Study-level ROC")
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)
+
+
+def plot_confusion(studies: pd.DataFrame, path: str | os.PathLike[str], threshold: float = 0.5) -> Path:
+    """Study-level confusion matrices (rows: truth, columns: prediction), all and per part."""
+    from sklearn.metrics import confusion_matrix
+
+    groups = [("all", studies)] + [(short_name(p), g) for p, g in studies.groupby("part")]
+    fig, axes = plt.subplots(1, len(groups), figsize=(2.6 * len(groups), 2.8), squeeze=False)
+    for ax, (name, g) in zip(axes[0], groups, strict=True):
+        matrix = confusion_matrix(g["label"], g["probability"] >= threshold, labels=[0, 1])
+        ax.imshow(matrix, cmap="Blues")
+        for (i, j), count in np.ndenumerate(matrix):
+            ax.text(j, i, str(count), ha="center", va="center")
+        ax.set_xticks([0, 1], ["normal", "abnormal"], fontsize=7)
+        ax.set_yticks([0, 1], ["normal", "abnormal"], fontsize=7)
+        ax.set_title(name, fontsize=9)
+    return _save(fig, path)

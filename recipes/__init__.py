@@ -1,0 +1,1 @@
+"""One module per experiment of the reports; run any with `python -m recipes.NAME --help`."""

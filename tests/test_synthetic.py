@@ -146,7 +146,7 @@ def test_abnormality_is_learnable_by_a_small_cnn(learnable_splits):
     )
     model = small_cnn(1, "sigmoid")
     model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy")
-    model.fit(train, epochs=8, verbose=0)
+    model.fit(train, epochs=8, verbose=0, shuffle=False)
     frame = learnable_splits.test.assign(p=model.predict(test, verbose=0)[:, 0])
     studies = frame.groupby("study").agg(p=("p", "mean"), y=("label", "first"))
     auc = roc_auc_score(studies["y"], studies["p"])
@@ -163,7 +163,7 @@ def test_body_part_is_learnable_well_above_chance(learnable_splits):
     test = make_dataset(learnable_splits.test, config, batch_size=64, target="part")
     model = small_cnn(7, "softmax")
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-    model.fit(train, epochs=3, verbose=0)
+    model.fit(train, epochs=3, verbose=0, shuffle=False)
     predicted = model.predict(test, verbose=0).argmax(axis=1)
     truth = np.concatenate([y.numpy() for _, y in test])
     assert accuracy_score(truth, predicted) >= 0.6  # chance is 1/7

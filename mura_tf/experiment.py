@@ -1,0 +1,297 @@
+"""An experiment is a config (a row of the reports' tables) and one call that runs it.
+
+`run_experiment` loads the data, splits it by patient, builds the model, trains it with the
+shared trainer, evaluates on MURA's valid split (image and study level), and writes the run
+folder `OUT/<recipe>/<part>/<run>/`:
+
+    config.json        every resolved setting, and the data counts
+    history.csv        one row per epoch
+    logs/              TensorBoard
+    checkpoints/best.keras   best dev-accuracy model
+    model.keras        the final model (best weights restored by early stopping)
+    export/            SavedModel: serve(float32 [N, S, S, 3] raw 0-255) -> probability [N, 1]
+    predictions.csv    one row per test image
+    metrics.json       image/study/per-part metrics; written last, so it marks a finished run
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from mura_tf.data.augment import AugmentConfig, parse_augmentations
+from mura_tf.data.mura import load_mura
+from mura_tf.data.pipeline import PipelineConfig, make_dataset
+from mura_tf.data.splits import Splits, make_splits
+from mura_tf.data.synthetic import SyntheticConfig, synthetic_dataset
+from mura_tf.errors import ConfigError
+from mura_tf.export import export_savedmodel
+from mura_tf.io import write_json, write_text, write_with
+from mura_tf.metrics import macro_f1, study_level_metrics
+from mura_tf.models.backbones import backbone_spec, build_backbone
+from mura_tf.models.heads import HEADS, build_classifier, classification_head
+from mura_tf.parts import PARTS, parse_parts, short_name
+from mura_tf.train import TrainConfig, compile_classifier, mura_class_weights, train
+
+# The embedded synthetic set for `--synthetic`: small enough for a 2-core CPU.
+SYNTHETIC_DATA = SyntheticConfig(
+    patients_per_part=60, valid_patients_per_part=20, min_side=96, max_side=192, seed=0
+)
+SYNTHETIC_IMAGE_SIZE = 64
+SYNTHETIC_MAX_EPOCHS = 8
+# Report 002's 2e-5 is a fine-tuning rate for ImageNet weights; from random weights (all that
+# is available offline) nothing moves at that rate, so the synthetic preset trains at 1e-3.
+SYNTHETIC_MIN_LR = 1e-3
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Every setting of one run; recipes fill in the reports' values."""
+
+    recipe: str
+    backbone: str
+    head: str = "linear"
+    freeze_backbone: bool = False
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    lr_boundaries: tuple[int, ...] = ()
+    lr_values: tuple[float, ...] = ()
+    epochs: int = 10
+    batch_size: int = 8
+    eval_batch_size: int = 16
+    image_size: int = 256
+    keep_aspect: bool = False
+    augment: tuple[str, ...] = ("autocontrast", "hflip")
+    dev_fraction: float = 0.1
+    part: str = "all"
+    weights: str = "imagenet"
+    patience: int = 4
+    monitor: str = "val_accuracy"
+    class_weights: bool = False
+    reduce_lr_on_plateau: bool = False
+    intermediate_epochs: int = 0  # > 0: first learn the 7-way body-part task (report 000 §3.3)
+    seed: int = 0
+    max_steps: int | None = None
+    mixed_precision: bool = False
+    jit_compile: str = "auto"
+    cache: str | None = None
+    data_dir: str | None = None
+    synthetic: bool = False
+    out: str = "saved_models"
+    run_name: str | None = None
+    overwrite: bool = False
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        backbone_spec(self.backbone)
+        if self.head not in HEADS:
+            raise ConfigError(f"unknown head {self.head!r}: use one of {', '.join(HEADS)}")
+        parse_parts(self.part)
+        parse_augmentations(self.augment)
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"{flag} must be at least 1, got {getattr(self, name)}")
+        if self.image_size < 32:
+            raise ConfigError(f"--image-size must be at least 32, got {self.image_size}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"--lr must be positive, got {self.learning_rate}")
+        if not 0 < self.dev_fraction < 1:
+            raise ConfigError(f"--dev-fraction must be in (0, 1), got {self.dev_fraction}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"--max-steps must be at least 1, got {self.max_steps}")
+        if self.intermediate_epochs < 0:
+            raise ConfigError(f"--intermediate-epochs must be 0 or more, got {self.intermediate_epochs}")
+
+    @property
+    def part_dir(self) -> str:
+        parts = parse_parts(self.part)
+        return "all" if parts == PARTS else "+".join(short_name(p) for p in parts)
+
+    def settings(self) -> dict:
+        """The settings that define the run (not where it is written)."""
+        skip = {"out", "run_name", "overwrite", "notes"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
+    def default_run_name(self) -> str:
+        """Stable for the same settings, so the same command finds and resumes its run."""
+        digest = hashlib.sha1(json.dumps(self.settings(), sort_keys=True, default=str).encode())
+        return f"seed{self.seed}-{digest.hexdigest()[:8]}"
+
+    def run_dir(self) -> Path:
+        return Path(self.out) / self.recipe / self.part_dir / (self.run_name or self.default_run_name())
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    metrics: dict
+    predictions: pd.DataFrame
+    experiment: Experiment
+    extra: dict = field(default_factory=dict)
+
+
+def apply_synthetic_preset(exp: Experiment, explicit: frozenset[str] = frozenset()) -> Experiment:
+    """Shrink an experiment to the embedded synthetic set on a CPU, noting every change.
+
+    Settings the user gave explicitly (`explicit` holds their field names) are kept.
+    """
+    changes: dict = {}
+    notes = list(exp.notes)
+    if "image_size" not in explicit and exp.image_size > SYNTHETIC_IMAGE_SIZE:
+        changes["image_size"] = SYNTHETIC_IMAGE_SIZE
+    if "epochs" not in explicit and exp.epochs > SYNTHETIC_MAX_EPOCHS:
+        changes["epochs"] = SYNTHETIC_MAX_EPOCHS
+    if "weights" not in explicit and exp.weights == "imagenet":
+        changes["weights"] = "none"
+    weights = changes.get("weights", exp.weights)
+    if weights == "none" and "learning_rate" not in explicit and exp.learning_rate < SYNTHETIC_MIN_LR:
+        changes["learning_rate"] = SYNTHETIC_MIN_LR
+    if exp.cache is None and "cache" not in explicit:
+        changes["cache"] = "memory"
+    for name, value in changes.items():
+        if name != "cache":
+            notes.append(f"synthetic preset: {name} {getattr(exp, name)} -> {value}")
+    return dataclasses.replace(exp, notes=tuple(notes), **changes)
+
+
+def resolve_data_dir(exp: Experiment) -> str:
+    """The MURA folder: the embedded synthetic set, `data_dir`, or `$MURA_DATA_DIR`."""
+    if exp.synthetic:
+        parts = parse_parts(exp.part)
+        return str(synthetic_dataset(dataclasses.replace(SYNTHETIC_DATA, parts=parts)))
+    data_dir = exp.data_dir or os.environ.get("MURA_DATA_DIR")
+    if not data_dir:
+        raise ConfigError("no data: pass --data-dir (or set MURA_DATA_DIR), or use --synthetic")
+    return data_dir
+
+
+def _pipeline(exp: Experiment, normalization: str, training: bool) -> PipelineConfig:
+    return PipelineConfig(
+        image_size=exp.image_size,
+        keep_aspect=exp.keep_aspect,
+        normalization=normalization,
+        augment=AugmentConfig(ops=tuple(exp.augment) if training else ()),
+        cache=exp.cache,
+    )
+
+
+def _train_config(exp: Experiment, epochs: int | None = None) -> TrainConfig:
+    return TrainConfig(
+        epochs=epochs or exp.epochs,
+        optimizer=exp.optimizer,
+        learning_rate=exp.learning_rate,
+        lr_boundaries=tuple(exp.lr_boundaries),
+        lr_values=tuple(exp.lr_values),
+        monitor=exp.monitor,
+        patience=exp.patience,
+        reduce_lr_on_plateau=exp.reduce_lr_on_plateau,
+        steps_per_epoch=exp.max_steps,
+        validation_steps=exp.max_steps,
+        jit_compile=exp.jit_compile if exp.jit_compile == "auto" else exp.jit_compile == "true",
+    )
+
+
+def _datasets(exp: Experiment, splits: Splits, normalization: str, target: str = "label"):
+    train_cfg = _pipeline(exp, normalization, training=True)
+    eval_cfg = _pipeline(exp, normalization, training=False)
+    train_ds = make_dataset(splits.train, train_cfg, batch_size=exp.batch_size, training=True,
+                            target=target, seed=exp.seed)
+    dev_ds = make_dataset(splits.dev, eval_cfg, batch_size=exp.eval_batch_size, target=target)
+    test_ds = make_dataset(splits.test, eval_cfg, batch_size=exp.eval_batch_size, target=target)
+    return train_ds, dev_ds, test_ds
+
+
+def _body_part_stage(exp: Experiment, splits: Splits, backbone: keras.Model, normalization: str,
+                     run_dir: Path) -> tuple[keras.layers.Layer, dict]:
+    """Report 000 §3.3, first stage: the unfrozen backbone + MLP learns the body part.
+
+    Returns the trained hidden layer (kept for the binary stage) and the stage's metrics.
+    """
+    head = classification_head("mlp", outputs=len(PARTS), name="part_head")
+    model = build_classifier(backbone, head, exp.image_size, freeze_backbone=False, name="body_part")
+    compile_classifier(model, _train_config(exp, exp.intermediate_epochs), task="part")
+    train_ds, dev_ds, test_ds = _datasets(exp, splits, normalization, target="part")
+    train(model, train_ds, dev_ds, run_dir / "body_part", _train_config(exp, exp.intermediate_epochs))
+    predicted = model.predict(test_ds, verbose=0).argmax(axis=1)
+    truth = splits.test["part"].map(PARTS.index).to_numpy()
+    stage = {
+        "macro_f1": macro_f1(truth, predicted),
+        "accuracy": float(np.mean(truth == predicted)),
+        "n_images": int(len(truth)),
+    }
+    write_json(run_dir / "body_part" / "metrics.json", stage)
+    return head.get_layer("hidden"), stage
+
+
+def run_experiment(exp: Experiment) -> RunResult:
+    """Train and evaluate one experiment; see the module docstring for what it writes."""
+    run_dir = exp.run_dir()
+    if (run_dir / "metrics.json").exists() and not exp.overwrite:
+        raise ConfigError(
+            f"{run_dir} already holds a finished run: pass --overwrite to train again, or --run NAME"
+        )
+    data_dir = resolve_data_dir(exp)
+    frame = load_mura(data_dir, exp.part)
+    splits = make_splits(frame, exp.dev_fraction, exp.seed)
+    if splits.test.empty:
+        raise ConfigError(f"{data_dir} has no valid split to test on")
+    spec = backbone_spec(exp.backbone)
+    counts = {name: int(len(getattr(splits, name))) for name in ("train", "dev", "test")}
+    config = {"experiment": exp.settings(), "data_dir": str(data_dir), "images": counts,
+              "normalization": spec.normalization, "notes": list(exp.notes)}
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create {run_dir}: {e.strerror}; choose a writable --out") from None
+    write_json(run_dir / "config.json", config)
+
+    keras.utils.set_random_seed(exp.seed)
+    if exp.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    backbone = build_backbone(exp.backbone, exp.image_size, exp.weights)
+    extra: dict = {}
+    hidden = None
+    if exp.intermediate_epochs:
+        hidden, extra["body_part"] = _body_part_stage(exp, splits, backbone, spec.normalization, run_dir)
+
+    head = classification_head(exp.head)
+    if hidden is not None:  # keep the body-part stage's hidden layer, replace only the output
+        head = keras.Sequential(
+            [hidden, keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="out")],
+            name="head",
+        )
+    model = build_classifier(backbone, head, exp.image_size, exp.freeze_backbone)
+    train_config = _train_config(exp)
+    compile_classifier(model, train_config)
+    train_ds, dev_ds, test_ds = _datasets(exp, splits, spec.normalization)
+    weights = mura_class_weights(splits.train["label"]) if exp.class_weights else None
+    train(model, train_ds, dev_ds, run_dir, train_config, class_weight=weights)
+
+    probabilities = model.predict(test_ds, verbose=0)[:, 0]
+    predictions = splits.test[["path", "part", "patient", "study", "label"]].assign(
+        probability=probabilities
+    )
+    metrics = study_level_metrics(predictions)
+    metrics.update(extra)
+    write_with(run_dir / "model.keras", lambda tmp: _save_keras(model, tmp))
+    export_savedmodel(model, spec.normalization, exp.image_size, run_dir / "export")
+    write_text(run_dir / "predictions.csv", predictions.to_csv(index=False, float_format="%.7g"))
+    write_json(run_dir / "metrics.json", metrics)
+    return RunResult(run_dir, metrics, predictions, exp, extra)
+
+
+def _save_keras(model: keras.Model, tmp: Path) -> None:
+    keras_tmp = tmp.with_suffix(".keras")  # Keras insists on the suffix
+    model.save(keras_tmp)
+    os.replace(keras_tmp, tmp)

@@ -1,0 +1,1 @@
+"""Backbones, classification heads and the layers export needs."""

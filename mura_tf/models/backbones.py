@@ -1,0 +1,137 @@
+"""A small registry of image backbones and the pixel normalisation each was trained with.
+
+`densenet169` and `resnet50` come from `keras.applications`; `resnet18` (which
+keras.applications lacks) is keras-hub's `ResNetBackbone` with the `resnet_18_imagenet`
+architecture. Every backbone maps `[B, S, S, 3]` normalised images to a feature map
+`[B, h, w, C]`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+
+from mura_tf.errors import ConfigError
+
+NO_NETWORK_HINT = "use --weights none (random initialisation) or --weights PATH to a local file"
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What the rest of the project needs to know about a backbone."""
+
+    name: str
+    normalization: str  # see mura_tf.data.normalization
+    features: int  # channels of the final feature map
+    min_size: int  # smallest input side the architecture accepts
+    build: Callable[[int, str | None], keras.Model]  # (image_size, weights) -> backbone
+
+
+def _densenet169(size: int, weights: str | None) -> keras.Model:
+    return keras.applications.DenseNet169(
+        include_top=False, weights=weights, input_shape=(size, size, 3)
+    )
+
+
+def _resnet50(size: int, weights: str | None) -> keras.Model:
+    return keras.applications.ResNet50(
+        include_top=False, weights=weights, input_shape=(size, size, 3)
+    )
+
+
+# The architecture of keras-hub's `resnet_18_imagenet` preset (ResNet v1, basic blocks);
+# built here so that `--weights none` needs no download. Its 11,186,112 parameters match the
+# preset's metadata.
+RESNET18_ARCHITECTURE = dict(
+    input_conv_filters=[64],
+    input_conv_kernel_sizes=[7],
+    stackwise_num_filters=[64, 128, 256, 512],
+    stackwise_num_blocks=[2, 2, 2, 2],
+    stackwise_num_strides=[1, 2, 2, 2],
+    block_type="basic_block",
+    use_pre_activation=False,
+)
+
+
+def _resnet18(size: int, weights: str | None) -> keras.Model:
+    import keras_hub
+
+    if weights == "imagenet":
+        return keras_hub.models.ResNetBackbone.from_preset(
+            "resnet_18_imagenet", image_shape=(size, size, 3)
+        )
+    if weights is not None and Path(weights).is_dir():  # a local keras-hub preset
+        return keras_hub.models.ResNetBackbone.from_preset(weights, image_shape=(size, size, 3))
+    model = keras_hub.models.ResNetBackbone(**RESNET18_ARCHITECTURE, image_shape=(size, size, 3))
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "densenet169": BackboneSpec("densenet169", "imagenet", 1664, 32, _densenet169),
+    "resnet50": BackboneSpec("resnet50", "caffe", 2048, 32, _resnet50),
+    "resnet18": BackboneSpec("resnet18", "imagenet", 512, 32, _resnet18),
+}
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    """The registry entry for `name`, or a `ConfigError` listing the choices."""
+    try:
+        return BACKBONES[name.lower()]
+    except KeyError:
+        raise ConfigError(
+            f"unknown backbone {name!r}: use one of {', '.join(BACKBONES)}"
+        ) from None
+
+
+def build_backbone(name: str, image_size: int, weights: str = "imagenet") -> keras.Model:
+    """Build a backbone for square `image_size` inputs.
+
+    Args:
+        name: a key of `BACKBONES`.
+        image_size: input side in pixels.
+        weights: `imagenet` (the library's own loader; needs network once), `none`, or a path
+            to a weights file (`.h5`/`.weights.h5`; for resnet18 also a keras-hub preset folder).
+    Returns:
+        A `keras.Model` mapping normalised `[B, S, S, 3]` to a feature map `[B, h, w, C]`.
+    Raises:
+        ConfigError: unknown name, too small an image, missing weights file, or ImageNet weights
+            that cannot be fetched.
+    """
+    spec = backbone_spec(name)
+    if image_size < spec.min_size:
+        raise ConfigError(
+            f"{spec.name} needs images of at least {spec.min_size} px, got --image-size {image_size}"
+        )
+    resolved: str | None
+    if weights in ("none", "", None):
+        resolved = None
+    elif weights == "imagenet":
+        resolved = "imagenet"
+    else:
+        path = Path(os.path.expanduser(str(weights)))
+        if not path.exists():
+            raise ConfigError(f"weights file not found: {path}; {NO_NETWORK_HINT}")
+        resolved = str(path)
+    try:
+        return spec.build(image_size, resolved)
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - loaders raise anything from URLError to ValueError
+        text = f"{type(e).__name__}: {e}".lower()
+        offline = any(
+            k in text for k in ("url fetch", "connection", "resolve", "network", "kaggle", "http")
+        )
+        if resolved == "imagenet" and offline:
+            raise ConfigError(
+                f"cannot download ImageNet weights for {spec.name} (no network?); {NO_NETWORK_HINT}"
+            ) from None
+        if resolved not in (None, "imagenet"):
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ConfigError(f"cannot load weights {resolved} into {spec.name}: {first}") from None
+        raise

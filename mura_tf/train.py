@@ -1,0 +1,174 @@
+"""The shared trainer: one function over `model.fit` that every recipe uses."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mura_tf.callbacks import BestModelCheckpoint, EpochHistoryCSV, TrainingImages
+from mura_tf.errors import ConfigError, TrainingError
+
+OPTIMIZERS = ("adam", "sgd", "adamw")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How `fit` runs. `lr_boundaries`/`lr_values` give a piecewise-constant schedule in steps
+    (report 000 §3.4: 0.01 for 1000 steps, then 0.001); empty means a constant rate."""
+
+    epochs: int = 10
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    lr_boundaries: tuple[int, ...] = ()
+    lr_values: tuple[float, ...] = ()
+    monitor: str = "val_accuracy"
+    patience: int = 4  # early stopping; 0 turns it off
+    reduce_lr_on_plateau: bool = False
+    steps_per_epoch: int | None = None  # cap for smoke runs; the training data then repeats
+    validation_steps: int | None = None
+    jit_compile: bool | str = "auto"
+    tensorboard_images: int = 8
+    verbose: int | str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"--lr must be positive, got {self.learning_rate}")
+        if self.lr_boundaries and len(self.lr_values) != len(self.lr_boundaries) + 1:
+            raise ConfigError("a piecewise schedule needs one more value than boundaries")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ConfigError(f"--max-steps must be at least 1, got {self.steps_per_epoch}")
+        if self.patience < 0:
+            raise ConfigError(f"--patience must be 0 or more, got {self.patience}")
+
+
+def learning_rate(config: TrainConfig) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """A constant rate, or the piecewise-constant schedule the config describes."""
+    if not config.lr_boundaries:
+        return config.learning_rate
+    return keras.optimizers.schedules.PiecewiseConstantDecay(
+        list(config.lr_boundaries), list(config.lr_values)
+    )
+
+
+def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    """Adam (the reports' choice), AdamW or SGD with momentum 0.9."""
+    lr = learning_rate(config)
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(lr)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr)
+    return keras.optimizers.SGD(lr, momentum=0.9)
+
+
+def mura_class_weights(labels) -> dict[int, float]:
+    """The MURA paper's weighting: w_abnormal = |N| / (|A| + |N|), w_normal = |A| / (|A| + |N|).
+
+    Args:
+        labels: `[N]` 0/1 training labels.
+    """
+    y = np.asarray(labels).astype(int).ravel()
+    abnormal, total = int(y.sum()), len(y)
+    if total == 0 or abnormal in (0, total):
+        raise ConfigError("class weights need both normal and abnormal training images")
+    return {0: abnormal / total, 1: (total - abnormal) / total}
+
+
+def compile_classifier(model: keras.Model, config: TrainConfig, task: str = "binary") -> keras.Model:
+    """Compile with the task's loss and the reports' metrics.
+
+    `binary`: binary cross-entropy on sigmoid outputs; accuracy, precision, recall, AUC.
+    `part`: sparse categorical cross-entropy on the 7-way softmax; accuracy.
+    """
+    if task == "binary":
+        loss = keras.losses.BinaryCrossentropy()
+        metrics = [
+            keras.metrics.BinaryAccuracy(name="accuracy"),
+            keras.metrics.Precision(name="precision"),
+            keras.metrics.Recall(name="recall"),
+            keras.metrics.AUC(name="auc"),
+        ]
+    elif task == "part":
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    else:
+        raise ConfigError(f"unknown task {task!r}")
+    model.compile(make_optimizer(config), loss, metrics=metrics, jit_compile=config.jit_compile)
+    return model
+
+
+def make_callbacks(run_dir: Path, config: TrainConfig, sample_images=None) -> list[keras.callbacks.Callback]:
+    """BackupAndRestore, TerminateOnNaN, best checkpoint, early stopping, history, TensorBoard."""
+    mode = "min" if "loss" in config.monitor else "max"
+    callbacks: list[keras.callbacks.Callback] = [
+        # First, so that a resumed run restores weights before anything else looks at them.
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        keras.callbacks.TerminateOnNaN(),
+        BestModelCheckpoint(run_dir / "checkpoints" / "best.keras", config.monitor, mode),
+        EpochHistoryCSV(run_dir / "history.csv"),
+        keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
+    ]
+    if config.patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                config.monitor, patience=config.patience, mode=mode, restore_best_weights=True
+            )
+        )
+    if config.reduce_lr_on_plateau:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(config.monitor, mode=mode, patience=2))
+    if sample_images is not None and config.tensorboard_images:
+        callbacks.append(TrainingImages(sample_images[: config.tensorboard_images], run_dir / "logs"))
+    return callbacks
+
+
+def train(
+    model: keras.Model,
+    train_data: tf.data.Dataset,
+    dev_data: tf.data.Dataset,
+    run_dir: str | os.PathLike[str],
+    config: TrainConfig,
+    *,
+    class_weight: dict[int, float] | None = None,
+) -> keras.callbacks.History:
+    """Fit a compiled `model` with the project's callbacks; outputs go to `run_dir`.
+
+    Writes `history.csv`, `logs/` (TensorBoard: scalars, learning rate, augmented training
+    images), `checkpoints/best.keras` (best `config.monitor` on the dev data) and `backup/`
+    (removed when training completes; a killed run started again resumes from it).
+    Early stopping restores the best weights into `model`.
+
+    Args:
+        train_data: batches `(images [B, S, S, 3], targets)`, shuffled and augmented.
+        dev_data: batches for model selection, never augmented.
+    """
+    run_dir = Path(run_dir)
+    sample = next(iter(train_data.take(1)))[0]
+    if config.steps_per_epoch:
+        train_data = train_data.repeat()
+    history = model.fit(
+        train_data,
+        validation_data=dev_data,
+        epochs=config.epochs,
+        steps_per_epoch=config.steps_per_epoch,
+        validation_steps=config.validation_steps,
+        class_weight=class_weight,
+        shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras cannot shuffle a Dataset
+        callbacks=make_callbacks(run_dir, config, sample),
+        verbose=config.verbose,
+    )
+    if model.stop_training and any(
+        not np.isfinite(v) for v in history.history.get("loss", [0.0])[-1:]
+    ):
+        raise TrainingError(
+            f"training stopped: the loss became NaN (lower --lr?); the last good model is "
+            f"{run_dir / 'checkpoints' / 'best.keras'}"
+        )
+    return history
