@@ -23,7 +23,9 @@ from mura_tf.io import atomic_path, write_text
 class BestModelCheckpoint(keras.callbacks.Callback):
     """Save the whole model to `path` (`.keras`) whenever `monitor` improves; atomic."""
 
-    def __init__(self, path: str | os.PathLike[str], monitor: str = "val_accuracy", mode: str = "max"):
+    def __init__(
+        self, path: str | os.PathLike[str], monitor: str = "val_accuracy", mode: str = "max"
+    ):
         super().__init__()
         self.path = Path(path)
         self.monitor = monitor
@@ -61,7 +63,9 @@ class EpochHistoryCSV(keras.callbacks.Callback):
         row = {"epoch": epoch}
         row.update({k: float(v) for k, v in sorted((logs or {}).items())})
         if "learning_rate" not in row and self.model.optimizer is not None:
-            row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            row["learning_rate"] = float(
+                keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+            )
         rows.append(row)
         fields = list(dict.fromkeys(k for r in rows for k in r))
         buf = io.StringIO()
@@ -92,5 +96,7 @@ class TrainingImages(keras.callbacks.Callback):
         shown = (x - lo) / tf.maximum(hi - lo, 1e-6)  # per-image min-max, whatever the scaling
         writer = tf.summary.create_file_writer(self.log_dir)
         with writer.as_default():
-            tf.summary.image("augmented_training_images", shown, step=0, max_outputs=len(self.images))
+            tf.summary.image(
+                "augmented_training_images", shown, step=0, max_outputs=len(self.images)
+            )
         writer.flush()

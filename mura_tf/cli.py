@@ -41,6 +41,13 @@ def run(
         return 130
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the flag, with a pointer to --help."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     try:

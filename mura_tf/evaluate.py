@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mura_tf.cli import positive_int, quiet_tensorflow, run
+from mura_tf.cli import ArgumentParser, positive_int, quiet_tensorflow, run
 from mura_tf.errors import ConfigError
 
 
@@ -29,7 +29,9 @@ def load_serving(path: str | os.PathLike[str]):
 
     path = Path(path)
     if not (path / "saved_model.pb").is_file():
-        raise ConfigError(f"{path} is not a SavedModel (no saved_model.pb): pass a run's export/ folder")
+        raise ConfigError(
+            f"{path} is not a SavedModel (no saved_model.pb): pass a run's export/ folder"
+        )
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as e:  # noqa: BLE001 - TensorFlow raises many types for a broken model
@@ -47,31 +49,43 @@ def load_serving(path: str | os.PathLike[str]):
     return predict, int(spec.shape[1])
 
 
-def predict_frame(serve, image_size: int, frame: pd.DataFrame, batch_size: int = 32) -> pd.DataFrame:
+def predict_frame(
+    serve, image_size: int, frame: pd.DataFrame, batch_size: int = 32
+) -> pd.DataFrame:
     """Per-image probabilities for catalogue rows; columns path, part, patient, study, label,
     probability."""
     from mura_tf.data.pipeline import PipelineConfig, make_dataset
 
-    dataset = make_dataset(frame, PipelineConfig(image_size=image_size, normalization="raw"),
-                           batch_size=batch_size)
+    dataset = make_dataset(
+        frame, PipelineConfig(image_size=image_size, normalization="raw"), batch_size=batch_size
+    )
     probabilities = np.concatenate([np.asarray(serve(images)).reshape(-1) for images, _ in dataset])
     return frame[["path", "part", "patient", "study", "label"]].assign(probability=probabilities)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m mura_tf.evaluate",
         description="Evaluate an exported SavedModel on MURA at image and study level.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--model", required=True, help="a run's export/ folder (SavedModel)")
-    parser.add_argument("--data-dir", default=os.environ.get("MURA_DATA_DIR"),
-                        help="MURA-v1.1/ or its parent (default: $MURA_DATA_DIR)")
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("MURA_DATA_DIR"),
+        help="MURA-v1.1/ or its parent (default: $MURA_DATA_DIR)",
+    )
     parser.add_argument("--part", default="all", help="a part, a comma list, or all")
-    parser.add_argument("--split", default="valid", choices=["valid", "train"],
-                        help="MURA split to evaluate on (valid is the test set)")
+    parser.add_argument(
+        "--split",
+        default="valid",
+        choices=["valid", "train"],
+        help="MURA split to evaluate on (valid is the test set)",
+    )
     parser.add_argument("--batch-size", type=positive_int, default=32)
-    parser.add_argument("--out", help="output folder (default: next to the model, evaluation-SPLIT)")
+    parser.add_argument(
+        "--out", help="output folder (default: next to the model, evaluation-SPLIT)"
+    )
     args = parser.parse_args(argv)
     if not args.data_dir:
         raise ConfigError("no data folder: pass --data-dir or set MURA_DATA_DIR")
@@ -86,7 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     predictions = predict_frame(serve, image_size, frame, args.batch_size)
     metrics = study_level_metrics(predictions)
     print(metrics_table(metrics).to_string())
-    out = Path(args.out) if args.out else Path(args.model).resolve().parent / f"evaluation-{args.split}"
+    out = (
+        Path(args.out)
+        if args.out
+        else Path(args.model).resolve().parent / f"evaluation-{args.split}"
+    )
     studies = study_predictions(predictions)
     written = [
         write_json(out / "metrics.json", metrics),

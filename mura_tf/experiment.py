@@ -109,7 +109,9 @@ class Experiment:
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"--max-steps must be at least 1, got {self.max_steps}")
         if self.intermediate_epochs < 0:
-            raise ConfigError(f"--intermediate-epochs must be 0 or more, got {self.intermediate_epochs}")
+            raise ConfigError(
+                f"--intermediate-epochs must be 0 or more, got {self.intermediate_epochs}"
+            )
 
     @property
     def part_dir(self) -> str:
@@ -127,7 +129,12 @@ class Experiment:
         return f"seed{self.seed}-{digest.hexdigest()[:8]}"
 
     def run_dir(self) -> Path:
-        return Path(self.out) / self.recipe / self.part_dir / (self.run_name or self.default_run_name())
+        return (
+            Path(self.out)
+            / self.recipe
+            / self.part_dir
+            / (self.run_name or self.default_run_name())
+        )
 
 
 @dataclass
@@ -155,8 +162,25 @@ def apply_synthetic_preset(exp: Experiment, explicit: frozenset[str] = frozenset
     if "weights" not in explicit and exp.weights == "imagenet":
         changes["weights"] = "none"
     weights = changes.get("weights", exp.weights)
-    if weights == "none" and "learning_rate" not in explicit and exp.learning_rate < SYNTHETIC_MIN_LR:
+    if (
+        weights == "none"
+        and "learning_rate" not in explicit
+        and exp.learning_rate < SYNTHETIC_MIN_LR
+    ):
         changes["learning_rate"] = SYNTHETIC_MIN_LR
+    if (
+        weights == "none"
+        and exp.freeze_backbone
+        and not exp.intermediate_epochs
+        and "freeze_backbone" not in explicit
+    ):
+        # A frozen random backbone gives features of scale ~0.01 that a head barely learns from;
+        # with ImageNet weights (--weights imagenet) the backbone stays frozen as reported.
+        changes["freeze_backbone"] = False
+    if "monitor" not in explicit and exp.monitor == "val_accuracy":
+        # The synthetic dev split has a few dozen images: accuracy ties from the first epoch,
+        # so early stopping would keep epoch 1. AUC ranks models finely enough.
+        changes["monitor"] = "val_auc"
     if exp.cache is None and "cache" not in explicit:
         changes["cache"] = "memory"
     for name, value in changes.items():
@@ -205,24 +229,35 @@ def _train_config(exp: Experiment, epochs: int | None = None) -> TrainConfig:
 def _datasets(exp: Experiment, splits: Splits, normalization: str, target: str = "label"):
     train_cfg = _pipeline(exp, normalization, training=True)
     eval_cfg = _pipeline(exp, normalization, training=False)
-    train_ds = make_dataset(splits.train, train_cfg, batch_size=exp.batch_size, training=True,
-                            target=target, seed=exp.seed)
+    train_ds = make_dataset(
+        splits.train,
+        train_cfg,
+        batch_size=exp.batch_size,
+        training=True,
+        target=target,
+        seed=exp.seed,
+    )
     dev_ds = make_dataset(splits.dev, eval_cfg, batch_size=exp.eval_batch_size, target=target)
     test_ds = make_dataset(splits.test, eval_cfg, batch_size=exp.eval_batch_size, target=target)
     return train_ds, dev_ds, test_ds
 
 
-def _body_part_stage(exp: Experiment, splits: Splits, backbone: keras.Model, normalization: str,
-                     run_dir: Path) -> tuple[keras.layers.Layer, dict]:
+def _body_part_stage(
+    exp: Experiment, splits: Splits, backbone: keras.Model, normalization: str, run_dir: Path
+) -> tuple[keras.layers.Layer, dict]:
     """Report 000 §3.3, first stage: the unfrozen backbone + MLP learns the body part.
 
     Returns the trained hidden layer (kept for the binary stage) and the stage's metrics.
     """
     head = classification_head("mlp", outputs=len(PARTS), name="part_head")
-    model = build_classifier(backbone, head, exp.image_size, freeze_backbone=False, name="body_part")
+    model = build_classifier(
+        backbone, head, exp.image_size, freeze_backbone=False, name="body_part"
+    )
     compile_classifier(model, _train_config(exp, exp.intermediate_epochs), task="part")
     train_ds, dev_ds, test_ds = _datasets(exp, splits, normalization, target="part")
-    train(model, train_ds, dev_ds, run_dir / "body_part", _train_config(exp, exp.intermediate_epochs))
+    train(
+        model, train_ds, dev_ds, run_dir / "body_part", _train_config(exp, exp.intermediate_epochs)
+    )
     predicted = model.predict(test_ds, verbose=0).argmax(axis=1)
     truth = splits.test["part"].map(PARTS.index).to_numpy()
     stage = {
@@ -239,7 +274,8 @@ def run_experiment(exp: Experiment) -> RunResult:
     run_dir = exp.run_dir()
     if (run_dir / "metrics.json").exists() and not exp.overwrite:
         raise ConfigError(
-            f"{run_dir} already holds a finished run: pass --overwrite to train again, or --run NAME"
+            f"{run_dir} already holds a finished run: "
+            "pass --overwrite to train again, or --run NAME"
         )
     data_dir = resolve_data_dir(exp)
     frame = load_mura(data_dir, exp.part)
@@ -248,12 +284,19 @@ def run_experiment(exp: Experiment) -> RunResult:
         raise ConfigError(f"{data_dir} has no valid split to test on")
     spec = backbone_spec(exp.backbone)
     counts = {name: int(len(getattr(splits, name))) for name in ("train", "dev", "test")}
-    config = {"experiment": exp.settings(), "data_dir": str(data_dir), "images": counts,
-              "normalization": spec.normalization, "notes": list(exp.notes)}
+    config = {
+        "experiment": exp.settings(),
+        "data_dir": str(data_dir),
+        "images": counts,
+        "normalization": spec.normalization,
+        "notes": list(exp.notes),
+    }
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ConfigError(f"cannot create {run_dir}: {e.strerror}; choose a writable --out") from None
+        raise ConfigError(
+            f"cannot create {run_dir}: {e.strerror}; choose a writable --out"
+        ) from None
     write_json(run_dir / "config.json", config)
 
     keras.utils.set_random_seed(exp.seed)
@@ -263,7 +306,9 @@ def run_experiment(exp: Experiment) -> RunResult:
     extra: dict = {}
     hidden = None
     if exp.intermediate_epochs:
-        hidden, extra["body_part"] = _body_part_stage(exp, splits, backbone, spec.normalization, run_dir)
+        hidden, extra["body_part"] = _body_part_stage(
+            exp, splits, backbone, spec.normalization, run_dir
+        )
 
     head = classification_head(exp.head)
     if hidden is not None:  # keep the body-part stage's hidden layer, replace only the output

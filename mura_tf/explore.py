@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mura_tf.cli import Progress, positive_int, run
+from mura_tf.cli import ArgumentParser, Progress, positive_int, run
 from mura_tf.data.mura import load_mura
 from mura_tf.data.summary import count_table, summarize
 from mura_tf.errors import ConfigError
@@ -21,7 +21,7 @@ from mura_tf.plots import plot_counts, plot_samples
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m mura_tf.explore",
         description="Tables, counts and sample images of a MURA-v1.1 folder.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -100,7 +100,9 @@ def plot_roc(studies: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     return _save(fig, path)
 
 
-def plot_confusion(studies: pd.DataFrame, path: str | os.PathLike[str], threshold: float = 0.5) -> Path:
+def plot_confusion(
+    studies: pd.DataFrame, path: str | os.PathLike[str], threshold: float = 0.5
+) -> Path:
     """Study-level confusion matrices (rows: truth, columns: prediction), all and per part."""
     from sklearn.metrics import confusion_matrix
 

@@ -6,13 +6,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from mura_tf.cli import Progress, positive_int, run
+from mura_tf.cli import ArgumentParser, Progress, positive_int, run
 from mura_tf.data.synthetic import SyntheticConfig, generate_synthetic
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     defaults = SyntheticConfig()
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m mura_tf.synthetic",
         description="Generate a small synthetic MURA-v1.1 (official layout and CSVs) with a "
         "learnable abnormality signal, for tests and quick starts.",

@@ -18,8 +18,12 @@ OPTIMIZERS = ("adam", "sgd", "adamw")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How `fit` runs. `lr_boundaries`/`lr_values` give a piecewise-constant schedule in steps
-    (report 000 §3.4: 0.01 for 1000 steps, then 0.001); empty means a constant rate."""
+    """How `fit` runs.
+
+    `lr_boundaries`/`lr_values` give a piecewise-constant schedule: `lr_values[0]` for the first
+    `lr_boundaries[0]` optimizer steps, and so on (report 000 §3.4: `(1000,)`, `(0.01, 0.001)`
+    is 0.01 for 1000 steps, then 0.001). Empty means a constant `learning_rate`.
+    """
 
     epochs: int = 10
     optimizer: str = "adam"
@@ -39,7 +43,9 @@ class TrainConfig:
         if self.epochs < 1:
             raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
         if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"unknown optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+            raise ConfigError(
+                f"unknown optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}"
+            )
         if not self.learning_rate > 0:
             raise ConfigError(f"--lr must be positive, got {self.learning_rate}")
         if self.lr_boundaries and len(self.lr_values) != len(self.lr_boundaries) + 1:
@@ -54,8 +60,10 @@ def learning_rate(config: TrainConfig) -> float | keras.optimizers.schedules.Lea
     """A constant rate, or the piecewise-constant schedule the config describes."""
     if not config.lr_boundaries:
         return config.learning_rate
+    # PiecewiseConstantDecay keeps values[0] while step <= boundary; steps count from 0, so
+    # "N steps at the first rate" is the boundary N - 1.
     return keras.optimizers.schedules.PiecewiseConstantDecay(
-        list(config.lr_boundaries), list(config.lr_values)
+        [b - 1 for b in config.lr_boundaries], list(config.lr_values)
     )
 
 
@@ -82,7 +90,9 @@ def mura_class_weights(labels) -> dict[int, float]:
     return {0: abnormal / total, 1: (total - abnormal) / total}
 
 
-def compile_classifier(model: keras.Model, config: TrainConfig, task: str = "binary") -> keras.Model:
+def compile_classifier(
+    model: keras.Model, config: TrainConfig, task: str = "binary"
+) -> keras.Model:
     """Compile with the task's loss and the reports' metrics.
 
     `binary`: binary cross-entropy on sigmoid outputs; accuracy, precision, recall, AUC.
@@ -105,7 +115,9 @@ def compile_classifier(model: keras.Model, config: TrainConfig, task: str = "bin
     return model
 
 
-def make_callbacks(run_dir: Path, config: TrainConfig, sample_images=None) -> list[keras.callbacks.Callback]:
+def make_callbacks(
+    run_dir: Path, config: TrainConfig, sample_images=None
+) -> list[keras.callbacks.Callback]:
     """BackupAndRestore, TerminateOnNaN, best checkpoint, early stopping, history, TensorBoard."""
     mode = "min" if "loss" in config.monitor else "max"
     callbacks: list[keras.callbacks.Callback] = [
@@ -124,8 +136,10 @@ def make_callbacks(run_dir: Path, config: TrainConfig, sample_images=None) -> li
         )
     if config.reduce_lr_on_plateau:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(config.monitor, mode=mode, patience=2))
-    if sample_images is not None and config.tensorboard_images:
-        callbacks.append(TrainingImages(sample_images[: config.tensorboard_images], run_dir / "logs"))
+    if sample_images is not None and config.tensorboard_images and len(sample_images.shape) == 4:
+        callbacks.append(
+            TrainingImages(sample_images[: config.tensorboard_images], run_dir / "logs")
+        )
     return callbacks
 
 

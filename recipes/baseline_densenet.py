@@ -5,10 +5,17 @@ from recipes.common import run
 
 EXPERIMENT = Experiment(
     recipe="baseline_densenet",
-    backbone="densenet169", head="linear", freeze_backbone=False,
-    optimizer="adam", learning_rate=2e-5, epochs=15,
-    batch_size=8, eval_batch_size=16, image_size=256,
-    augment=("hflip", "rotate", "translate"), dev_fraction=0.20,
+    backbone="densenet169",
+    head="linear",
+    freeze_backbone=False,
+    optimizer="adam",
+    learning_rate=2e-5,
+    epochs=15,
+    batch_size=8,
+    eval_batch_size=16,
+    image_size=256,
+    augment=("hflip", "rotate", "translate"),
+    dev_fraction=0.20,
     part="elbow",
 )
 

@@ -7,12 +7,19 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
-from mura_tf.cli import positive_int, quiet_tensorflow, run as run_cli
+from mura_tf.cli import ArgumentParser, positive_int, quiet_tensorflow
+from mura_tf.cli import run as run_cli
 from mura_tf.experiment import Experiment
 
 # flag -> (Experiment field, argparse keyword arguments)
 FLAGS: dict[str, tuple[str, dict]] = {
-    "--part": ("part", dict(help="body part (elbow, finger, forearm, hand, humerus, shoulder, wrist), a comma list, or all")),
+    "--part": (
+        "part",
+        dict(
+            help="body part (elbow, finger, forearm, hand, humerus, shoulder, wrist), "
+            "a comma list, or all"
+        ),
+    ),
     "--data-dir": ("data_dir", dict(help="MURA-v1.1/ or its parent (default: $MURA_DATA_DIR)")),
     "--epochs": ("epochs", dict(type=positive_int)),
     "--batch-size": ("batch_size", dict(type=positive_int, help="training batch size")),
@@ -21,20 +28,57 @@ FLAGS: dict[str, tuple[str, dict]] = {
     "--lr": ("learning_rate", dict(type=float, help="learning rate (the first one of a schedule)")),
     "--weights": ("weights", dict(help="imagenet, none, or a path to a weights file")),
     "--seed": ("seed", dict(type=int)),
-    "--dev-fraction": ("dev_fraction", dict(type=float, help="share of train held out (by patient) for model selection")),
-    "--augment": ("augment", dict(help="comma list of autocontrast, hflip, rotate, translate, scale; or none")),
+    "--dev-fraction": (
+        "dev_fraction",
+        dict(type=float, help="share of train held out (by patient) for model selection"),
+    ),
+    "--augment": (
+        "augment",
+        dict(help="comma list of autocontrast, hflip, rotate, translate, scale; or none"),
+    ),
+    "--monitor": (
+        "monitor",
+        dict(
+            choices=["val_accuracy", "val_auc", "val_loss"],
+            help="dev metric for early stopping and the best checkpoint",
+        ),
+    ),
     "--patience": ("patience", dict(type=int, help="early-stopping patience in epochs (0: off)")),
-    "--max-steps": ("max_steps", dict(type=positive_int, help="cap steps per epoch (and dev steps) for a quick smoke run")),
-    "--intermediate-epochs": ("intermediate_epochs", dict(type=int, help="epochs of the body-part task before the binary one")),
+    "--max-steps": (
+        "max_steps",
+        dict(type=positive_int, help="cap steps per epoch (and dev steps) for a quick smoke run"),
+    ),
+    "--intermediate-epochs": (
+        "intermediate_epochs",
+        dict(type=int, help="epochs of the body-part task before the binary one"),
+    ),
     "--cache": ("cache", dict(help="cache decoded images: memory, or a file prefix")),
-    "--jit-compile": ("jit_compile", dict(choices=["auto", "true", "false"], help="XLA compilation of the train step")),
+    "--jit-compile": (
+        "jit_compile",
+        dict(choices=["auto", "true", "false"], help="XLA compilation of the train step"),
+    ),
     "--out": ("out", dict(help="root folder of run outputs")),
-    "--run": ("run_name", dict(help="run folder name (default: seed and a hash of the settings, so the same command resumes)")),
+    "--run": (
+        "run_name",
+        dict(
+            help="run folder name (default: seed and a hash of the settings, "
+            "so the same command resumes)"
+        ),
+    ),
 }
 SWITCHES: dict[str, tuple[str, str]] = {
-    "--synthetic": ("synthetic", "generate (once) and use the embedded synthetic MURA; shrinks the run to CPU size"),
-    "--class-weights": ("class_weights", "weight the loss by the MURA paper's |N|/(|A|+|N|) scheme"),
-    "--reduce-lr-on-plateau": ("reduce_lr_on_plateau", "divide the learning rate by 10 when dev accuracy stalls"),
+    "--synthetic": (
+        "synthetic",
+        "generate (once) and use the embedded synthetic MURA; shrinks the run to CPU size",
+    ),
+    "--class-weights": (
+        "class_weights",
+        "weight the loss by the MURA paper's |N|/(|A|+|N|) scheme",
+    ),
+    "--reduce-lr-on-plateau": (
+        "reduce_lr_on_plateau",
+        "divide the learning rate by 10 when dev accuracy stalls",
+    ),
     "--mixed-precision": ("mixed_precision", "float16 compute (helps on GPUs with tensor cores)"),
     "--keep-aspect": ("keep_aspect", "pad to square instead of stretching"),
     "--overwrite": ("overwrite", "train again over a finished run folder"),
@@ -42,16 +86,23 @@ SWITCHES: dict[str, tuple[str, str]] = {
 
 
 def build_parser(experiment: Experiment, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"python -m recipes.{experiment.recipe}", description=description)
+    parser = ArgumentParser(prog=f"python -m recipes.{experiment.recipe}", description=description)
     for flag, (name, kwargs) in FLAGS.items():
         default = getattr(experiment, name)
         if isinstance(default, tuple):
             default = ",".join(default) or "none"
         help_text = kwargs.pop("help", name.replace("_", " "))
-        parser.add_argument(flag, dest=name, default=None, help=f"{help_text} (default: {default})", **kwargs)
+        parser.add_argument(
+            flag, dest=name, default=None, help=f"{help_text} (default: {default})", **kwargs
+        )
     freeze = "frozen" if experiment.freeze_backbone else "trainable"
-    parser.add_argument("--freeze", dest="freeze_backbone", default=None, action=argparse.BooleanOptionalAction,
-                        help=f"freeze the backbone (default: {freeze})")
+    parser.add_argument(
+        "--freeze",
+        dest="freeze_backbone",
+        default=None,
+        action=argparse.BooleanOptionalAction,
+        help=f"freeze the backbone (default: {freeze})",
+    )
     for flag, (name, help_text) in SWITCHES.items():
         parser.add_argument(flag, dest=name, default=None, action="store_true", help=help_text)
     return parser
@@ -72,7 +123,9 @@ def configure(experiment: Experiment, argv: Sequence[str] | None, description: s
     return exp
 
 
-def run(experiment: Experiment, description: str | None = None, argv: Sequence[str] | None = None) -> int:
+def run(
+    experiment: Experiment, description: str | None = None, argv: Sequence[str] | None = None
+) -> int:
     """Parse the common flags, train, evaluate and export; print where everything went."""
     quiet_tensorflow()
     description = description or (sys.modules["__main__"].__doc__ or "").strip()

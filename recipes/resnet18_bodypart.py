@@ -6,11 +6,18 @@ from recipes.common import run
 
 EXPERIMENT = Experiment(
     recipe="resnet18_bodypart",
-    backbone="resnet18", head="mlp", freeze_backbone=True,
+    backbone="resnet18",
+    head="mlp",
+    freeze_backbone=True,
     intermediate_epochs=10,
-    optimizer="adam", learning_rate=1e-3, epochs=10,
-    batch_size=32, eval_batch_size=64, image_size=256,
-    augment=("autocontrast", "hflip"), dev_fraction=0.10,
+    optimizer="adam",
+    learning_rate=1e-3,
+    epochs=10,
+    batch_size=32,
+    eval_batch_size=64,
+    image_size=256,
+    augment=("autocontrast", "hflip"),
+    dev_fraction=0.10,
     part="all",
 )
 

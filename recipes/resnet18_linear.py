@@ -5,10 +5,17 @@ from recipes.common import run
 
 EXPERIMENT = Experiment(
     recipe="resnet18_linear",
-    backbone="resnet18", head="linear", freeze_backbone=True,
-    optimizer="adam", learning_rate=1e-3, epochs=10,
-    batch_size=32, eval_batch_size=64, image_size=256,
-    augment=("autocontrast", "hflip"), dev_fraction=0.10,
+    backbone="resnet18",
+    head="linear",
+    freeze_backbone=True,
+    optimizer="adam",
+    learning_rate=1e-3,
+    epochs=10,
+    batch_size=32,
+    eval_batch_size=64,
+    image_size=256,
+    augment=("autocontrast", "hflip"),
+    dev_fraction=0.10,
     part="all",
 )
 

@@ -6,10 +6,19 @@ from recipes.common import run
 
 EXPERIMENT = Experiment(
     recipe="resnet18_per_part",
-    backbone="resnet18", head="mlp", freeze_backbone=True,
-    optimizer="adam", learning_rate=0.01, lr_boundaries=(1000,), lr_values=(0.01, 0.001),
-    epochs=20, batch_size=32, eval_batch_size=64, image_size=256,
-    augment=("autocontrast", "hflip"), dev_fraction=0.10,
+    backbone="resnet18",
+    head="mlp",
+    freeze_backbone=True,
+    optimizer="adam",
+    learning_rate=0.01,
+    lr_boundaries=(1000,),
+    lr_values=(0.01, 0.001),
+    epochs=20,
+    batch_size=32,
+    eval_batch_size=64,
+    image_size=256,
+    augment=("autocontrast", "hflip"),
+    dev_fraction=0.10,
     part="humerus",
 )
 

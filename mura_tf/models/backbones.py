@@ -84,9 +84,7 @@ def backbone_spec(name: str) -> BackboneSpec:
     try:
         return BACKBONES[name.lower()]
     except KeyError:
-        raise ConfigError(
-            f"unknown backbone {name!r}: use one of {', '.join(BACKBONES)}"
-        ) from None
+        raise ConfigError(f"unknown backbone {name!r}: use one of {', '.join(BACKBONES)}") from None
 
 
 def build_backbone(name: str, image_size: int, weights: str = "imagenet") -> keras.Model:
@@ -106,7 +104,8 @@ def build_backbone(name: str, image_size: int, weights: str = "imagenet") -> ker
     spec = backbone_spec(name)
     if image_size < spec.min_size:
         raise ConfigError(
-            f"{spec.name} needs images of at least {spec.min_size} px, got --image-size {image_size}"
+            f"{spec.name} needs images of at least {spec.min_size} px, "
+            f"got --image-size {image_size}"
         )
     resolved: str | None
     if weights in ("none", "", None):

@@ -1,0 +1,297 @@
+import csv
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from mura_tf.experiment import SYNTHETIC_IMAGE_SIZE, resolve_data_dir
+from recipes.common import configure, run
+
+RECIPES = [
+    "baseline_densenet",
+    "resnet18_linear",
+    "resnet18_mlp",
+    "resnet18_bodypart",
+    "resnet18_per_part",
+]
+SMOKE = ["--image-size", "32", "--epochs", "1", "--max-steps", "2", "--weights", "none"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def recipe(name):
+    return importlib.import_module(f"recipes.{name}").EXPERIMENT
+
+
+def only_run_dir(out: Path) -> Path:
+    runs = [p.parent for p in out.rglob("config.json") if p.parent.parent.parent.parent == out]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", RECIPES)
+def test_every_recipe_runs_end_to_end_on_tiny_images(name, synthetic_dir, tmp_path, capsys):
+    extra = ["--intermediate-epochs", "1"] if name == "resnet18_bodypart" else []
+    code = run(
+        recipe(name),
+        argv=["--data-dir", str(synthetic_dir), "--out", str(tmp_path), *SMOKE, *extra],
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    run_dir = only_run_dir(tmp_path)
+    assert run_dir.parts[-3] == name
+    for item in (
+        "config.json",
+        "history.csv",
+        "logs",
+        "checkpoints/best.keras",
+        "model.keras",
+        "export/saved_model.pb",
+        "metrics.json",
+        "predictions.csv",
+    ):
+        assert (run_dir / item).exists(), item
+    assert f"tensorboard --logdir {run_dir / 'logs'}" in printed and "study_auc" in printed
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    assert (
+        metrics["n_images"] == len(predictions)
+        and metrics["n_studies"] == predictions["study"].nunique()
+    )
+    assert set(metrics["study"]) == {"accuracy", "precision", "recall", "f1", "auc", "kappa"}
+    if name == "resnet18_bodypart":
+        stage = json.loads((run_dir / "body_part" / "metrics.json").read_text())
+        assert 0.0 <= stage["macro_f1"] <= 1.0 and "body-part task: macro F1" in printed
+
+
+@pytest.fixture(scope="module")
+def finished_run(synthetic_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    assert (
+        run(
+            recipe("resnet18_mlp"),
+            argv=[
+                "--data-dir",
+                str(synthetic_dir),
+                "--out",
+                str(out),
+                "--image-size",
+                "32",
+                "--epochs",
+                "2",
+                "--weights",
+                "none",
+            ],
+        )
+        == 0
+    )
+    return only_run_dir(out)
+
+
+def test_run_folder_records_settings_predictions_and_metrics(finished_run, synthetic_dir):
+    config = json.loads((finished_run / "config.json").read_text())
+    assert config["experiment"]["backbone"] == "resnet18" and config["experiment"]["head"] == "mlp"
+    assert config["experiment"]["learning_rate"] == 1e-3 and config["experiment"]["freeze_backbone"]
+    assert config["normalization"] == "imagenet"
+    predictions = pd.read_csv(finished_run / "predictions.csv")
+    assert list(predictions.columns) == ["path", "part", "patient", "study", "label", "probability"]
+    assert len(predictions) == config["images"]["test"]
+    assert predictions["path"].str.contains("/valid/").all()
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    assert set(metrics["per_part"]) == set(predictions["part"])
+    with (finished_run / "history.csv").open() as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1"]
+
+
+def test_export_reloads_in_a_fresh_process_and_reproduces_predictions(
+    finished_run, synthetic_dir, tmp_path
+):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mura_tf.evaluate",
+            "--model",
+            str(finished_run / "export"),
+            "--data-dir",
+            str(synthetic_dir),
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    original = pd.read_csv(finished_run / "predictions.csv")
+    again = pd.read_csv(tmp_path / "predictions.csv")
+    assert again["path"].tolist() == original["path"].tolist()
+    np.testing.assert_allclose(again["probability"], original["probability"], atol=1e-5)
+    assert json.loads((tmp_path / "metrics.json").read_text())["n_images"] == len(original)
+    for figure in ("roc.png", "confusion.png"):
+        assert (tmp_path / figure).stat().st_size > 1000
+
+
+def test_finished_run_is_not_overwritten_without_asking(finished_run, synthetic_dir, capsys):
+    out = finished_run.parents[2]
+    argv = [
+        "--data-dir",
+        str(synthetic_dir),
+        "--out",
+        str(out),
+        "--image-size",
+        "32",
+        "--epochs",
+        "2",
+        "--weights",
+        "none",
+    ]
+    assert run(recipe("resnet18_mlp"), argv=argv) == 2
+    assert "already holds a finished run: pass --overwrite" in capsys.readouterr().err
+
+
+def test_synthetic_preset_unfreezes_only_a_random_backbone():
+    mlp = recipe("resnet18_mlp")
+    assert not configure(mlp, ["--synthetic"], "").freeze_backbone
+    assert configure(mlp, ["--synthetic", "--freeze"], "").freeze_backbone  # explicit wins
+    assert configure(recipe("resnet18_bodypart"), ["--synthetic"], "").freeze_backbone
+
+
+def test_synthetic_preset_shrinks_the_run_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("MURA_TF_CACHE", str(tmp_path))
+    exp = configure(recipe("baseline_densenet"), ["--synthetic", "--epochs", "3"], "")
+    assert exp.image_size == SYNTHETIC_IMAGE_SIZE and exp.weights == "none" and exp.epochs == 3
+    assert exp.learning_rate == 1e-3 and exp.monitor == "val_auc"
+    assert any("learning_rate 2e-05 -> 0.001" in note for note in exp.notes)
+    assert not any("epochs" in note for note in exp.notes)  # given explicitly, so kept
+    folder = Path(resolve_data_dir(exp))
+    assert folder.parent == tmp_path and (folder / "MURA-v1.1" / "train_image_paths.csv").is_file()
+    stamp = (folder / "MURA-v1.1").stat().st_mtime
+    assert Path(resolve_data_dir(exp)) == folder and (folder / "MURA-v1.1").stat().st_mtime == stamp
+
+
+@pytest.mark.slow
+def test_resnet18_mlp_learns_the_synthetic_signal(tmp_path, monkeypatch):
+    monkeypatch.setenv("MURA_TF_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    assert (
+        run(recipe("resnet18_mlp"), argv=["--synthetic", "--part", "elbow", "--out", str(out)]) == 0
+    )
+    predictions = pd.read_csv(only_run_dir(out) / "predictions.csv")
+    studies = predictions.groupby("study").agg(y=("label", "first"), p=("probability", "mean"))
+    assert roc_auc_score(studies["y"], studies["p"]) >= 0.7
+
+
+def recipe_process(*args, cwd, stdout):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "recipes.resnet18_linear", *args],
+        cwd=cwd,
+        env=env,
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_training_resumes_and_finishes_its_epochs(synthetic_dir, tmp_path):
+    epochs = 30
+    args = [
+        "--data-dir",
+        str(synthetic_dir),
+        "--out",
+        str(tmp_path / "out"),
+        "--image-size",
+        "32",
+        "--epochs",
+        str(epochs),
+        "--max-steps",
+        "2",
+        "--weights",
+        "none",
+        "--patience",
+        "0",
+    ]
+    with open(tmp_path / "first.log", "w") as log:
+        first = recipe_process(*args, cwd=tmp_path, stdout=log)
+        deadline = time.time() + 240
+        metadata = None
+        while time.time() < deadline and first.poll() is None:
+            found = list((tmp_path / "out").rglob("backup/training_metadata.json"))
+            if found and json.loads(found[0].read_text()).get("epoch", 0) >= 2:
+                metadata = found[0]
+                break
+            time.sleep(0.05)
+        assert metadata is not None and first.poll() is None, (
+            "the run ended before it could be killed"
+        )
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    run_dir = metadata.parents[1]
+    assert not (run_dir / "metrics.json").exists()
+    with open(tmp_path / "second.log", "w") as log:
+        assert recipe_process(*args, cwd=tmp_path, stdout=log).wait(timeout=300) == 0
+    second = (tmp_path / "second.log").read_text()
+    first_epoch = int(second.split("Epoch ", 1)[1].split("/", 1)[0])
+    assert first_epoch > 1, "the second run started from scratch"
+    with (run_dir / "history.csv").open() as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == list(range(epochs))
+    assert (run_dir / "metrics.json").is_file() and (
+        run_dir / "export" / "saved_model.pb"
+    ).is_file()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--part", "knee"], "unknown body part 'knee'"),
+        (["--data-dir", "/nonexistent/mura"], "MURA data folder not found: /nonexistent/mura"),
+        (["--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
+        (["--batch-size", "x"], "argument --batch-size: expected a whole number, got 'x'"),
+        (["--augment", "blur"], "unknown augmentation 'blur'"),
+        (["--image-size", "16"], "--image-size must be at least 32"),
+        (["--lr", "-1"], "--lr must be positive"),
+        (["--dev-fraction", "1.5"], "--dev-fraction must be in (0, 1)"),
+        (["--weights", "/nonexistent/w.h5"], "weights file not found: /nonexistent/w.h5"),
+    ],
+)
+def test_bad_flags_are_one_line_errors(argv, message, synthetic_dir, tmp_path, capsys):
+    base = ["--data-dir", str(synthetic_dir), "--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as e:
+        raise SystemExit(run(recipe("resnet18_linear"), argv=[*base, *argv, "--max-steps", "1"]))
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not any(tmp_path.rglob("metrics.json"))
+
+
+def test_unwritable_out_is_one_line(synthetic_dir, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code = run(
+        recipe("resnet18_linear"),
+        argv=["--data-dir", str(synthetic_dir), "--out", str(blocker / "x"), *SMOKE],
+    )
+    assert code == 2 and "choose a writable --out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_help_shows_the_reports_defaults(name, capsys):
+    with pytest.raises(SystemExit) as e:
+        run(recipe(name), argv=["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    exp = recipe(name)
+    assert f"usage: python -m recipes.{name}" in text
+    assert f"(default: {exp.learning_rate})" in text and f"(default: {exp.epochs})" in text
