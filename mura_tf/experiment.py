@@ -88,6 +88,7 @@ class Experiment:
     out: str = "saved_models"
     run_name: str | None = None
     overwrite: bool = False
+    strict: bool = False  # fail on an unreadable PNG instead of skipping it with a warning
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -120,7 +121,7 @@ class Experiment:
 
     def settings(self) -> dict:
         """The settings that define the run (not where it is written)."""
-        skip = {"out", "run_name", "overwrite", "notes"}
+        skip = {"out", "run_name", "overwrite", "strict", "notes"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     def default_run_name(self) -> str:
@@ -278,7 +279,7 @@ def run_experiment(exp: Experiment) -> RunResult:
             "pass --overwrite to train again, or --run NAME"
         )
     data_dir = resolve_data_dir(exp)
-    frame = load_mura(data_dir, exp.part)
+    frame = load_mura(data_dir, exp.part, strict=exp.strict)
     splits = make_splits(frame, exp.dev_fraction, exp.seed)
     if splits.test.empty:
         raise ConfigError(f"{data_dir} has no valid split to test on")

@@ -11,6 +11,25 @@ from mura_tf.cli import ArgumentParser, positive_int, quiet_tensorflow
 from mura_tf.cli import run as run_cli
 from mura_tf.experiment import Experiment
 
+# Report 000 (ResNet18 transfer learning): what its four experiments share. Its recipes
+# replace only the fields in which they differ. The report gives no batch size: 32 is used.
+REPORT_000 = Experiment(
+    recipe="report_000",
+    backbone="resnet18",
+    head="linear",
+    freeze_backbone=True,
+    optimizer="adam",
+    learning_rate=1e-3,
+    epochs=10,
+    batch_size=32,
+    eval_batch_size=64,
+    image_size=256,
+    augment=("autocontrast", "hflip"),
+    dev_fraction=0.10,
+    patience=4,
+    part="all",
+)
+
 # flag -> (Experiment field, argparse keyword arguments)
 FLAGS: dict[str, tuple[str, dict]] = {
     "--part": (
@@ -82,6 +101,7 @@ SWITCHES: dict[str, tuple[str, str]] = {
     "--mixed-precision": ("mixed_precision", "float16 compute (helps on GPUs with tensor cores)"),
     "--keep-aspect": ("keep_aspect", "pad to square instead of stretching"),
     "--overwrite": ("overwrite", "train again over a finished run folder"),
+    "--strict": ("strict", "fail on an unreadable PNG instead of skipping it with a warning"),
 }
 
 

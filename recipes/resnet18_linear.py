@@ -1,23 +1,13 @@
 """Report 000 §3.1: frozen ImageNet ResNet18 + Linear(512, 1), 10 epochs."""
 
-from mura_tf.experiment import Experiment
-from recipes.common import run
+from dataclasses import replace
 
-EXPERIMENT = Experiment(
-    recipe="resnet18_linear",
-    backbone="resnet18",
+from recipes.common import REPORT_000, run
+
+EXPERIMENT = replace(
+    REPORT_000, recipe="resnet18_linear",
     head="linear",
-    freeze_backbone=True,
-    optimizer="adam",
-    learning_rate=1e-3,
-    epochs=10,
-    batch_size=32,
-    eval_batch_size=64,
-    image_size=256,
-    augment=("autocontrast", "hflip"),
-    dev_fraction=0.10,
-    part="all",
-)
+)  # fmt: skip
 
 if __name__ == "__main__":
     raise SystemExit(run(EXPERIMENT))

@@ -73,27 +73,16 @@ def test_every_recipe_runs_end_to_end_on_tiny_images(name, synthetic_dir, tmp_pa
         assert 0.0 <= stage["macro_f1"] <= 1.0 and "body-part task: macro F1" in printed
 
 
+def finished_run_argv(data_dir, out) -> list[str]:
+    """The command of the shared `finished_run`: two real epochs of resnet18_mlp at 32 px."""
+    return ["--data-dir", str(data_dir), "--out", str(out), "--image-size", "32", "--epochs", "2",
+            "--weights", "none"]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def finished_run(synthetic_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    assert (
-        run(
-            recipe("resnet18_mlp"),
-            argv=[
-                "--data-dir",
-                str(synthetic_dir),
-                "--out",
-                str(out),
-                "--image-size",
-                "32",
-                "--epochs",
-                "2",
-                "--weights",
-                "none",
-            ],
-        )
-        == 0
-    )
+    assert run(recipe("resnet18_mlp"), argv=finished_run_argv(synthetic_dir, out)) == 0
     return only_run_dir(out)
 
 
@@ -143,19 +132,7 @@ def test_export_reloads_in_a_fresh_process_and_reproduces_predictions(
 
 
 def test_finished_run_is_not_overwritten_without_asking(finished_run, synthetic_dir, capsys):
-    out = finished_run.parents[2]
-    argv = [
-        "--data-dir",
-        str(synthetic_dir),
-        "--out",
-        str(out),
-        "--image-size",
-        "32",
-        "--epochs",
-        "2",
-        "--weights",
-        "none",
-    ]
+    argv = finished_run_argv(synthetic_dir, finished_run.parents[2])
     assert run(recipe("resnet18_mlp"), argv=argv) == 2
     assert "already holds a finished run: pass --overwrite" in capsys.readouterr().err
 
