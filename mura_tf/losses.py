@@ -48,8 +48,12 @@ def nt_xent(z1: tf.Tensor, z2: tf.Tensor, temperature: float = 0.1) -> tf.Tensor
     logits_12 = tf.matmul(z1, z2_all, transpose_b=True) / t
     logits_21 = tf.matmul(z2, z1_all, transpose_b=True) / t
     # The positive of view-1 anchor i is column `index[i]` of [logits_12 | logits_11].
-    loss_1 = tf.nn.sparse_softmax_cross_entropy_with_logits(index, tf.concat([logits_12, logits_11], 1))
-    loss_2 = tf.nn.sparse_softmax_cross_entropy_with_logits(index, tf.concat([logits_21, logits_22], 1))
+    loss_1 = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        index, tf.concat([logits_12, logits_11], 1)
+    )
+    loss_2 = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        index, tf.concat([logits_21, logits_22], 1)
+    )
     return (tf.reduce_mean(loss_1) + tf.reduce_mean(loss_2)) / 2.0
 
 

@@ -27,7 +27,9 @@ def nt_xent_numpy(z1: np.ndarray, z2: np.ndarray, temperature: float) -> float:
     return float(np.mean(losses))
 
 
-@pytest.mark.parametrize("n, d, temperature", [(2, 3, 0.5), (8, 16, 0.1), (32, 128, 0.05), (5, 7, 1.0)])
+@pytest.mark.parametrize(
+    "n, d, temperature", [(2, 3, 0.5), (8, 16, 0.1), (32, 128, 0.05), (5, 7, 1.0)]
+)
 def test_nt_xent_matches_numpy_reference(n, d, temperature):
     rng = np.random.default_rng(n * d)
     z1, z2 = rng.normal(size=(n, d)), rng.normal(size=(n, d))
@@ -105,7 +107,9 @@ DISTRIBUTED = textwrap.dedent(
 
 def test_under_mirrored_strategy_negatives_come_from_the_global_batch():
     # Logical CPU devices must be configured before TensorFlow starts: a fresh process.
-    result = subprocess.run([sys.executable, "-c", DISTRIBUTED], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", DISTRIBUTED], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert np.mean(out["per_replica"]) == pytest.approx(out["single"], rel=1e-5)
