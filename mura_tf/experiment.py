@@ -30,7 +30,7 @@ import pandas as pd
 from mura_tf.data.augment import AugmentConfig, parse_augmentations
 from mura_tf.data.mura import load_mura
 from mura_tf.data.pipeline import PipelineConfig, make_dataset
-from mura_tf.data.splits import Splits, make_splits
+from mura_tf.data.splits import Splits, label_fraction, make_splits
 from mura_tf.data.synthetic import SyntheticConfig, synthetic_dataset
 from mura_tf.errors import ConfigError
 from mura_tf.export import export_savedmodel
@@ -78,6 +78,7 @@ class Experiment:
     class_weights: bool = False
     reduce_lr_on_plateau: bool = False
     intermediate_epochs: int = 0  # > 0: first learn the 7-way body-part task (report 000 §3.3)
+    label_fraction: float = 1.0  # train on this share of the labelled studies (nested, stratified)
     seed: int = 0
     max_steps: int | None = None
     mixed_precision: bool = False
@@ -109,6 +110,8 @@ class Experiment:
             raise ConfigError(f"--dev-fraction must be in (0, 1), got {self.dev_fraction}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"--max-steps must be at least 1, got {self.max_steps}")
+        if not 0 < self.label_fraction <= 1:
+            raise ConfigError(f"--fraction must be in (0, 1], got {self.label_fraction}")
         if self.intermediate_epochs < 0:
             raise ConfigError(
                 f"--intermediate-epochs must be 0 or more, got {self.intermediate_epochs}"
@@ -160,7 +163,7 @@ def apply_synthetic_preset(exp: Experiment, explicit: frozenset[str] = frozenset
         changes["image_size"] = SYNTHETIC_IMAGE_SIZE
     if "epochs" not in explicit and exp.epochs > SYNTHETIC_MAX_EPOCHS:
         changes["epochs"] = SYNTHETIC_MAX_EPOCHS
-    if "weights" not in explicit and exp.weights == "imagenet":
+    if "weights" not in explicit and exp.weights in ("imagenet",):
         changes["weights"] = "none"
     weights = changes.get("weights", exp.weights)
     if (
@@ -281,6 +284,10 @@ def run_experiment(exp: Experiment) -> RunResult:
     data_dir = resolve_data_dir(exp)
     frame = load_mura(data_dir, exp.part, strict=exp.strict)
     splits = make_splits(frame, exp.dev_fraction, exp.seed)
+    if exp.label_fraction < 1:
+        splits = Splits(
+            label_fraction(splits.train, exp.label_fraction, exp.seed), splits.dev, splits.test
+        )
     if splits.test.empty:
         raise ConfigError(f"{data_dir} has no valid split to test on")
     spec = backbone_spec(exp.backbone)

@@ -117,3 +117,36 @@ def plot_confusion(
         ax.set_yticks([0, 1], ["normal", "abnormal"], fontsize=7)
         ax.set_title(name, fontsize=9)
     return _save(fig, path)
+
+
+def plot_fractions(rows: pd.DataFrame, path: str | os.PathLike[str], title: str = "") -> Path:
+    """Grouped bars of study accuracy, precision and recall per experiment (report 002 fig. 8-10).
+
+    Args:
+        rows: `mura_tf.report.collect` rows of one body part.
+    """
+    metrics = ["Accuracy", "Precision", "Recall"]
+    names = rows["Exp"].tolist()
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(names)), 3.8))
+    for k, metric in enumerate(metrics):
+        ax.bar(x + (k - 1) * 0.27, rows[metric].astype(float).fillna(0), 0.27, label=metric)
+    ax.set_xticks(x, names, rotation=20, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{title}: study-level metrics by label fraction")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_curves(history: pd.DataFrame, path: str | os.PathLike[str], title: str = "") -> Path:
+    """Loss and accuracy per epoch, training and dev (report 000's figures)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for prefix, label in (("", "train"), ("val_", "dev")):
+            column = prefix + metric
+            if column in history:
+                ax.plot(history["epoch"] + 1, history[column], marker="o", label=label)
+        ax.set(xlabel="epoch", title=metric)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, path)

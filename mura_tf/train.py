@@ -13,7 +13,7 @@ import tensorflow as tf
 from mura_tf.callbacks import BestModelCheckpoint, EpochHistoryCSV, TrainingImages
 from mura_tf.errors import ConfigError, TrainingError
 
-OPTIMIZERS = ("adam", "sgd", "adamw")
+OPTIMIZERS = ("adam", "sgd", "adamw", "lars")
 
 
 @dataclass(frozen=True)
@@ -68,12 +68,16 @@ def learning_rate(config: TrainConfig) -> float | keras.optimizers.schedules.Lea
 
 
 def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
-    """Adam (the reports' choice), AdamW or SGD with momentum 0.9."""
+    """Adam (the reports' choice), AdamW, SGD with momentum 0.9, or LARS (SimCLR)."""
     lr = learning_rate(config)
     if config.optimizer == "adam":
         return keras.optimizers.Adam(lr)
     if config.optimizer == "adamw":
         return keras.optimizers.AdamW(lr)
+    if config.optimizer == "lars":
+        from mura_tf.optimizers import LARS
+
+        return LARS(lr, momentum=0.9, weight_decay=0.0)  # SimCLR fine-tunes without decay
     return keras.optimizers.SGD(lr, momentum=0.9)
 
 

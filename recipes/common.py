@@ -62,6 +62,18 @@ FLAGS: dict[str, tuple[str, dict]] = {
             help="dev metric for early stopping and the best checkpoint",
         ),
     ),
+    "--fraction": (
+        "label_fraction",
+        dict(type=float, help="share of labelled training studies to use (0.01, 0.1, 1.0)"),
+    ),
+    "--encoder": (
+        "weights",
+        dict(help="a simclr_pretrain run folder (or its encoder.keras) to start from"),
+    ),
+    "--mode": (
+        "freeze_backbone",
+        dict(choices=["finetune", "linear"], help="train the whole network, or a linear head only"),
+    ),
     "--patience": ("patience", dict(type=int, help="early-stopping patience in epochs (0: off)")),
     "--max-steps": (
         "max_steps",
@@ -135,6 +147,10 @@ def configure(experiment: Experiment, argv: Sequence[str] | None, description: s
 
     args = vars(build_parser(experiment, description).parse_args(argv))
     given = {k: v for k, v in args.items() if v is not None}
+    if given.get("freeze_backbone") in ("finetune", "linear"):  # --mode
+        given["freeze_backbone"] = given["freeze_backbone"] == "linear"
+    if given.get("freeze_backbone") in ("finetune", "linear"):
+        given["freeze_backbone"] = given["freeze_backbone"] == "linear"
     if "augment" in given:
         given["augment"] = parse_augmentations(given["augment"])
     exp = dataclasses.replace(experiment, **given)

@@ -78,7 +78,9 @@ def random_view(image: tf.Tensor, seed: tf.Tensor, size: int, config: ViewConfig
         mean = tf.reduce_mean(x)
         return (x - mean) * c + mean
 
-    x = tf.cond(tf.random.stateless_uniform([], s[4]) < config.jitter_p, lambda: jitter(x), lambda: x)
+    x = tf.cond(
+        tf.random.stateless_uniform([], s[4]) < config.jitter_p, lambda: jitter(x), lambda: x
+    )
     radius = max(1, size // 20)  # the official kernel is a tenth of the side, i.e. radius side/20
     sigma = tf.random.stateless_uniform([], s[5], *config.blur_sigma)
     x = tf.cond(
@@ -110,11 +112,15 @@ def make_contrastive_dataset(
     """
     views = views or ViewConfig()
     if len(frame) < batch_size:
-        raise ConfigError(f"{len(frame)} images cannot fill one batch of {batch_size}: lower --batch-size")
+        raise ConfigError(
+            f"{len(frame)} images cannot fill one batch of {batch_size}: lower --batch-size"
+        )
     ds = tf.data.Dataset.from_tensor_slices(frame["path"].astype(str).to_numpy())
     if config.cache is None:
         ds = ds.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(lambda p: load_image(p, config.image_size, config.keep_aspect), num_parallel_calls=AUTOTUNE)
+    ds = ds.map(
+        lambda p: load_image(p, config.image_size, config.keep_aspect), num_parallel_calls=AUTOTUNE
+    )
     if config.cache is not None:
         ds = ds.cache("" if config.cache == "memory" else config.cache)
         ds = ds.shuffle(min(len(frame), config.shuffle_buffer), seed=seed)

@@ -79,6 +79,21 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 
+def _load_saved_backbone(path: Path, name: str, image_size: int) -> keras.Model:
+    """A whole backbone saved as `.keras` (a SimCLR encoder), checked against the run."""
+    import keras_hub  # noqa: F401 - registers keras-hub classes for deserialisation
+
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as e:  # noqa: BLE001 - Keras raises many types for a bad archive
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"cannot load the encoder {path}: {first}") from None
+    size = model.input_shape[1]
+    if size is not None and size != image_size:
+        raise ConfigError(f"the encoder {path} takes {size} px images: pass --image-size {size}")
+    return model
+
+
 def backbone_spec(name: str) -> BackboneSpec:
     """The registry entry for `name`, or a `ConfigError` listing the choices."""
     try:
@@ -117,6 +132,11 @@ def build_backbone(name: str, image_size: int, weights: str = "imagenet") -> ker
         if not path.exists():
             raise ConfigError(f"weights file not found: {path}; {NO_NETWORK_HINT}")
         resolved = str(path)
+        if path.is_dir() and (path / "encoder.keras").is_file():  # a simclr_pretrain run folder
+            path = path / "encoder.keras"
+            resolved = str(path)
+        if path.suffix == ".keras":
+            return _load_saved_backbone(path, spec.name, image_size)
     try:
         return spec.build(image_size, resolved)
     except ConfigError:

@@ -1,0 +1,222 @@
+"""SimCLR pre-training on MURA's training images (labels unused), report 002's second half.
+
+`run_pretraining` writes `OUT/simclr_pretrain/<parts>/<run>/`: `config.json`, `history.csv`,
+`logs/` (TensorBoard), `checkpoints/best.keras` (whole SimCLR model, best dev NT-Xent),
+`encoder.keras` (the backbone alone, what `simclr_finetune --encoder` loads) and `metrics.json`
+(final losses and a linear probe of the encoder on the abnormality label; written last).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+
+from mura_tf.data.contrastive import ViewConfig, make_contrastive_dataset
+from mura_tf.data.mura import load_mura
+from mura_tf.data.pipeline import PipelineConfig
+from mura_tf.data.splits import make_splits
+from mura_tf.data.synthetic import synthetic_dataset
+from mura_tf.errors import ConfigError
+from mura_tf.experiment import SYNTHETIC_DATA, SYNTHETIC_IMAGE_SIZE
+from mura_tf.io import write_json, write_with
+from mura_tf.models.backbones import backbone_spec, build_backbone
+from mura_tf.models.simclr import SimCLR
+from mura_tf.optimizers import LARS, scaled_learning_rate, warmup_cosine
+from mura_tf.parts import PARTS, parse_parts, short_name
+from mura_tf.probe import linear_probe
+from mura_tf.train import TrainConfig, train
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """SimCLR settings: report 002 where it speaks (ResNet-50, 50 epochs, elbow/hand/shoulder),
+    google-research/simclr's defaults where it does not."""
+
+    backbone: str = "resnet50"
+    parts: str = "elbow,hand,shoulder"
+    epochs: int = 50
+    batch_size: int = 64
+    image_size: int = 224
+    base_learning_rate: float = 0.3
+    lr_scaling: str = "linear"  # 0.3 x B / 256
+    warmup_epochs: int | None = None  # None: a tenth of training (the official 10 of 100)
+    weight_decay: float = 1e-6
+    temperature: float = 0.1
+    min_crop_area: float = 0.08  # random resized crop keeps 8-100% of the image (official)
+    projection_layers: int = 3
+    projection_dim: int = 128
+    dev_fraction: float = 0.1
+    seed: int = 0
+    max_steps: int | None = None
+    cache: str | None = None
+    data_dir: str | None = None
+    synthetic: bool = False
+    out: str = "saved_models"
+    run_name: str | None = None
+    overwrite: bool = False
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        backbone_spec(self.backbone)
+        parse_parts(self.parts)
+        for name in ("epochs", "batch_size", "projection_layers", "projection_dim"):
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}"
+                )
+        if self.batch_size < 2:
+            raise ConfigError("--batch-size must be at least 2: NT-Xent needs negatives")
+        if not self.temperature > 0:
+            raise ConfigError(f"--temperature must be positive, got {self.temperature}")
+        if not self.base_learning_rate > 0:
+            raise ConfigError(f"--lr must be positive, got {self.base_learning_rate}")
+        if self.image_size < 32:
+            raise ConfigError(f"--image-size must be at least 32, got {self.image_size}")
+
+    def settings(self) -> dict:
+        skip = {"out", "run_name", "overwrite", "notes"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
+    def run_dir(self) -> Path:
+        parts = parse_parts(self.parts)
+        part_dir = "all" if parts == PARTS else "+".join(short_name(p) for p in parts)
+        digest = hashlib.sha1(json.dumps(self.settings(), sort_keys=True, default=str).encode())
+        name = self.run_name or f"seed{self.seed}-{digest.hexdigest()[:8]}"
+        return Path(self.out) / "simclr_pretrain" / part_dir / name
+
+
+def apply_synthetic_preset(
+    cfg: PretrainConfig, explicit: frozenset[str] = frozenset()
+) -> PretrainConfig:
+    """CPU-sized pre-training on the embedded synthetic set, noting each change."""
+    changes = {}
+    if "image_size" not in explicit and cfg.image_size > SYNTHETIC_IMAGE_SIZE:
+        changes["image_size"] = SYNTHETIC_IMAGE_SIZE
+    if "epochs" not in explicit and cfg.epochs > 10:
+        changes["epochs"] = 10
+    if "backbone" not in explicit and cfg.backbone == "resnet50":
+        changes["backbone"] = "resnet18"
+    if "batch_size" not in explicit and cfg.batch_size > 32:
+        changes["batch_size"] = 32
+    # At 64 px an 8% crop is an 18 px patch, and patches of different synthetic films look
+    # alike; with half the image or more the positives are recognisable (measured: NT-Xent
+    # falls within 48 steps at 32 px with crops of 50-100%, rises with 8-100%).
+    if "min_crop_area" not in explicit and cfg.min_crop_area < 0.5:
+        changes["min_crop_area"] = 0.5
+    # Linear scaling gives 0.3 x 32 / 256 = 0.04 at batch 32, which LARS's trust ratio turns
+    # into no learning at all; the SimCLR paper's small-batch rule is sqrt scaling.
+    if "lr_scaling" not in explicit and cfg.lr_scaling == "linear":
+        changes["lr_scaling"] = "sqrt"
+        if "base_learning_rate" not in explicit:
+            changes["base_learning_rate"] = 0.25
+    notes = [f"synthetic preset: {k} {getattr(cfg, k)} -> {v}" for k, v in changes.items()]
+    if cfg.cache is None and "cache" not in explicit:
+        changes["cache"] = "memory"
+    return dataclasses.replace(cfg, notes=(*cfg.notes, *notes), **changes)
+
+
+@dataclass
+class PretrainResult:
+    run_dir: Path
+    metrics: dict
+    model: SimCLR
+
+
+def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
+    """Pre-train a SimCLR encoder; see the module docstring for the outputs."""
+    run_dir = cfg.run_dir()
+    if (run_dir / "metrics.json").exists() and not cfg.overwrite:
+        raise ConfigError(
+            f"{run_dir} already holds a finished run: pass --overwrite, or --run NAME"
+        )
+    if cfg.synthetic:
+        data_dir = str(
+            synthetic_dataset(dataclasses.replace(SYNTHETIC_DATA, parts=parse_parts(cfg.parts)))
+        )
+    else:
+        data_dir = cfg.data_dir or os.environ.get("MURA_DATA_DIR")
+        if not data_dir:
+            raise ConfigError("no data: pass --data-dir (or set MURA_DATA_DIR), or use --synthetic")
+    splits = make_splits(load_mura(data_dir, cfg.parts), cfg.dev_fraction, cfg.seed)
+    spec = backbone_spec(cfg.backbone)
+    pipeline = PipelineConfig(
+        image_size=cfg.image_size, normalization=spec.normalization, cache=cfg.cache
+    )
+    views = ViewConfig(crop_area=(cfg.min_crop_area, 1.0))
+    train_ds = make_contrastive_dataset(
+        splits.train, pipeline, views, batch_size=cfg.batch_size, seed=cfg.seed
+    )
+    dev_ds = make_contrastive_dataset(
+        splits.dev,
+        pipeline,
+        views,
+        batch_size=min(cfg.batch_size, len(splits.dev)),
+        seed=cfg.seed + 1,
+    )
+    steps_per_epoch = cfg.max_steps or len(splits.train) // cfg.batch_size
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup_epochs = cfg.warmup_epochs if cfg.warmup_epochs is not None else max(1, cfg.epochs // 10)
+    peak = scaled_learning_rate(cfg.base_learning_rate, cfg.batch_size, cfg.lr_scaling)
+    schedule = warmup_cosine(peak, total_steps, min(warmup_epochs * steps_per_epoch, total_steps))
+    config = {
+        "pretrain": cfg.settings(),
+        "data_dir": data_dir,
+        "normalization": spec.normalization,
+        "peak_learning_rate": peak,
+        "steps_per_epoch": steps_per_epoch,
+        "images": {"train": len(splits.train), "dev": len(splits.dev)},
+        "notes": list(cfg.notes),
+    }
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(
+            f"cannot create {run_dir}: {e.strerror}; choose a writable --out"
+        ) from None
+    write_json(run_dir / "config.json", config)
+
+    keras.utils.set_random_seed(cfg.seed)
+    model = SimCLR(
+        build_backbone(cfg.backbone, cfg.image_size, "none"),
+        cfg.projection_layers,
+        cfg.projection_dim,
+        cfg.temperature,
+    )
+    model(
+        keras.ops.zeros((2, cfg.image_size, cfg.image_size, 3))
+    )  # BackupAndRestore wants it built
+    model.compile(optimizer=LARS(schedule, weight_decay=cfg.weight_decay))
+    train_config = TrainConfig(
+        epochs=cfg.epochs,
+        monitor="val_loss",
+        patience=0,
+        steps_per_epoch=cfg.max_steps,
+        validation_steps=cfg.max_steps,
+    )
+    history = train(model, train_ds, dev_ds, run_dir, train_config)
+
+    def save_encoder(tmp: Path) -> None:
+        keras_tmp = tmp.with_suffix(".keras")
+        model.backbone.save(keras_tmp)
+        os.replace(keras_tmp, tmp)
+
+    write_with(run_dir / "encoder.keras", save_encoder)
+    probe = (
+        linear_probe(model.backbone, splits.train, splits.test, pipeline)
+        if len(splits.test)
+        else None
+    )
+    metrics = {
+        "loss": float(history.history["loss"][-1]),
+        "contrastive_accuracy": float(history.history["contrastive_accuracy"][-1]),
+        "val_loss": float(history.history["val_loss"][-1]),
+        "linear_probe": probe,
+    }
+    write_json(run_dir / "metrics.json", metrics)
+    return PretrainResult(run_dir, metrics, model)

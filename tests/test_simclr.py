@@ -1,0 +1,133 @@
+"""SimCLR end to end on tiny settings: pre-train, fine-tune three label fractions, report."""
+
+import json
+import math
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from mura_tf import report
+from mura_tf.models.backbones import build_backbone
+from mura_tf.models.simclr import SimCLR, projection_head
+from recipes import simclr_finetune, simclr_pretrain
+from recipes.common import run
+
+TINY = ["--backbone", "resnet18", "--image-size", "32", "--batch-size", "8", "--max-steps", "2"]
+
+
+def test_projection_head_is_the_official_layout():
+    head = projection_head(512, layers=3, out_dim=128)
+    kinds = [type(layer).__name__ for layer in head.layers]
+    assert kinds == ["Dense", "BatchNormalization", "ReLU"] * 2 + ["Dense", "BatchNormalization"]
+    assert head.layers[-1].center is False and not head.layers[0].use_bias
+    assert head(np.zeros((2, 512), np.float32)).shape == (2, 128)
+
+
+def test_simclr_model_round_trips_through_keras_saving(tmp_path):
+    model = SimCLR(build_backbone("resnet18", 32, "none"), projection_layers=2, temperature=0.2)
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
+    expected = model(x)
+    model.save(tmp_path / "simclr.keras")
+    loaded = keras.saving.load_model(tmp_path / "simclr.keras")
+    assert loaded.temperature == 0.2 and loaded.projection_layers == 2
+    np.testing.assert_allclose(loaded(x), expected, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def pretrained(synthetic_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("simclr")
+    argv = [
+        "--data-dir",
+        str(synthetic_dir),
+        "--parts",
+        "elbow,hand",
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        *TINY,
+    ]
+    assert simclr_pretrain.main(argv) == 0
+    (run_dir,) = [p.parent for p in out.rglob("encoder.keras")]
+    return run_dir
+
+
+def test_pretraining_writes_an_encoder_history_and_a_probe(pretrained):
+    config = json.loads((pretrained / "config.json").read_text())
+    assert config["pretrain"]["backbone"] == "resnet18" and config["steps_per_epoch"] == 2
+    history = pd.read_csv(pretrained / "history.csv")
+    assert history["epoch"].tolist() == [0, 1]
+    assert {"loss", "contrastive_accuracy", "val_loss", "learning_rate"} <= set(history.columns)
+    # a 2-step run: the loss is still near its starting value ln(2N - 1) for N = 8
+    assert abs(history["loss"].iloc[0] - math.log(15)) < 1.5
+    metrics = json.loads((pretrained / "metrics.json").read_text())
+    assert 0.0 <= metrics["linear_probe"]["study"]["auc"] <= 1.0
+    encoder = keras.saving.load_model(pretrained / "encoder.keras")
+    assert encoder.input_shape[1:] == (32, 32, 3)
+
+
+@pytest.mark.slow
+def test_three_label_fractions_fine_tune_and_appear_in_the_report(
+    pretrained, synthetic_dir, tmp_path, capsys
+):
+    out = tmp_path / "runs"
+    for fraction in ("0.01", "0.1", "1.0"):
+        argv = [
+            "--encoder",
+            str(pretrained),
+            "--fraction",
+            fraction,
+            "--data-dir",
+            str(synthetic_dir),
+            "--part",
+            "elbow",
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+            "--max-steps",
+            "1",
+            "--out",
+            str(out),
+        ]
+        assert run(simclr_finetune.EXPERIMENT, argv=argv) == 0
+    # the encoder's pre-training shows in the fine-tuning runs' settings
+    configs = [json.loads(p.read_text()) for p in out.rglob("config.json")]
+    assert sorted(c["experiment"]["label_fraction"] for c in configs) == [0.01, 0.1, 1.0]
+    train_counts = sorted(c["images"]["train"] for c in configs)
+    assert train_counts[0] <= train_counts[1] < train_counts[2]  # nested; tiny strata round up to 1
+    capsys.readouterr()
+    assert report.main(["--runs", str(out), "--out", str(tmp_path / "report")]) == 0
+    table = (tmp_path / "report" / "table.md").read_text()
+    for name in ("Finetune 1pct", "Finetune 10pct", "Finetune 100pct"):
+        assert f"| {name} | Elbow | 0.1 | 2+1 |" in table
+    csv = pd.read_csv(tmp_path / "report" / "table.csv")
+    assert len(csv) == 3 and csv["Accuracy"].between(0, 1).all()
+    assert (tmp_path / "report" / "fractions_elbow.png").stat().st_size > 1000
+    assert len(list((tmp_path / "report" / "curves").glob("*.png"))) == 3
+
+
+def test_encoder_pretrained_at_another_size_is_a_one_line_error(
+    pretrained, synthetic_dir, tmp_path, capsys
+):
+    argv = [
+        "--encoder",
+        str(pretrained),
+        "--data-dir",
+        str(synthetic_dir),
+        "--image-size",
+        "64",
+        "--out",
+        str(tmp_path),
+    ]
+    assert run(simclr_finetune.EXPERIMENT, argv=argv) == 2
+    assert "takes 32 px images: pass --image-size 32" in capsys.readouterr().err
+
+
+def test_report_without_runs_is_a_one_line_error(tmp_path, capsys):
+    from mura_tf.cli import run as run_cli
+
+    assert run_cli(report.main, ["--runs", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "no finished runs" in capsys.readouterr().err
