@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mura_tf.io import atomic_path, write_text
+from mura_tf.io import save_keras, write_text
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):
@@ -37,11 +37,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         if value is None or not self.better(value, self.best):
             return
         self.best = float(value)
-        with atomic_path(self.path) as tmp:
-            # Keras refuses to save to a name without the .keras suffix
-            keras_tmp = tmp.with_suffix(".keras")
-            self.model.save(keras_tmp)
-            os.replace(keras_tmp, tmp)
+        save_keras(self.model, self.path)
 
 
 class EpochHistoryCSV(keras.callbacks.Callback):

@@ -34,7 +34,7 @@ from mura_tf.data.splits import Splits, label_fraction, make_splits
 from mura_tf.data.synthetic import SyntheticConfig, synthetic_dataset
 from mura_tf.errors import ConfigError
 from mura_tf.export import export_savedmodel
-from mura_tf.io import write_json, write_text, write_with
+from mura_tf.io import check_unfinished, save_keras, start_run, write_json, write_text
 from mura_tf.metrics import macro_f1, study_level_metrics
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.heads import HEADS, build_classifier, classification_head
@@ -276,11 +276,7 @@ def _body_part_stage(
 def run_experiment(exp: Experiment) -> RunResult:
     """Train and evaluate one experiment; see the module docstring for what it writes."""
     run_dir = exp.run_dir()
-    if (run_dir / "metrics.json").exists() and not exp.overwrite:
-        raise ConfigError(
-            f"{run_dir} already holds a finished run: "
-            "pass --overwrite to train again, or --run NAME"
-        )
+    check_unfinished(run_dir, exp.overwrite)
     data_dir = resolve_data_dir(exp)
     frame = load_mura(data_dir, exp.part, strict=exp.strict)
     splits = make_splits(frame, exp.dev_fraction, exp.seed)
@@ -299,13 +295,7 @@ def run_experiment(exp: Experiment) -> RunResult:
         "normalization": spec.normalization,
         "notes": list(exp.notes),
     }
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(
-            f"cannot create {run_dir}: {e.strerror}; choose a writable --out"
-        ) from None
-    write_json(run_dir / "config.json", config)
+    start_run(run_dir, config)
 
     keras.utils.set_random_seed(exp.seed)
     if exp.mixed_precision:
@@ -337,14 +327,8 @@ def run_experiment(exp: Experiment) -> RunResult:
     )
     metrics = study_level_metrics(predictions)
     metrics.update(extra)
-    write_with(run_dir / "model.keras", lambda tmp: _save_keras(model, tmp))
+    save_keras(model, run_dir / "model.keras")
     export_savedmodel(model, spec.normalization, exp.image_size, run_dir / "export")
     write_text(run_dir / "predictions.csv", predictions.to_csv(index=False, float_format="%.7g"))
     write_json(run_dir / "metrics.json", metrics)
     return RunResult(run_dir, metrics, predictions, exp, extra)
-
-
-def _save_keras(model: keras.Model, tmp: Path) -> None:
-    keras_tmp = tmp.with_suffix(".keras")  # Keras insists on the suffix
-    model.save(keras_tmp)
-    os.replace(keras_tmp, tmp)

@@ -55,3 +55,39 @@ def write_with(path: str | os.PathLike[str], writer: Callable[[Path], None]) -> 
     with atomic_path(path) as tmp:
         writer(tmp)
     return Path(path)
+
+
+def save_keras(model, path: str | os.PathLike[str]) -> Path:
+    """Atomically save a Keras model as a `.keras` archive at `path`."""
+
+    def save(tmp: Path) -> None:
+        keras_tmp = tmp.with_suffix(".keras")  # Keras refuses a name without the suffix
+        model.save(keras_tmp)
+        os.replace(keras_tmp, tmp)
+
+    return write_with(path, save)
+
+
+def check_unfinished(run_dir: str | os.PathLike[str], overwrite: bool = False) -> None:
+    """Refuse a run folder whose `metrics.json` marks a finished run, unless `overwrite`.
+
+    An unfinished folder is fine: training resumes from its backup.
+    """
+    if (Path(run_dir) / "metrics.json").exists() and not overwrite:
+        raise ConfigError(
+            f"{run_dir} already holds a finished run: "
+            "pass --overwrite to train again, or --run NAME"
+        )
+
+
+def start_run(run_dir: str | os.PathLike[str], config: dict) -> Path:
+    """Create a run folder and write its `config.json`."""
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(
+            f"cannot create {run_dir}: {e.strerror}; choose a writable --out"
+        ) from None
+    write_json(run_dir / "config.json", config)
+    return run_dir

@@ -24,7 +24,7 @@ from mura_tf.data.splits import make_splits
 from mura_tf.data.synthetic import synthetic_dataset
 from mura_tf.errors import ConfigError
 from mura_tf.experiment import SYNTHETIC_DATA, SYNTHETIC_IMAGE_SIZE
-from mura_tf.io import write_json, write_with
+from mura_tf.io import check_unfinished, save_keras, start_run, write_json
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.simclr import SimCLR
 from mura_tf.optimizers import LARS, scaled_learning_rate, warmup_cosine
@@ -131,10 +131,7 @@ class PretrainResult:
 def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     """Pre-train a SimCLR encoder; see the module docstring for the outputs."""
     run_dir = cfg.run_dir()
-    if (run_dir / "metrics.json").exists() and not cfg.overwrite:
-        raise ConfigError(
-            f"{run_dir} already holds a finished run: pass --overwrite, or --run NAME"
-        )
+    check_unfinished(run_dir, cfg.overwrite)
     if cfg.synthetic:
         data_dir = str(
             synthetic_dataset(dataclasses.replace(SYNTHETIC_DATA, parts=parse_parts(cfg.parts)))
@@ -173,13 +170,7 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
         "images": {"train": len(splits.train), "dev": len(splits.dev)},
         "notes": list(cfg.notes),
     }
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(
-            f"cannot create {run_dir}: {e.strerror}; choose a writable --out"
-        ) from None
-    write_json(run_dir / "config.json", config)
+    start_run(run_dir, config)
 
     keras.utils.set_random_seed(cfg.seed)
     model = SimCLR(
@@ -201,12 +192,7 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     )
     history = train(model, train_ds, dev_ds, run_dir, train_config)
 
-    def save_encoder(tmp: Path) -> None:
-        keras_tmp = tmp.with_suffix(".keras")
-        model.backbone.save(keras_tmp)
-        os.replace(keras_tmp, tmp)
-
-    write_with(run_dir / "encoder.keras", save_encoder)
+    save_keras(model.backbone, run_dir / "encoder.keras")
     probe = (
         linear_probe(model.backbone, splits.train, splits.test, pipeline)
         if len(splits.test)
