@@ -117,28 +117,36 @@ class Experiment:
                 f"--intermediate-epochs must be 0 or more, got {self.intermediate_epochs}"
             )
 
-    @property
-    def part_dir(self) -> str:
-        parts = parse_parts(self.part)
-        return "all" if parts == PARTS else "+".join(short_name(p) for p in parts)
-
     def settings(self) -> dict:
         """The settings that define the run (not where it is written)."""
         skip = {"out", "run_name", "overwrite", "strict", "notes"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
-    def default_run_name(self) -> str:
-        """Stable for the same settings, so the same command finds and resumes its run."""
-        digest = hashlib.sha1(json.dumps(self.settings(), sort_keys=True, default=str).encode())
-        return f"seed{self.seed}-{digest.hexdigest()[:8]}"
-
     def run_dir(self) -> Path:
-        return (
-            Path(self.out)
-            / self.recipe
-            / self.part_dir
-            / (self.run_name or self.default_run_name())
+        return run_folder(
+            self.out, self.recipe, self.part, self.settings(), self.seed, self.run_name
         )
+
+
+def run_folder(
+    out: str, recipe: str, parts: str, settings: dict, seed: int, run_name: str | None = None
+) -> Path:
+    """`out/<recipe>/<parts>/<run>`; the default run name is the seed and a hash of `settings`,
+    stable for the same settings, so the same command finds and resumes its run."""
+    chosen = parse_parts(parts)
+    part_dir = "all" if chosen == PARTS else "+".join(short_name(p) for p in chosen)
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+    return Path(out) / recipe / part_dir / (run_name or f"seed{seed}-{digest[:8]}")
+
+
+def data_folder(synthetic: bool, data_dir: str | None, parts: str) -> str:
+    """The MURA folder: the embedded synthetic set of `parts`, `data_dir` or `$MURA_DATA_DIR`."""
+    if synthetic:
+        return str(synthetic_dataset(dataclasses.replace(SYNTHETIC_DATA, parts=parse_parts(parts))))
+    data_dir = data_dir or os.environ.get("MURA_DATA_DIR")
+    if not data_dir:
+        raise ConfigError("no data: pass --data-dir (or set MURA_DATA_DIR), or use --synthetic")
+    return data_dir
 
 
 @dataclass
@@ -163,7 +171,7 @@ def apply_synthetic_preset(exp: Experiment, explicit: frozenset[str] = frozenset
         changes["image_size"] = SYNTHETIC_IMAGE_SIZE
     if "epochs" not in explicit and exp.epochs > SYNTHETIC_MAX_EPOCHS:
         changes["epochs"] = SYNTHETIC_MAX_EPOCHS
-    if "weights" not in explicit and exp.weights in ("imagenet",):
+    if "weights" not in explicit and exp.weights == "imagenet":
         changes["weights"] = "none"
     weights = changes.get("weights", exp.weights)
     if (
@@ -194,14 +202,8 @@ def apply_synthetic_preset(exp: Experiment, explicit: frozenset[str] = frozenset
 
 
 def resolve_data_dir(exp: Experiment) -> str:
-    """The MURA folder: the embedded synthetic set, `data_dir`, or `$MURA_DATA_DIR`."""
-    if exp.synthetic:
-        parts = parse_parts(exp.part)
-        return str(synthetic_dataset(dataclasses.replace(SYNTHETIC_DATA, parts=parts)))
-    data_dir = exp.data_dir or os.environ.get("MURA_DATA_DIR")
-    if not data_dir:
-        raise ConfigError("no data: pass --data-dir (or set MURA_DATA_DIR), or use --synthetic")
-    return data_dir
+    """The MURA folder of an experiment (see `data_folder`)."""
+    return data_folder(exp.synthetic, exp.data_dir, exp.part)
 
 
 def _pipeline(exp: Experiment, normalization: str, training: bool) -> PipelineConfig:

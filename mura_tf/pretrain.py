@@ -9,9 +9,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,14 +18,13 @@ from mura_tf.data.contrastive import ViewConfig, make_contrastive_dataset
 from mura_tf.data.mura import load_mura
 from mura_tf.data.pipeline import PipelineConfig
 from mura_tf.data.splits import make_splits
-from mura_tf.data.synthetic import synthetic_dataset
 from mura_tf.errors import ConfigError
-from mura_tf.experiment import SYNTHETIC_DATA, SYNTHETIC_IMAGE_SIZE
+from mura_tf.experiment import SYNTHETIC_IMAGE_SIZE, data_folder, run_folder
 from mura_tf.io import check_unfinished, save_keras, start_run, write_json
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.simclr import SimCLR
 from mura_tf.optimizers import LARS, scaled_learning_rate, warmup_cosine
-from mura_tf.parts import PARTS, parse_parts, short_name
+from mura_tf.parts import parse_parts
 from mura_tf.probe import linear_probe
 from mura_tf.train import TrainConfig, train
 
@@ -84,11 +80,9 @@ class PretrainConfig:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     def run_dir(self) -> Path:
-        parts = parse_parts(self.parts)
-        part_dir = "all" if parts == PARTS else "+".join(short_name(p) for p in parts)
-        digest = hashlib.sha1(json.dumps(self.settings(), sort_keys=True, default=str).encode())
-        name = self.run_name or f"seed{self.seed}-{digest.hexdigest()[:8]}"
-        return Path(self.out) / "simclr_pretrain" / part_dir / name
+        return run_folder(
+            self.out, "simclr_pretrain", self.parts, self.settings(), self.seed, self.run_name
+        )
 
 
 def apply_synthetic_preset(
@@ -132,14 +126,7 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     """Pre-train a SimCLR encoder; see the module docstring for the outputs."""
     run_dir = cfg.run_dir()
     check_unfinished(run_dir, cfg.overwrite)
-    if cfg.synthetic:
-        data_dir = str(
-            synthetic_dataset(dataclasses.replace(SYNTHETIC_DATA, parts=parse_parts(cfg.parts)))
-        )
-    else:
-        data_dir = cfg.data_dir or os.environ.get("MURA_DATA_DIR")
-        if not data_dir:
-            raise ConfigError("no data: pass --data-dir (or set MURA_DATA_DIR), or use --synthetic")
+    data_dir = data_folder(cfg.synthetic, cfg.data_dir, cfg.parts)
     splits = make_splits(load_mura(data_dir, cfg.parts), cfg.dev_fraction, cfg.seed)
     spec = backbone_spec(cfg.backbone)
     pipeline = PipelineConfig(
