@@ -95,12 +95,14 @@ class LARS(keras.optimizers.Optimizer):
 
 
 def scaled_learning_rate(base: float, batch_size: int, scaling: str = "linear") -> float:
-    """SimCLR's rule: `base * B / 256` (linear) or `base * sqrt(B)` (sqrt)."""
+    """SimCLR's rule: `base * B / 256` (linear) or `base * sqrt(B)` (sqrt); `none` keeps `base`."""
+    if scaling == "none":
+        return base
     if scaling == "linear":
         return base * batch_size / 256.0
     if scaling == "sqrt":
         return base * math.sqrt(batch_size)
-    raise ConfigError(f"unknown learning-rate scaling {scaling!r}: use linear or sqrt")
+    raise ConfigError(f"unknown learning-rate scaling {scaling!r}: use linear, sqrt or none")
 
 
 def warmup_cosine(

@@ -21,8 +21,9 @@ FLAGS = {
     "--batch-size": ("batch_size", positive_int, "images per batch (each gives two views)"),
     "--image-size": ("image_size", positive_int, "square input side in pixels"),
     "--lr": ("base_learning_rate", float, "base learning rate, scaled by --lr-scaling"),
-    "--lr-scaling": ("lr_scaling", str, "linear (lr x B/256) or sqrt (lr x sqrt(B))"),
-    "--warmup-epochs": ("warmup_epochs", int, "linear warm-up (default: a tenth of training)"),
+    "--lr-scaling": ("lr_scaling", str, "linear (lr x B/256), sqrt (lr x sqrt(B)) or none"),
+    "--optimizer": ("optimizer", str, "lars (official) or adam (small batches)"),
+    "--warmup-epochs": ("warmup_epochs", int, "linear warm-up epochs (None: a tenth of training)"),
     "--weight-decay": ("weight_decay", float, "LARS weight decay"),
     "--temperature": ("temperature", float, "NT-Xent temperature"),
     "--min-crop-area": ("min_crop_area", float, "smallest share of the image a random crop keeps"),
@@ -72,8 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{m['contrastive_accuracy']:.3f}"
     )
     if m["linear_probe"]:
-        auc = m["linear_probe"]["study"]["auc"]
-        print(f"linear probe on the frozen encoder: study AUROC {auc:.3f}")
+        after, before = m["linear_probe"], m["linear_probe_at_init"]
+        print(
+            f"linear probe on the frozen encoder: image AUROC {after['image']['auc']:.3f} "
+            f"(random init {before['image']['auc']:.3f}), study AUROC "
+            f"{after['study']['auc']:.3f} (random init {before['study']['auc']:.3f})"
+        )
     print(f"\nrun folder:   {result.run_dir}")
     print(f"encoder:      {result.run_dir / 'encoder.keras'}")
     print(f"TensorBoard:  tensorboard --logdir {result.run_dir / 'logs'}")

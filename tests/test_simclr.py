@@ -69,6 +69,63 @@ def test_pretraining_writes_an_encoder_history_and_a_probe(pretrained):
 
 
 @pytest.mark.slow
+def test_short_pretraining_lowers_nt_xent_and_beats_a_random_encoder(tmp_path):
+    """On the synthetic set, ~140 steps of the recipe's own pre-training (32 px ResNet18,
+    batch 16, the synthetic preset's Adam) lower NT-Xent well below its starting value
+    ln(2N - 1), and a linear probe on the pre-trained encoder separates normal from abnormal
+    images better than the same probe on the encoder's random initialisation."""
+    from mura_tf.data.synthetic import SyntheticConfig, generate_synthetic
+
+    # 3 parts x 24 patients: ~220 training images, enough for the probe to rank encoders.
+    config = SyntheticConfig(
+        patients_per_part=24,
+        valid_patients_per_part=12,
+        min_side=48,
+        max_side=96,
+        parts=("XR_ELBOW", "XR_HAND", "XR_SHOULDER"),
+        seed=7,
+    )
+    generate_synthetic(tmp_path / "data", config)
+    argv = [  # the synthetic preset's settings, spelled out (the preset ignores --data-dir)
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--backbone",
+        "resnet18",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "2e-3",
+        "--lr-scaling",
+        "none",
+        "--min-crop-area",
+        "0.5",
+        "--cache",
+        "memory",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "10",
+        "--temperature",
+        "0.2",
+        "--out",
+        str(tmp_path / "runs"),
+    ]
+    assert simclr_pretrain.main(argv) == 0
+    (run_dir,) = [p.parent for p in (tmp_path / "runs").rglob("metrics.json")]
+    history = pd.read_csv(run_dir / "history.csv")
+    start = math.log(2 * 16 - 1)
+    assert abs(history["loss"].iloc[0] - start) < 0.5
+    # measured: 3.39 -> 1.91 and image AUROC 0.765 -> 0.829 (2-core CPU, ~90 s)
+    assert history["loss"].iloc[-1] < 0.7 * start
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    pretrained = metrics["linear_probe"]["image"]["auc"]
+    at_init = metrics["linear_probe_at_init"]["image"]["auc"]
+    assert pretrained > at_init + 0.03, (pretrained, at_init)
+
+
+@pytest.mark.slow
 def test_three_label_fractions_fine_tune_and_appear_in_the_report(
     pretrained, synthetic_dir, tmp_path, capsys
 ):

@@ -1,0 +1,186 @@
+"""Input-pipeline throughput: the project's tf.data pipeline against a PyTorch DataLoader.
+
+    python -m benchmarks.pipeline --images 256 --batch 16 --workers 2
+
+Both sides read the same synthetic MURA PNGs (MURA-like sizes and modes) and do report 000's
+training preprocessing: RGB, resize to 256x256, random auto-contrast (p=0.5), horizontal flip
+(p=0.5), scale to [0, 1] and ImageNet mean/std, batches of 16. The Keras side is
+`mura_tf.data.pipeline.make_dataset` exactly as a recipe calls it for training; the PyTorch side
+is torchvision transforms on Pillow images in a `DataLoader` with `--workers` processes (the
+tf.data side gets the same number of cores through its thread pool).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.harness import Worker, alternate, serve, table, without_only
+
+# MURA's images are ~300-512 px a side (most 512 on the long side).
+MURA_LIKE = dict(min_side=300, max_side=512)
+
+
+def synthetic_frame(images: int, root: Path):
+    """A catalogue of about `images` synthetic MURA PNGs under `root` (made once, cached)."""
+    from mura_tf.data.mura import load_mura
+    from mura_tf.data.synthetic import SyntheticConfig, generate_synthetic
+
+    # ~2.7 views a study, ~1.3 studies a patient, 7 parts: ~25 train images per 10 patients.
+    patients = max(2, round(images / 7 / 2.5))
+    folder = root / f"pipeline_{patients}"
+    if not (folder / "MURA-v1.1").is_dir():
+        generate_synthetic(
+            folder,
+            SyntheticConfig(patients_per_part=patients, valid_patients_per_part=1, **MURA_LIKE),
+        )
+    return load_mura(folder, splits=("train",))
+
+
+def _keras_side(args, frame) -> tuple:
+    import tensorflow as tf
+
+    from mura_tf.data.augment import AugmentConfig
+    from mura_tf.data.pipeline import PipelineConfig, make_dataset
+
+    if args.workers:
+        tf.config.threading.set_inter_op_parallelism_threads(args.workers)
+        tf.config.threading.set_intra_op_parallelism_threads(args.workers)
+    config = PipelineConfig(
+        image_size=args.size, augment=AugmentConfig(ops=("autocontrast", "hflip"))
+    )
+    kwargs = {} if args.deterministic is None else {"deterministic": args.deterministic}
+    ds = make_dataset(frame, config, batch_size=args.batch, training=True, **kwargs).repeat()
+    iterator = iter(ds)
+    next(iterator)
+
+    def run_once() -> float:
+        start = time.perf_counter()
+        for _ in range(args.batches):
+            next(iterator)
+        return args.batches * args.batch / (time.perf_counter() - start)
+
+    return run_once, {"framework": f"tf.data {tf.__version__}", "images": len(frame)}
+
+
+def _torch_side(args, frame) -> tuple:
+    import torch
+    import torchvision
+    from PIL import Image
+    from torchvision import transforms
+
+    paths = frame["path"].astype(str).tolist()
+    labels = frame["label"].astype("float32").tolist()
+    transform = transforms.Compose(
+        [
+            transforms.Resize((args.size, args.size)),
+            transforms.RandomAutocontrast(p=0.5),
+            transforms.RandomHorizontalFlip(p=0.5),
+            transforms.ToTensor(),
+            transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+        ]
+    )
+
+    class Films(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(paths)
+
+        def __getitem__(self, i):
+            with Image.open(paths[i]) as image:
+                return transform(image.convert("RGB")), torch.tensor([labels[i]])
+
+    torch.set_num_threads(1)  # as the DataLoader workers do; the work is per image
+    loader = torch.utils.data.DataLoader(
+        Films(),
+        batch_size=args.batch,
+        shuffle=True,
+        num_workers=args.workers,
+        persistent_workers=args.workers > 0,
+        drop_last=True,
+    )
+
+    def batches():
+        while True:
+            yield from loader
+
+    iterator = batches()
+    next(iterator)
+
+    def run_once() -> float:
+        start = time.perf_counter()
+        for _ in range(args.batches):
+            next(iterator)
+        return args.batches * args.batch / (time.perf_counter() - start)
+
+    info = {
+        "framework": f"torch {torch.__version__} / torchvision {torchvision.__version__}",
+        "images": len(frame),
+    }
+    return run_once, info
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.pipeline",
+        description="Images/s of the training input pipeline (decode, resize, augment, "
+        "normalise, batch): tf.data against a PyTorch DataLoader, alternating in one invocation.",
+    )
+    p.add_argument("--images", type=int, default=256, help="synthetic PNGs to read (default 256)")
+    p.add_argument("--size", type=int, default=256, help="output side (default 256, report 000)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--batches", type=int, default=40, help="timed batches per repetition")
+    p.add_argument("--repeats", type=int, default=3, help="alternating repetitions per side")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers / tf.data threads")
+    p.add_argument(
+        "--deterministic",
+        choices=("true", "false"),
+        default=None,
+        help="override make_dataset's default element order for the tf.data side",
+    )
+    p.add_argument("--root", default=None, help="where the synthetic PNGs go (default: cache)")
+    p.add_argument("--only", choices=("keras", "torch"), help="run one side only")
+    p.add_argument("--worker", choices=("keras", "torch"), help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(argv if argv is not None else sys.argv[1:])
+    args = parser().parse_args(argv)
+    if args.deterministic is not None:
+        args.deterministic = args.deterministic == "true"
+    for name in ("images", "size", "batch", "batches", "repeats"):
+        if getattr(args, name) < 1:
+            parser().error(f"--{name} must be at least 1")
+    from mura_tf.data.synthetic import cache_root
+
+    root = Path(args.root) if args.root else cache_root() / "benchmarks"
+    frame = synthetic_frame(args.images, root)
+    if args.worker:
+        side = _keras_side if args.worker == "keras" else _torch_side
+        serve(lambda: side(args, frame))
+        return 0
+    print(
+        f"{len(frame)} synthetic PNGs, batch {args.batch}, {args.size}x{args.size}, "
+        f"{args.workers} workers, {args.batches} batches x {args.repeats} repetitions per side",
+        file=sys.stderr,
+    )
+    forwarded = without_only(argv)
+    sides = [s for s in ("keras", "torch") if args.only in (None, s)]
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    workers = [
+        Worker(
+            s, ["-m", "benchmarks.pipeline", *forwarded, "--root", str(root), "--worker", s], env
+        )
+        for s in sides
+    ]
+    results = alternate(workers, args.repeats, lambda m: print(m, file=sys.stderr))
+    for side in results:
+        print(f"{side.name}: {side.info}")
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Training-step throughput: the project's Keras model against torchvision's, side by side.
+
+    python -m benchmarks.train_step --model resnet18 --batch 16 --size 224 --steps 5
+
+Each side trains the same architecture on the same fixed random batch (no input pipeline:
+`benchmarks.pipeline` measures that), with a one-output head, binary cross-entropy and Adam,
+on the same number of threads. The Keras side is built and compiled by the project's own
+functions (`build_backbone`, `build_classifier`, `compile_classifier` with `TrainConfig`'s
+defaults), so what is measured is what the recipes run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from benchmarks.harness import Worker, alternate, serve, table, without_only
+
+MODELS = ("resnet18", "densenet169", "resnet50")
+
+
+def _keras_side(args) -> tuple:
+    import mura_tf  # noqa: F401, I001 - first: it sets TensorFlow's flags before TF loads
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from mura_tf.models.backbones import build_backbone
+    from mura_tf.models.heads import build_classifier, classification_head
+    from mura_tf.train import TrainConfig, compile_classifier
+
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    keras.utils.set_random_seed(0)
+    model = build_classifier(
+        build_backbone(args.model, args.size, "none"), classification_head("linear"), args.size
+    )
+    overrides = {} if args.jit_compile is None else {"jit_compile": args.jit_compile}
+    config = TrainConfig(**overrides)
+    compile_classifier(model, config)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(args.batch, args.size, args.size, 3)).astype("float32")
+    y = rng.integers(0, 2, size=(args.batch, 1)).astype("float32")
+    data = tf.data.Dataset.from_tensors((x, y)).repeat()
+    model.fit(data, steps_per_epoch=args.warmup, epochs=1, verbose=0)  # trace and compile
+
+    def run_once() -> float:
+        start = time.perf_counter()
+        model.fit(data, steps_per_epoch=args.steps, epochs=1, verbose=0)
+        return args.steps * args.batch / (time.perf_counter() - start)
+
+    info = {
+        "framework": f"keras {keras.__version__} / tensorflow {tf.__version__}",
+        "jit_compile": str(model.jit_compile),
+        "params": model.count_params(),
+    }
+    return run_once, info
+
+
+def _torch_side(args) -> tuple:
+    import torch
+    import torchvision
+
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, args.model)(weights=None, num_classes=1)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    y = torch.randint(0, 2, (args.batch, 1)).float()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+
+    for _ in range(args.warmup):
+        step()
+
+    def run_once() -> float:
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        return args.steps * args.batch / (time.perf_counter() - start)
+
+    info = {
+        "framework": f"torch {torch.__version__} / torchvision {torchvision.__version__}",
+        "params": sum(p.numel() for p in model.parameters()),
+    }
+    return run_once, info
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.train_step",
+        description="Images/s of one training step (forward, backward, update): "
+        "the project's Keras model against torchvision's, alternating in one invocation.",
+    )
+    p.add_argument("--model", choices=MODELS, default="resnet18")
+    p.add_argument("--batch", type=int, default=16, help="images per step (default 16)")
+    p.add_argument("--size", type=int, default=224, help="image side in pixels (default 224)")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per repetition")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (tracing)")
+    p.add_argument("--repeats", type=int, default=3, help="alternating repetitions per side")
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
+    p.add_argument(
+        "--jit-compile",
+        choices=("auto", "true", "false"),
+        default=None,
+        help="override the project's default (TrainConfig.jit_compile) for the Keras side",
+    )
+    p.add_argument("--only", choices=("keras", "torch"), help="run one side only")
+    p.add_argument("--worker", choices=("keras", "torch"), help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.jit_compile in ("true", "false"):
+        args.jit_compile = args.jit_compile == "true"
+    for name in ("batch", "size", "steps", "repeats"):
+        if getattr(args, name) < 1:
+            parser().error(f"--{name} must be at least 1")
+    if args.worker:
+        serve(lambda: (_keras_side if args.worker == "keras" else _torch_side)(args))
+        return 0
+    forwarded = without_only(argv if argv is not None else sys.argv[1:])
+    sides = [s for s in ("keras", "torch") if args.only in (None, s)]
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    print(
+        f"{args.model}, batch {args.batch}, {args.size}x{args.size}, {args.steps} steps x "
+        f"{args.repeats} repetitions per side; starting workers (tracing can take minutes)",
+        file=sys.stderr,
+    )
+    workers = [
+        Worker(s, ["-m", "benchmarks.train_step", *without_only(forwarded), "--worker", s], env)
+        for s in sides
+    ]
+    results = alternate(workers, args.repeats, lambda m: print(m, file=sys.stderr))
+    for side in results:
+        print(f"{side.name}: {side.info}")
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Smoke runs of the benchmarks (Keras side only: PyTorch is not a test dependency)."""
+
+from benchmarks import pipeline, train_step
+from benchmarks.harness import Side, table, without_only
+
+
+def test_without_only_drops_the_flag_and_its_value():
+    argv = ["--model", "resnet18", "--only", "keras", "--steps", "2", "--only=torch"]
+    assert without_only(argv) == ["--model", "resnet18", "--steps", "2"]
+
+
+def test_table_reports_medians_and_ratios():
+    sides = [Side("keras", [3.0, 5.0, 4.0], 100, {}), Side("torch", [2.0, 2.0, 1.0], 50, {})]
+    text = table(sides)
+    assert "| keras | 4.00 | 3.00, 5.00, 4.00 | 100 | 2.00 |" in text
+    assert "| torch | 2.00 |" in text
+
+
+def test_train_step_benchmark_runs_the_project_model(capsys):
+    argv = ["--model", "resnet18", "--size", "32", "--batch", "2", "--steps", "1"]
+    argv += ["--warmup", "1", "--repeats", "2", "--only", "keras"]
+    assert train_step.main(argv) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| keras |"))
+    median, reps = float(row.split("|")[2]), row.split("|")[3].split(",")
+    assert median > 0 and len(reps) == 2
+    assert "'params': 11186625" in out  # ResNet18 (11,186,112) + a one-output Dense head
+
+
+def test_pipeline_benchmark_reads_synthetic_pngs(capsys, tmp_path):
+    argv = ["--images", "30", "--size", "32", "--batch", "4", "--batches", "2"]
+    argv += ["--repeats", "1", "--only", "keras", "--root", str(tmp_path)]
+    assert pipeline.main(argv) == 0
+    out = capsys.readouterr().out
+    assert float(next(x for x in out.splitlines() if x.startswith("| keras |")).split("|")[2]) > 0
+    assert list(tmp_path.rglob("*.png"))
