@@ -9,7 +9,13 @@ from PIL import Image, ImageOps
 from mura_tf.data.augment import AugmentConfig, affine_transform, augment_image, autocontrast
 from mura_tf.data.mura import load_mura
 from mura_tf.data.normalization import normalize
-from mura_tf.data.pipeline import PipelineConfig, decode_png, load_image, make_dataset
+from mura_tf.data.pipeline import (
+    PipelineConfig,
+    decode_png,
+    load_image,
+    make_dataset,
+    resize,
+)
 from mura_tf.errors import ConfigError
 
 RNG = np.random.default_rng(0)
@@ -196,3 +202,25 @@ def test_bad_pipeline_settings_are_config_errors(frame):
         PipelineConfig(normalization="zscore")
     with pytest.raises(ConfigError, match="empty"):
         make_dataset(frame.iloc[:0])
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "LA", "RGBA"])
+def test_load_image_equals_decode_then_resize(tmp_path, mode):
+    # the one-channel shortcut for grayscale films must give the pixels of the plain path
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, size=(70, 90, 4), dtype=np.uint8)
+    image = Image.fromarray(pixels, "RGBA").convert(mode)
+    path = tmp_path / f"x_{mode}.png"
+    image.save(path)
+    for size in (32, 128):  # shrinking (area) and growing (bilinear)
+        expected = resize(decode_png(tf.io.read_file(str(path))), size)
+        np.testing.assert_array_equal(load_image(tf.constant(str(path)), size), expected)
+
+
+def test_halving_averages_two_by_two_blocks():
+    base = np.random.default_rng(2).integers(0, 240, size=(4, 4, 3)).astype(np.float32)
+    offsets = np.array([[0.0, 4.0], [8.0, 0.0]])  # block means are base + 3, whole numbers
+    pixels = np.repeat(np.repeat(base, 2, axis=0), 2, axis=1) + np.tile(offsets, (4, 4))[..., None]
+    blocks = pixels.reshape(4, 2, 4, 2, 3).mean(axis=(1, 3))
+    np.testing.assert_array_equal(blocks, base + 3)
+    np.testing.assert_array_equal(resize(pixels, 4), blocks.astype(np.uint8))
