@@ -108,8 +108,8 @@ def apply_synthetic_preset(
     if "min_crop_area" not in explicit and cfg.min_crop_area < 0.5:
         changes["min_crop_area"] = 0.5
     # LARS exists for batches of thousands. At batch 32 linear scaling gives 0.3 x 32 / 256 =
-    # 0.04, which its trust ratio turns into no learning, and sqrt scaling (peak 1.4) lowers
-    # NT-Xent but left a linear probe below that of the random encoder (measured, 112 steps);
+    # 0.04, which its trust ratio turns into no learning, and sqrt scaling (batch 16, peak 1.0)
+    # lowered NT-Xent but left a linear probe below that of the random encoder (112 steps);
     # Adam at 2e-3 lowers NT-Xent and lifts the probe above the random encoder's.
     if "optimizer" not in explicit and cfg.optimizer == "lars":
         changes["optimizer"] = "adam"
