@@ -13,6 +13,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -121,6 +122,28 @@ def alternate(workers: list[Worker], repeats: int, progress=None) -> list[Side]:
         for w in workers:
             if w.process.poll() is None:
                 w.process.kill()
+
+
+def compare(module: str, argv: list[str], sides: list[str], repeats: int) -> None:
+    """Start a worker per side (`python -m module *argv --worker SIDE`), alternate, print."""
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    workers = [Worker(s, ["-m", module, *argv, "--worker", s], env) for s in sides]
+    results = alternate(workers, repeats, lambda m: print(m, file=sys.stderr))
+    for side in results:
+        print(f"{side.name}: {side.info}")
+    print(table(results))
+
+
+def batch_rate(iterator, batches: int, batch_size: int) -> Callable[[], float]:
+    """A `run_once` for `serve`: images/s of drawing `batches` batches from `iterator`."""
+
+    def run_once() -> float:
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(iterator)
+        return batches * batch_size / (time.perf_counter() - start)
+
+    return run_once
 
 
 def table(sides: list[Side], unit: str = "img/s") -> str:

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-from benchmarks.harness import Worker, alternate, serve, table, without_only
+from benchmarks.harness import batch_rate, compare, serve, without_only
 
 # MURA's images are ~300-512 px a side (most 512 on the long side).
 MURA_LIKE = dict(min_side=300, max_side=512)
@@ -56,11 +55,7 @@ def _keras_side(args, frame) -> tuple:
     iterator = iter(ds)
     next(iterator)
 
-    def run_once() -> float:
-        start = time.perf_counter()
-        for _ in range(args.batches):
-            next(iterator)
-        return args.batches * args.batch / (time.perf_counter() - start)
+    run_once = batch_rate(iterator, args.batches, args.batch)
 
     return run_once, {"framework": f"tf.data {tf.__version__}", "images": len(frame)}
 
@@ -108,11 +103,7 @@ def _torch_side(args, frame) -> tuple:
     iterator = batches()
     next(iterator)
 
-    def run_once() -> float:
-        start = time.perf_counter()
-        for _ in range(args.batches):
-            next(iterator)
-        return args.batches * args.batch / (time.perf_counter() - start)
+    run_once = batch_rate(iterator, args.batches, args.batch)
 
     info = {
         "framework": f"torch {torch.__version__} / torchvision {torchvision.__version__}",
@@ -174,17 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     forwarded = without_only(argv)
     sides = [s for s in ("keras", "torch") if args.only in (None, s)]
-    env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
-    workers = [
-        Worker(
-            s, ["-m", "benchmarks.pipeline", *forwarded, "--root", str(root), "--worker", s], env
-        )
-        for s in sides
-    ]
-    results = alternate(workers, args.repeats, lambda m: print(m, file=sys.stderr))
-    for side in results:
-        print(f"{side.name}: {side.info}")
-    print(table(results))
+    compare("benchmarks.pipeline", [*forwarded, "--root", str(root)], sides, args.repeats)
     return 0
 
 

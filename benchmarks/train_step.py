@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from benchmarks.harness import Worker, alternate, serve, table, without_only
+from benchmarks.harness import compare, serve, without_only
 
 MODELS = ("resnet18", "densenet169", "resnet50")
 
@@ -129,20 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     forwarded = without_only(argv if argv is not None else sys.argv[1:])
     sides = [s for s in ("keras", "torch") if args.only in (None, s)]
-    env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
     print(
         f"{args.model}, batch {args.batch}, {args.size}x{args.size}, {args.steps} steps x "
         f"{args.repeats} repetitions per side; starting workers (tracing can take minutes)",
         file=sys.stderr,
     )
-    workers = [
-        Worker(s, ["-m", "benchmarks.train_step", *without_only(forwarded), "--worker", s], env)
-        for s in sides
-    ]
-    results = alternate(workers, args.repeats, lambda m: print(m, file=sys.stderr))
-    for side in results:
-        print(f"{side.name}: {side.info}")
-    print(table(results))
+    compare("benchmarks.train_step", forwarded, sides, args.repeats)
     return 0
 
 
