@@ -4,14 +4,16 @@
 shared trainer, evaluates on MURA's valid split (image and study level), and writes the run
 folder `OUT/<recipe>/<part>/<run>/`:
 
-    config.json        every resolved setting, and the data counts
+    config.json        every resolved setting, the data counts and the strategy
+    splits.csv         every image used and its split (train, dev, test)
     history.csv        one row per epoch
     logs/              TensorBoard
     checkpoints/best.keras   best dev-accuracy model
     model.keras        the final model (best weights restored by early stopping)
     export/            SavedModel: serve(float32 [N, S, S, 3] raw 0-255) -> probability [N, 1]
     predictions.csv    one row per test image
-    metrics.json       image/study/per-part metrics; written last, so it marks a finished run
+    metrics.json       image/study/per-part metrics and a fingerprint of the first training
+                       batch; written last, so it marks a finished run
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +29,20 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from mura_tf.data.augment import AugmentConfig, parse_augmentations
 from mura_tf.data.mura import load_mura
 from mura_tf.data.pipeline import PipelineConfig, make_dataset
 from mura_tf.data.splits import Splits, label_fraction, make_splits
 from mura_tf.data.synthetic import SyntheticConfig, synthetic_dataset
+from mura_tf.distribute import (
+    STRATEGIES,
+    distribute_batches,
+    make_strategy,
+    num_workers,
+    worker_index,
+)
 from mura_tf.errors import ConfigError
 from mura_tf.export import export_savedmodel
 from mura_tf.io import check_unfinished, save_keras, start_run, write_json, write_text
@@ -90,6 +101,8 @@ class Experiment:
     run_name: str | None = None
     overwrite: bool = False
     strict: bool = False  # fail on an unreadable PNG instead of skipping it with a warning
+    strategy: str = "auto"  # tf.distribute strategy, see mura_tf.distribute.make_strategy
+    deterministic: bool = False  # op determinism: same seed, same batches, same metrics
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -112,6 +125,10 @@ class Experiment:
             raise ConfigError(f"--max-steps must be at least 1, got {self.max_steps}")
         if not 0 < self.label_fraction <= 1:
             raise ConfigError(f"--fraction must be in (0, 1], got {self.label_fraction}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(
+                f"unknown --strategy {self.strategy!r}: use one of {', '.join(STRATEGIES)}"
+            )
         if self.intermediate_epochs < 0:
             raise ConfigError(
                 f"--intermediate-epochs must be 0 or more, got {self.intermediate_epochs}"
@@ -119,7 +136,9 @@ class Experiment:
 
     def settings(self) -> dict:
         """The settings that define the run (not where it is written)."""
-        skip = {"out", "run_name", "overwrite", "strict", "notes"}
+        # Where and on how many devices a run happens does not change what it computes, so a
+        # run interrupted on one machine resumes from its folder on another.
+        skip = {"out", "run_name", "overwrite", "strict", "notes", "strategy"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     def run_dir(self) -> Path:
@@ -220,7 +239,7 @@ def _pipeline(exp: Experiment, normalization: str, training: bool) -> PipelineCo
     )
 
 
-def _train_config(exp: Experiment, epochs: int | None = None) -> TrainConfig:
+def _train_config(exp: Experiment, data: FitData, epochs: int | None = None) -> TrainConfig:
     return TrainConfig(
         epochs=epochs or exp.epochs,
         optimizer=exp.optimizer,
@@ -230,45 +249,95 @@ def _train_config(exp: Experiment, epochs: int | None = None) -> TrainConfig:
         monitor=exp.monitor,
         patience=exp.patience,
         reduce_lr_on_plateau=exp.reduce_lr_on_plateau,
-        steps_per_epoch=exp.max_steps,
-        validation_steps=exp.max_steps,
+        steps_per_epoch=data.steps_per_epoch,
+        validation_steps=data.validation_steps,
         jit_compile=exp.jit_compile if exp.jit_compile == "auto" else exp.jit_compile == "true",
     )
 
 
-def _datasets(exp: Experiment, splits: Splits, normalization: str, target: str = "label"):
+@dataclass
+class FitData:
+    """What `fit` reads: training and dev batches (distributed under a multi-replica strategy),
+    their step counts (None: one pass), an undistributed first training batch (TensorBoard
+    images, and its fingerprint), and the undistributed test batches."""
+
+    train: object
+    dev: object
+    test: tf.data.Dataset
+    steps_per_epoch: int | None
+    validation_steps: int | None
+    first_batch: np.ndarray
+
+
+def _fit_data(
+    exp: Experiment,
+    splits: Splits,
+    normalization: str,
+    strategy: tf.distribute.Strategy,
+    target: str = "label",
+    class_weight: dict[int, float] | None = None,
+) -> FitData:
     train_cfg = _pipeline(exp, normalization, training=True)
     eval_cfg = _pipeline(exp, normalization, training=False)
-    train_ds = make_dataset(
-        splits.train,
-        train_cfg,
-        batch_size=exp.batch_size,
-        training=True,
-        target=target,
-        seed=exp.seed,
+
+    def train_batches(batch_size: int, shard: int = 0, shards: int = 1) -> tf.data.Dataset:
+        ds = make_dataset(
+            splits.train, train_cfg, batch_size=batch_size, training=True, target=target,
+            seed=exp.seed, shard=(shard, shards),
+        )  # fmt: skip
+        if class_weight is not None:  # fit cannot weight classes of distributed batches
+            w = tf.constant([class_weight[0], class_weight[1]], tf.float32)
+            ds = ds.map(lambda x, y: (x, y, tf.gather(w, tf.cast(y[:, 0], tf.int32))))
+        return ds
+
+    def dev_batches(batch_size: int, shard: int = 0, shards: int = 1) -> tf.data.Dataset:
+        return make_dataset(
+            splits.dev, eval_cfg, batch_size=batch_size, target=target, shard=(shard, shards)
+        )
+
+    test = make_dataset(splits.test, eval_cfg, batch_size=exp.eval_batch_size, target=target)
+    first_batch = next(iter(train_batches(exp.batch_size).take(1)))[0].numpy()
+    if strategy.num_replicas_in_sync == 1:
+        return FitData(
+            train_batches(exp.batch_size), dev_batches(exp.eval_batch_size), test,
+            exp.max_steps, exp.max_steps, first_batch,
+        )  # fmt: skip
+    # Every replica must run the same number of steps: each worker repeats its shard and all
+    # stop after the same count (about one pass over the data per epoch).
+    steps = exp.max_steps or max(1, len(splits.train) // exp.batch_size)
+    validation_steps = exp.max_steps or math.ceil(len(splits.dev) / exp.eval_batch_size)
+    train = distribute_batches(
+        strategy, lambda b, i, n: train_batches(b, i, n).repeat(), exp.batch_size
     )
-    dev_ds = make_dataset(splits.dev, eval_cfg, batch_size=exp.eval_batch_size, target=target)
-    test_ds = make_dataset(splits.test, eval_cfg, batch_size=exp.eval_batch_size, target=target)
-    return train_ds, dev_ds, test_ds
+    dev = distribute_batches(
+        strategy, lambda b, i, n: dev_batches(b, i, n).repeat(), exp.eval_batch_size,
+        "--eval-batch-size",
+    )  # fmt: skip
+    return FitData(train, dev, test, steps, validation_steps, first_batch)
 
 
 def _body_part_stage(
-    exp: Experiment, splits: Splits, backbone: keras.Model, normalization: str, run_dir: Path
+    exp: Experiment,
+    splits: Splits,
+    backbone: keras.Model,
+    normalization: str,
+    run_dir: Path,
+    strategy: tf.distribute.Strategy,
 ) -> tuple[keras.layers.Layer, dict]:
     """Report 000 §3.3, first stage: the unfrozen backbone + MLP learns the body part.
 
     Returns the trained hidden layer (kept for the binary stage) and the stage's metrics.
     """
-    head = classification_head("mlp", outputs=len(PARTS), name="part_head")
-    model = build_classifier(
-        backbone, head, exp.image_size, freeze_backbone=False, name="body_part"
-    )
-    compile_classifier(model, _train_config(exp, exp.intermediate_epochs), task="part")
-    train_ds, dev_ds, test_ds = _datasets(exp, splits, normalization, target="part")
-    train(
-        model, train_ds, dev_ds, run_dir / "body_part", _train_config(exp, exp.intermediate_epochs)
-    )
-    predicted = model.predict(test_ds, verbose=0).argmax(axis=1)
+    data = _fit_data(exp, splits, normalization, strategy, target="part")
+    config = _train_config(exp, data, exp.intermediate_epochs)
+    with strategy.scope():
+        head = classification_head("mlp", outputs=len(PARTS), name="part_head")
+        model = build_classifier(
+            backbone, head, exp.image_size, freeze_backbone=False, name="body_part"
+        )
+        compile_classifier(model, config, task="part")
+    train(model, data.train, data.dev, run_dir / "body_part", config, sample=data.first_batch)
+    predicted = model.predict(data.test, verbose=0).argmax(axis=1)
     truth = splits.test["part"].map(PARTS.index).to_numpy()
     stage = {
         "macro_f1": macro_f1(truth, predicted),
@@ -280,8 +349,18 @@ def _body_part_stage(
 
 
 def run_experiment(exp: Experiment) -> RunResult:
-    """Train and evaluate one experiment; see the module docstring for what it writes."""
-    run_dir = exp.run_dir()
+    """Train and evaluate one experiment; see the module docstring for what it writes.
+
+    Under `--strategy multi_worker` every worker trains; worker 0 (the chief) writes the run
+    folder, the others keep their checkpoints and backups in `RUN/worker<i>/` and return
+    without evaluating (`RunResult.metrics` is empty for them).
+    """
+    # First: a multi-worker strategy must exist before TensorFlow runs any op.
+    strategy = make_strategy(exp.strategy)
+    if exp.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    worker = worker_index(strategy)
+    run_dir = exp.run_dir() if worker == 0 else exp.run_dir() / f"worker{worker}"
     check_unfinished(run_dir, exp.overwrite)
     data_dir = resolve_data_dir(exp)
     frame = load_mura(data_dir, exp.part, strict=exp.strict)
@@ -299,42 +378,72 @@ def run_experiment(exp: Experiment) -> RunResult:
         "data_dir": str(data_dir),
         "images": counts,
         "normalization": spec.normalization,
+        "strategy": {
+            "name": exp.strategy,
+            "replicas": strategy.num_replicas_in_sync,
+            "workers": num_workers(strategy),
+        },
         "notes": list(exp.notes),
     }
     start_run(run_dir, config)
+    write_text(run_dir / "splits.csv", _split_table(splits).to_csv(index=False))
 
     keras.utils.set_random_seed(exp.seed)
     if exp.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    backbone = build_backbone(exp.backbone, exp.image_size, exp.weights)
+    with strategy.scope():
+        backbone = build_backbone(exp.backbone, exp.image_size, exp.weights)
     extra: dict = {}
     hidden = None
     if exp.intermediate_epochs:
         hidden, extra["body_part"] = _body_part_stage(
-            exp, splits, backbone, spec.normalization, run_dir
+            exp, splits, backbone, spec.normalization, run_dir, strategy
         )
 
-    head = classification_head(exp.head)
-    if hidden is not None:  # keep the body-part stage's hidden layer, replace only the output
-        head = keras.Sequential(
-            [hidden, keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="out")],
-            name="head",
-        )
-    model = build_classifier(backbone, head, exp.image_size, exp.freeze_backbone)
-    train_config = _train_config(exp)
-    compile_classifier(model, train_config)
-    train_ds, dev_ds, test_ds = _datasets(exp, splits, spec.normalization)
     weights = mura_class_weights(splits.train["label"]) if exp.class_weights else None
-    train(model, train_ds, dev_ds, run_dir, train_config, class_weight=weights)
+    data = _fit_data(exp, splits, spec.normalization, strategy, class_weight=weights)
+    train_config = _train_config(exp, data)
+    with strategy.scope():
+        head = classification_head(exp.head)
+        if hidden is not None:  # keep the body-part stage's hidden layer, replace the output
+            head = keras.Sequential(
+                [hidden, keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="out")],
+                name="head",
+            )
+        model = build_classifier(backbone, head, exp.image_size, exp.freeze_backbone)
+        compile_classifier(model, train_config)
+    train(model, data.train, data.dev, run_dir, train_config, sample=data.first_batch)
+    save_keras(model, run_dir / "model.keras")
+    if num_workers(strategy) > 1:
+        if worker:
+            return RunResult(run_dir, {}, pd.DataFrame(), exp, extra)
+        # Predicting under the strategy would need every worker; the chief evaluates alone,
+        # on the saved model, which lives outside the strategy.
+        model = load_classifier(run_dir / "model.keras")
 
-    probabilities = model.predict(test_ds, verbose=0)[:, 0]
+    probabilities = model.predict(data.test, verbose=0)[:, 0]
     predictions = splits.test[["path", "part", "patient", "study", "label"]].assign(
         probability=probabilities
     )
     metrics = study_level_metrics(predictions)
     metrics.update(extra)
-    save_keras(model, run_dir / "model.keras")
+    metrics["first_batch_sha1"] = hashlib.sha1(data.first_batch.tobytes()).hexdigest()
     export_savedmodel(model, spec.normalization, exp.image_size, run_dir / "export")
     write_text(run_dir / "predictions.csv", predictions.to_csv(index=False, float_format="%.7g"))
     write_json(run_dir / "metrics.json", metrics)
     return RunResult(run_dir, metrics, predictions, exp, extra)
+
+
+def _split_table(splits: Splits) -> pd.DataFrame:
+    """`path, split` for every image used: which images trained, selected and tested."""
+    return pd.concat(
+        [getattr(splits, name)[["path"]].assign(split=name) for name in ("train", "dev", "test")],
+        ignore_index=True,
+    )
+
+
+def load_classifier(path: str | os.PathLike[str]) -> keras.Model:
+    """Load a run's `model.keras` (keras-hub backbones need their classes registered)."""
+    import keras_hub  # noqa: F401
+
+    return keras.saving.load_model(path)

@@ -14,11 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from mura_tf.data.contrastive import ViewConfig, make_contrastive_dataset
 from mura_tf.data.mura import load_mura
 from mura_tf.data.pipeline import PipelineConfig
 from mura_tf.data.splits import Splits, make_splits
+from mura_tf.distribute import (
+    STRATEGIES,
+    distribute_batches,
+    make_strategy,
+    num_workers,
+    worker_index,
+)
 from mura_tf.errors import ConfigError
 from mura_tf.experiment import SYNTHETIC_IMAGE_SIZE, data_folder, run_folder
 from mura_tf.io import check_unfinished, save_keras, start_run, write_json
@@ -58,10 +66,16 @@ class PretrainConfig:
     out: str = "saved_models"
     run_name: str | None = None
     overwrite: bool = False
+    strategy: str = "auto"
+    deterministic: bool = False
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         backbone_spec(self.backbone)
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(
+                f"unknown --strategy {self.strategy!r}: use one of {', '.join(STRATEGIES)}"
+            )
         parse_parts(self.parts)
         for name in ("epochs", "batch_size", "projection_layers", "projection_dim"):
             if getattr(self, name) < 1:
@@ -80,7 +94,7 @@ class PretrainConfig:
             raise ConfigError(f"--image-size must be at least 32, got {self.image_size}")
 
     def settings(self) -> dict:
-        skip = {"out", "run_name", "overwrite", "notes"}
+        skip = {"out", "run_name", "overwrite", "notes", "strategy"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     def run_dir(self) -> Path:
@@ -127,6 +141,15 @@ def _probe(backbone: keras.Model, splits: Splits, pipeline: PipelineConfig) -> d
     return linear_probe(backbone, splits.train, splits.test, pipeline) if len(splits.test) else None
 
 
+def _local_copy(model: keras.Model, needed: bool) -> keras.Model:
+    """`model` rebuilt outside any tf.distribute strategy, with the same weights."""
+    if not needed:
+        return model
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 @dataclass
 class PretrainResult:
     run_dir: Path
@@ -136,7 +159,11 @@ class PretrainResult:
 
 def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     """Pre-train a SimCLR encoder; see the module docstring for the outputs."""
-    run_dir = cfg.run_dir()
+    strategy = make_strategy(cfg.strategy)  # first: see mura_tf.distribute.make_strategy
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    worker = worker_index(strategy)
+    run_dir = cfg.run_dir() if worker == 0 else cfg.run_dir() / f"worker{worker}"
     check_unfinished(run_dir, cfg.overwrite)
     data_dir = data_folder(cfg.synthetic, cfg.data_dir, cfg.parts)
     splits = make_splits(load_mura(data_dir, cfg.parts), cfg.dev_fraction, cfg.seed)
@@ -145,16 +172,26 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
         image_size=cfg.image_size, normalization=spec.normalization, cache=cfg.cache
     )
     views = ViewConfig(crop_area=(cfg.min_crop_area, 1.0))
-    train_ds = make_contrastive_dataset(
-        splits.train, pipeline, views, batch_size=cfg.batch_size, seed=cfg.seed
-    )
-    dev_ds = make_contrastive_dataset(
-        splits.dev,
-        pipeline,
-        views,
-        batch_size=min(cfg.batch_size, len(splits.dev)),
-        seed=cfg.seed + 1,
-    )
+    dev_batch = min(cfg.batch_size, len(splits.dev))
+    if strategy.num_replicas_in_sync == 1:
+        train_ds = make_contrastive_dataset(
+            splits.train, pipeline, views, batch_size=cfg.batch_size, seed=cfg.seed
+        )
+        dev_ds = make_contrastive_dataset(
+            splits.dev, pipeline, views, batch_size=dev_batch, seed=cfg.seed + 1
+        )
+        validation_steps = cfg.max_steps
+    else:  # each worker reads its shard, repeated, so all run the same number of steps
+
+        def shard_of(frame, seed):
+            return lambda b, i, n: make_contrastive_dataset(
+                frame, pipeline, views, batch_size=b, seed=seed, shard=(i, n)
+            ).repeat()
+
+        train_ds = distribute_batches(strategy, shard_of(splits.train, cfg.seed), cfg.batch_size)
+        dev_batch -= dev_batch % strategy.num_replicas_in_sync
+        dev_ds = distribute_batches(strategy, shard_of(splits.dev, cfg.seed + 1), dev_batch)
+        validation_steps = cfg.max_steps or max(1, len(splits.dev) // dev_batch)
     steps_per_epoch = cfg.max_steps or len(splits.train) // cfg.batch_size
     total_steps = steps_per_epoch * cfg.epochs
     warmup_epochs = cfg.warmup_epochs if cfg.warmup_epochs is not None else max(1, cfg.epochs // 10)
@@ -167,40 +204,51 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
         "peak_learning_rate": peak,
         "steps_per_epoch": steps_per_epoch,
         "images": {"train": len(splits.train), "dev": len(splits.dev)},
+        "strategy": {
+            "name": cfg.strategy,
+            "replicas": strategy.num_replicas_in_sync,
+            "workers": num_workers(strategy),
+        },
         "notes": list(cfg.notes),
     }
     start_run(run_dir, config)
 
     keras.utils.set_random_seed(cfg.seed)
-    model = SimCLR(
-        build_backbone(cfg.backbone, cfg.image_size, "none"),
-        cfg.projection_layers,
-        cfg.projection_dim,
-        cfg.temperature,
-    )
-    model(
-        keras.ops.zeros((2, cfg.image_size, cfg.image_size, 3))
-    )  # BackupAndRestore wants it built
-    probe_before = _probe(model.backbone, splits, pipeline)
-    if cfg.optimizer == "lars":
-        model.compile(optimizer=LARS(schedule, weight_decay=cfg.weight_decay))
-    else:
-        model.compile(optimizer=keras.optimizers.Adam(schedule))
+    with strategy.scope():
+        model = SimCLR(
+            build_backbone(cfg.backbone, cfg.image_size, "none"),
+            cfg.projection_layers,
+            cfg.projection_dim,
+            cfg.temperature,
+        )
+        model(keras.ops.zeros((2, cfg.image_size, cfg.image_size, 3)))  # BackupAndRestore
+        if cfg.optimizer == "lars":
+            model.compile(optimizer=LARS(schedule, weight_decay=cfg.weight_decay))
+        else:
+            model.compile(optimizer=keras.optimizers.Adam(schedule))
+    # Under multi-worker, predicting with the distributed model would need every worker; the
+    # chief probes an undistributed copy alone.
+    multi_worker = num_workers(strategy) > 1
+    probe_before = None
+    if worker == 0:
+        probe_before = _probe(_local_copy(model.backbone, multi_worker), splits, pipeline)
     train_config = TrainConfig(
         epochs=cfg.epochs,
         monitor="val_loss",
         patience=0,
-        steps_per_epoch=cfg.max_steps,
-        validation_steps=cfg.max_steps,
+        steps_per_epoch=steps_per_epoch if strategy.num_replicas_in_sync > 1 else cfg.max_steps,
+        validation_steps=validation_steps,
     )
     history = train(model, train_ds, dev_ds, run_dir, train_config)
 
     save_keras(model.backbone, run_dir / "encoder.keras")
+    if worker:
+        return PretrainResult(run_dir, {}, model)
     metrics = {
         "loss": float(history.history["loss"][-1]),
         "contrastive_accuracy": float(history.history["contrastive_accuracy"][-1]),
         "val_loss": float(history.history["val_loss"][-1]),
-        "linear_probe": _probe(model.backbone, splits, pipeline),
+        "linear_probe": _probe(_local_copy(model.backbone, multi_worker), splits, pipeline),
         "linear_probe_at_init": probe_before,
     }
     write_json(run_dir / "metrics.json", metrics)

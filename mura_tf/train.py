@@ -155,6 +155,7 @@ def train(
     config: TrainConfig,
     *,
     class_weight: dict[int, float] | None = None,
+    sample: np.ndarray | None = None,
 ) -> keras.callbacks.History:
     """Fit a compiled `model` with the project's callbacks; outputs go to `run_dir`.
 
@@ -164,13 +165,20 @@ def train(
     Early stopping restores the best weights into `model`.
 
     Args:
-        train_data: batches `(images [B, S, S, 3], targets)`, shuffled and augmented.
+        train_data: batches `(images [B, S, S, 3], targets[, sample weights])`, shuffled and
+            augmented; a `tf.data.Dataset`, or a distributed dataset that repeats (then
+            `config.steps_per_epoch` and `config.validation_steps` are required).
         dev_data: batches for model selection, never augmented.
+        sample: images `[N, S, S, 3]` shown in TensorBoard; default: the first training batch.
     """
     run_dir = Path(run_dir)
-    sample = next(iter(train_data.take(1)))[0]
-    if config.steps_per_epoch:
-        train_data = train_data.repeat()
+    if isinstance(train_data, tf.data.Dataset):
+        if sample is None:
+            sample = next(iter(train_data.take(1)))[0]
+        if config.steps_per_epoch:
+            train_data = train_data.repeat()
+    elif not (config.steps_per_epoch and config.validation_steps):
+        raise ConfigError("distributed training data needs steps_per_epoch and validation_steps")
     history = model.fit(
         train_data,
         validation_data=dev_data,

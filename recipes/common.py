@@ -88,6 +88,14 @@ FLAGS: dict[str, tuple[str, dict]] = {
         "jit_compile",
         dict(choices=["auto", "true", "false"], help="XLA compilation of the train step"),
     ),
+    "--strategy": (
+        "strategy",
+        dict(
+            choices=["auto", "one_device", "mirrored", "multi_worker"],
+            help="tf.distribute strategy; auto is mirrored when several GPUs are visible; "
+            "multi_worker reads the cluster from TF_CONFIG (README: Scaling out)",
+        ),
+    ),
     "--out": ("out", dict(help="root folder of run outputs")),
     "--run": (
         "run_name",
@@ -114,6 +122,10 @@ SWITCHES: dict[str, tuple[str, str]] = {
     "--keep-aspect": ("keep_aspect", "pad to square instead of stretching"),
     "--overwrite": ("overwrite", "train again over a finished run folder"),
     "--strict": ("strict", "fail on an unreadable PNG instead of skipping it with a warning"),
+    "--deterministic": (
+        "deterministic",
+        "deterministic ops: the same seed gives the same batches and metrics (slower on GPU)",
+    ),
 }
 
 
@@ -174,6 +186,9 @@ def run(
         for note in exp.notes:
             print(note)
         result = run_experiment(exp)
+        if not result.metrics:  # a multi-worker run's other workers; worker 0 reports
+            print(f"worker finished; worker 0 writes the run's results ({result.run_dir})")
+            return 0
         print("\nTest metrics (MURA valid split; study = mean of the views' probabilities)")
         print(metrics_table(result.metrics).to_string())
         if "body_part" in result.extra:

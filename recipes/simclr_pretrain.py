@@ -34,6 +34,7 @@ FLAGS = {
     "--data-dir": ("data_dir", str, "MURA-v1.1/ or its parent (default: $MURA_DATA_DIR)"),
     "--out": ("out", str, "root folder of run outputs"),
     "--run": ("run_name", str, "run folder name"),
+    "--strategy": ("strategy", str, "auto, one_device, mirrored or multi_worker (TF_CONFIG)"),
 }
 
 
@@ -55,6 +56,12 @@ def configure(argv: Sequence[str] | None) -> PretrainConfig:
     parser.add_argument(
         "--overwrite", action="store_true", default=None, help="train again over a finished run"
     )
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        default=None,
+        help="deterministic ops: the same seed gives the same batches and losses",
+    )
     given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
     cfg = dataclasses.replace(CONFIG, **given)
     return apply_synthetic_preset(cfg, frozenset(given)) if cfg.synthetic else cfg
@@ -68,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(note)
     result = run_pretraining(cfg)
     m = result.metrics
+    if not m:  # a multi-worker run's other workers; worker 0 reports
+        print(f"worker finished; worker 0 writes the run's results ({result.run_dir})")
+        return 0
     print(
         f"\nfinal NT-Xent {m['loss']:.3f} (dev {m['val_loss']:.3f}), contrastive accuracy "
         f"{m['contrastive_accuracy']:.3f}"

@@ -185,6 +185,17 @@ def test_meta_and_part_targets(frame):
     assert [s.decode() for s in meta["study"].numpy()] == frame["study"].head(4).tolist()
 
 
+def test_worker_shards_are_disjoint_and_cover_every_image_once(frame):
+    def paths(shard):
+        ds = make_dataset(frame, AUGMENTED, batch_size=5, training=True, with_meta=True,
+                          shard=shard)  # fmt: skip
+        return [p.decode() for _, _, meta in ds for p in meta["path"].numpy()]
+
+    first, second = paths((0, 2)), paths((1, 2))
+    assert abs(len(first) - len(second)) <= 1 and not set(first) & set(second)
+    assert sorted(first + second) == sorted(frame["path"])
+
+
 def test_keep_aspect_pads_a_wide_image_with_black(tmp_path):
     wide = np.full((10, 40), 200, np.uint8)
     Image.fromarray(wide).save(tmp_path / "wide.png")

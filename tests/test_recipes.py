@@ -37,8 +37,15 @@ def only_run_dir(out: Path) -> Path:
     return runs[0]
 
 
+# DenseNet169's end-to-end smoke run costs ~165 s on the CI's 2 cores (tracing 169 layers for
+# train, dev, predict and export), a ninth of the suite's budget; it shares every line past the
+# backbone with the ResNet18 recipes, its backbone is checked in test_models, and the README's
+# main command runs it end to end on the synthetic set.
+END_TO_END = [name for name in RECIPES if name != "baseline_densenet"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", RECIPES)
+@pytest.mark.parametrize("name", END_TO_END)
 def test_every_recipe_runs_end_to_end_on_tiny_images(name, synthetic_dir, tmp_path, capsys):
     extra = ["--intermediate-epochs", "1"] if name == "resnet18_bodypart" else []
     code = run(
@@ -229,40 +236,6 @@ def test_a_run_killed_mid_training_resumes_and_finishes_its_epochs(synthetic_dir
     ).is_file()
 
 
-@pytest.mark.parametrize(
-    "argv, message",
-    [
-        (["--part", "knee"], "unknown body part 'knee'"),
-        (["--data-dir", "/nonexistent/mura"], "MURA data folder not found: /nonexistent/mura"),
-        (["--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
-        (["--batch-size", "x"], "argument --batch-size: expected a whole number, got 'x'"),
-        (["--augment", "blur"], "unknown augmentation 'blur'"),
-        (["--image-size", "16"], "--image-size must be at least 32"),
-        (["--lr", "-1"], "--lr must be positive"),
-        (["--dev-fraction", "1.5"], "--dev-fraction must be in (0, 1)"),
-        (["--weights", "/nonexistent/w.h5"], "weights file not found: /nonexistent/w.h5"),
-    ],
-)
-def test_bad_flags_are_one_line_errors(argv, message, synthetic_dir, tmp_path, capsys):
-    base = ["--data-dir", str(synthetic_dir), "--out", str(tmp_path)]
-    with pytest.raises(SystemExit) as e:
-        raise SystemExit(run(recipe("resnet18_linear"), argv=[*base, *argv, "--max-steps", "1"]))
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and message in err, err
-    assert not any(tmp_path.rglob("metrics.json"))
-
-
-def test_unwritable_out_is_one_line(synthetic_dir, tmp_path, capsys):
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    code = run(
-        recipe("resnet18_linear"),
-        argv=["--data-dir", str(synthetic_dir), "--out", str(blocker / "x"), *SMOKE],
-    )
-    assert code == 2 and "choose a writable --out" in capsys.readouterr().err
-
-
 @pytest.mark.parametrize("name", RECIPES)
 def test_help_shows_the_reports_defaults(name, capsys):
     with pytest.raises(SystemExit) as e:
@@ -272,3 +245,19 @@ def test_help_shows_the_reports_defaults(name, capsys):
     exp = recipe(name)
     assert f"usage: python -m recipes.{name}" in text
     assert f"(default: {exp.learning_rate})" in text and f"(default: {exp.epochs})" in text
+
+
+def test_baseline_densenet_is_report_002s_experiment_and_classifies():
+    import keras
+
+    from mura_tf.models.backbones import build_backbone
+    from mura_tf.models.heads import build_classifier, classification_head
+
+    exp = recipe("baseline_densenet")
+    assert (exp.backbone, exp.learning_rate, exp.epochs) == ("densenet169", 2e-5, 15)
+    assert (exp.batch_size, exp.eval_batch_size, exp.dev_fraction) == (8, 16, 0.2)
+    model = build_classifier(
+        build_backbone(exp.backbone, 32, "none"), classification_head(exp.head), 32
+    )
+    out = model(keras.random.uniform((2, 32, 32, 3)))
+    assert out.shape == (2, 1) and bool(keras.ops.all((out >= 0) & (out <= 1)))

@@ -101,11 +101,13 @@ def make_contrastive_dataset(
     *,
     batch_size: int = 32,
     seed: int = 0,
+    shard: tuple[int, int] = (0, 1),
 ) -> tf.data.Dataset:
     """Unlabelled pairs of views for SimCLR pre-training.
 
     Labels are never read. Batches have a fixed size (the last partial one is dropped) so that
-    every replica contributes the same number of negatives.
+    every replica contributes the same number of negatives. `shard` is `(index, count)` as in
+    `make_dataset`.
 
     Returns:
         Batches `(view_1, view_2)`, each float32 `[B, S, S, 3]`, normalised as `config` says.
@@ -115,9 +117,14 @@ def make_contrastive_dataset(
         raise ConfigError(
             f"{len(frame)} images cannot fill one batch of {batch_size}: lower --batch-size"
         )
+    index, count = shard
     ds = tf.data.Dataset.from_tensor_slices(frame["path"].astype(str).to_numpy())
+    ds = ds.shard(count, index)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    ds = ds.with_options(options)
     if config.cache is None:
-        ds = ds.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(len(frame) // count + 1, seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(
         lambda p: load_image(p, config.image_size, config.keep_aspect), num_parallel_calls=AUTOTUNE
     )

@@ -111,6 +111,7 @@ def make_dataset(
     seed: int = 0,
     deterministic: bool = True,
     drop_remainder: bool = False,
+    shard: tuple[int, int] = (0, 1),
 ) -> tf.data.Dataset:
     """Batches of `(image, target)` from a catalogue frame (see `mura.load_mura`).
 
@@ -129,6 +130,8 @@ def make_dataset(
         deterministic: keep element order fixed under parallel map (needed for reproducible
             batches; `False` trades that for throughput).
         drop_remainder: drop a last partial batch.
+        shard: `(index, count)`: keep every `count`-th image from the `index`-th, before any
+            file is read (one worker's share under multi-worker training).
 
     Returns:
         `tf.data.Dataset` yielding `(images float32 [B, S, S, 3], target[, meta])`.
@@ -147,14 +150,20 @@ def make_dataset(
         "part": frame["part"].map(PARTS.index).astype("int32").to_numpy(),
         "study": frame["study"].astype(str).to_numpy(),
     }
-    ds = tf.data.Dataset.from_tensor_slices(columns)
+    index, count = shard
+    if not 0 <= index < count:
+        raise ConfigError(f"shard index must be in [0, {count}), got {index}")
+    ds = tf.data.Dataset.from_tensor_slices(columns).shard(count, index)
     options = tf.data.Options()
     options.deterministic = deterministic
+    # Sharding is done above, by image; turn off tf.distribute's own (it would warn and fall
+    # back to reading everything on every worker).
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     ds = ds.with_options(options)
 
     if training and config.cache is None:
         # Shuffling paths is free; shuffling decoded images would need a large buffer.
-        ds = ds.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(len(frame) // count + 1, seed=seed, reshuffle_each_iteration=True)
 
     def load(element):
         element = dict(element)
