@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from pathlib import Path
 
+import keras
 import tensorflow as tf
 
 from mura_tf.errors import ConfigError
@@ -28,8 +30,7 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     data parallelism over the machines listed in `TF_CONFIG`, each with its local devices;
     it must be created before TensorFlow runs any op in the process.
     """
-    if name not in STRATEGIES:
-        raise ConfigError(f"unknown --strategy {name!r}: use one of {', '.join(STRATEGIES)}")
+    check_strategy(name)
     if name == "multi_worker":
         return _multi_worker_strategy()
     gpus = tf.config.list_logical_devices("GPU")
@@ -45,6 +46,12 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
         _fix_keras_distributed_fit()
         return tf.distribute.MirroredStrategy([d.name for d in devices])
     raise AssertionError(name)
+
+
+def check_strategy(name: str) -> None:
+    """A one-line error unless `name` is one of `STRATEGIES`."""
+    if name not in STRATEGIES:
+        raise ConfigError(f"unknown --strategy {name!r}: use one of {', '.join(STRATEGIES)}")
 
 
 def _multi_worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
@@ -77,6 +84,33 @@ def num_workers(strategy: tf.distribute.Strategy) -> int:
     if resolver is None:
         return 1
     return max(1, len(resolver.cluster_spec().as_dict().get("worker", [])))
+
+
+def worker_run_dir(run_dir: Path, strategy: tf.distribute.Strategy) -> Path:
+    """Where this process writes: `run_dir` for the chief (worker 0), `run_dir/worker<i>`
+    for the others, whose checkpoints and backups must not overwrite the chief's."""
+    worker = worker_index(strategy)
+    return run_dir if worker == 0 else run_dir / f"worker{worker}"
+
+
+def describe(name: str, strategy: tf.distribute.Strategy) -> dict:
+    """The strategy as a run's `config.json` records it."""
+    return {
+        "name": name,
+        "replicas": strategy.num_replicas_in_sync,
+        "workers": num_workers(strategy),
+    }
+
+
+def local_copy(model: keras.Model) -> keras.Model:
+    """`model` rebuilt outside any strategy, with the same weights.
+
+    Under multi-worker training, predicting with the distributed model would need every
+    worker to take part; the chief evaluates this copy alone.
+    """
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def per_replica_batch(strategy: tf.distribute.Strategy, global_batch: int, flag: str) -> int:

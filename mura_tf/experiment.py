@@ -37,11 +37,14 @@ from mura_tf.data.pipeline import PipelineConfig, make_dataset
 from mura_tf.data.splits import Splits, label_fraction, make_splits
 from mura_tf.data.synthetic import SyntheticConfig, synthetic_dataset
 from mura_tf.distribute import (
-    STRATEGIES,
+    check_strategy,
+    describe,
     distribute_batches,
+    local_copy,
     make_strategy,
     num_workers,
     worker_index,
+    worker_run_dir,
 )
 from mura_tf.errors import ConfigError
 from mura_tf.export import export_savedmodel
@@ -125,10 +128,7 @@ class Experiment:
             raise ConfigError(f"--max-steps must be at least 1, got {self.max_steps}")
         if not 0 < self.label_fraction <= 1:
             raise ConfigError(f"--fraction must be in (0, 1], got {self.label_fraction}")
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(
-                f"unknown --strategy {self.strategy!r}: use one of {', '.join(STRATEGIES)}"
-            )
+        check_strategy(self.strategy)
         if self.intermediate_epochs < 0:
             raise ConfigError(
                 f"--intermediate-epochs must be 0 or more, got {self.intermediate_epochs}"
@@ -359,8 +359,7 @@ def run_experiment(exp: Experiment) -> RunResult:
     strategy = make_strategy(exp.strategy)
     if exp.deterministic:
         tf.config.experimental.enable_op_determinism()
-    worker = worker_index(strategy)
-    run_dir = exp.run_dir() if worker == 0 else exp.run_dir() / f"worker{worker}"
+    run_dir = worker_run_dir(exp.run_dir(), strategy)
     check_unfinished(run_dir, exp.overwrite)
     data_dir = resolve_data_dir(exp)
     frame = load_mura(data_dir, exp.part, strict=exp.strict)
@@ -378,11 +377,7 @@ def run_experiment(exp: Experiment) -> RunResult:
         "data_dir": str(data_dir),
         "images": counts,
         "normalization": spec.normalization,
-        "strategy": {
-            "name": exp.strategy,
-            "replicas": strategy.num_replicas_in_sync,
-            "workers": num_workers(strategy),
-        },
+        "strategy": describe(exp.strategy, strategy),
         "notes": list(exp.notes),
     }
     start_run(run_dir, config)
@@ -415,11 +410,9 @@ def run_experiment(exp: Experiment) -> RunResult:
     train(model, data.train, data.dev, run_dir, train_config, sample=data.first_batch)
     save_keras(model, run_dir / "model.keras")
     if num_workers(strategy) > 1:
-        if worker:
+        if worker_index(strategy):
             return RunResult(run_dir, {}, pd.DataFrame(), exp, extra)
-        # Predicting under the strategy would need every worker; the chief evaluates alone,
-        # on the saved model, which lives outside the strategy.
-        model = load_classifier(run_dir / "model.keras")
+        model = local_copy(model)
 
     probabilities = model.predict(data.test, verbose=0)[:, 0]
     predictions = splits.test[["path", "part", "patient", "study", "label"]].assign(
@@ -440,10 +433,3 @@ def _split_table(splits: Splits) -> pd.DataFrame:
         [getattr(splits, name)[["path"]].assign(split=name) for name in ("train", "dev", "test")],
         ignore_index=True,
     )
-
-
-def load_classifier(path: str | os.PathLike[str]) -> keras.Model:
-    """Load a run's `model.keras` (keras-hub backbones need their classes registered)."""
-    import keras_hub  # noqa: F401
-
-    return keras.saving.load_model(path)

@@ -21,11 +21,14 @@ from mura_tf.data.mura import load_mura
 from mura_tf.data.pipeline import PipelineConfig
 from mura_tf.data.splits import Splits, make_splits
 from mura_tf.distribute import (
-    STRATEGIES,
+    check_strategy,
+    describe,
     distribute_batches,
+    local_copy,
     make_strategy,
     num_workers,
     worker_index,
+    worker_run_dir,
 )
 from mura_tf.errors import ConfigError
 from mura_tf.experiment import SYNTHETIC_IMAGE_SIZE, data_folder, run_folder
@@ -72,10 +75,7 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         backbone_spec(self.backbone)
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(
-                f"unknown --strategy {self.strategy!r}: use one of {', '.join(STRATEGIES)}"
-            )
+        check_strategy(self.strategy)
         parse_parts(self.parts)
         for name in ("epochs", "batch_size", "projection_layers", "projection_dim"):
             if getattr(self, name) < 1:
@@ -141,15 +141,6 @@ def _probe(backbone: keras.Model, splits: Splits, pipeline: PipelineConfig) -> d
     return linear_probe(backbone, splits.train, splits.test, pipeline) if len(splits.test) else None
 
 
-def _local_copy(model: keras.Model, needed: bool) -> keras.Model:
-    """`model` rebuilt outside any tf.distribute strategy, with the same weights."""
-    if not needed:
-        return model
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
 @dataclass
 class PretrainResult:
     run_dir: Path
@@ -163,7 +154,7 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
     worker = worker_index(strategy)
-    run_dir = cfg.run_dir() if worker == 0 else cfg.run_dir() / f"worker{worker}"
+    run_dir = worker_run_dir(cfg.run_dir(), strategy)
     check_unfinished(run_dir, cfg.overwrite)
     data_dir = data_folder(cfg.synthetic, cfg.data_dir, cfg.parts)
     splits = make_splits(load_mura(data_dir, cfg.parts), cfg.dev_fraction, cfg.seed)
@@ -204,11 +195,7 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
         "peak_learning_rate": peak,
         "steps_per_epoch": steps_per_epoch,
         "images": {"train": len(splits.train), "dev": len(splits.dev)},
-        "strategy": {
-            "name": cfg.strategy,
-            "replicas": strategy.num_replicas_in_sync,
-            "workers": num_workers(strategy),
-        },
+        "strategy": describe(cfg.strategy, strategy),
         "notes": list(cfg.notes),
     }
     start_run(run_dir, config)
@@ -226,12 +213,14 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
             model.compile(optimizer=LARS(schedule, weight_decay=cfg.weight_decay))
         else:
             model.compile(optimizer=keras.optimizers.Adam(schedule))
-    # Under multi-worker, predicting with the distributed model would need every worker; the
-    # chief probes an undistributed copy alone.
+    # Under multi-worker the chief probes an undistributed copy alone (see local_copy).
     multi_worker = num_workers(strategy) > 1
-    probe_before = None
-    if worker == 0:
-        probe_before = _probe(_local_copy(model.backbone, multi_worker), splits, pipeline)
+
+    def probe() -> dict | None:
+        encoder = local_copy(model.backbone) if multi_worker else model.backbone
+        return _probe(encoder, splits, pipeline)
+
+    probe_before = probe() if worker == 0 else None
     train_config = TrainConfig(
         epochs=cfg.epochs,
         monitor="val_loss",
@@ -248,7 +237,7 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
         "loss": float(history.history["loss"][-1]),
         "contrastive_accuracy": float(history.history["contrastive_accuracy"][-1]),
         "val_loss": float(history.history["val_loss"][-1]),
-        "linear_probe": _probe(_local_copy(model.backbone, multi_worker), splits, pipeline),
+        "linear_probe": probe(),
         "linear_probe_at_init": probe_before,
     }
     write_json(run_dir / "metrics.json", metrics)
