@@ -135,10 +135,13 @@ def build_parser(experiment: Experiment, description: str) -> argparse.ArgumentP
         default = getattr(experiment, name)
         if isinstance(default, tuple):
             default = ",".join(default) or "none"
+        if flag == "--mode":
+            default = "linear" if default else "finetune"
+        kwargs = dict(kwargs)  # FLAGS is shared by every parser built in this process
         help_text = kwargs.pop("help", name.replace("_", " "))
-        parser.add_argument(
-            flag, dest=name, default=None, help=f"{help_text} (default: {default})", **kwargs
-        )
+        if "(default:" not in help_text:
+            help_text = f"{help_text} (default: {default})"
+        parser.add_argument(flag, dest=name, default=None, help=help_text, **kwargs)
     freeze = "frozen" if experiment.freeze_backbone else "trainable"
     parser.add_argument(
         "--freeze",
@@ -160,8 +163,6 @@ def configure(experiment: Experiment, argv: Sequence[str] | None, description: s
     args = vars(build_parser(experiment, description).parse_args(argv))
     given = {k: v for k, v in args.items() if v is not None}
     if given.get("freeze_backbone") in ("finetune", "linear"):  # --mode
-        given["freeze_backbone"] = given["freeze_backbone"] == "linear"
-    if given.get("freeze_backbone") in ("finetune", "linear"):
         given["freeze_backbone"] = given["freeze_backbone"] == "linear"
     if "augment" in given:
         given["augment"] = parse_augmentations(given["augment"])

@@ -241,7 +241,7 @@ def test_help_shows_the_reports_defaults(name, capsys):
     with pytest.raises(SystemExit) as e:
         run(recipe(name), argv=["--help"])
     assert e.value.code == 0
-    text = capsys.readouterr().out
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines anywhere
     exp = recipe(name)
     assert f"usage: python -m recipes.{name}" in text
     assert f"(default: {exp.learning_rate})" in text and f"(default: {exp.epochs})" in text
