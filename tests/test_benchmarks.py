@@ -1,6 +1,8 @@
 """Smoke runs of the benchmarks (Keras side only: PyTorch is not a test dependency)."""
 
-from benchmarks import pipeline, train_step
+import pytest
+
+from benchmarks import pipeline, scaling, train_step
 from benchmarks.harness import Side, table, without_only
 
 
@@ -34,3 +36,15 @@ def test_pipeline_benchmark_reads_synthetic_pngs(capsys, tmp_path):
     out = capsys.readouterr().out
     assert float(next(x for x in out.splitlines() if x.startswith("| keras |")).split("|")[2]) > 0
     assert list(tmp_path.rglob("*.png"))
+
+
+def test_scaling_benchmark_runs_a_recipe_and_reports_time_and_memory(capsys, tmp_path):
+    argv = ["--scales", "1", "--patients", "3", "--root", str(tmp_path)]
+    argv += ["--args", "--weights none --image-size 32 --epochs 1 --part elbow --batch-size 4"]
+    assert scaling.main(argv) == 0
+    row = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| 1x |"))
+    _, _, train, test, seconds, fit, rss, _ = row.split("|")
+    assert int(train) > 0 and int(test) > 0 and float(seconds) > 0
+    assert float(fit) == pytest.approx(float(seconds), abs=1)  # one point: the fit is exact
+    assert float(rss) > 200  # MB: a TensorFlow process, measured in the child, not here
+    assert list(tmp_path.glob("runs/resnet18_mlp/elbow/*/metrics.json"))

@@ -6,11 +6,18 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageOps
 
-from mura_tf.data.augment import AugmentConfig, affine_transform, augment_image, autocontrast
+from mura_tf.data.augment import (
+    AugmentConfig,
+    affine_matrix,
+    affine_transform,
+    augment_batch,
+    autocontrast,
+)
 from mura_tf.data.mura import load_mura
 from mura_tf.data.normalization import normalize
 from mura_tf.data.pipeline import (
     PipelineConfig,
+    batch_pixels,
     decode_png,
     load_image,
     make_dataset,
@@ -107,14 +114,42 @@ def test_affine_scale_two_magnifies_the_centre():
     assert zoomed[4, 4, 0] == pytest.approx(100.0) and zoomed[4, 8, 0] == pytest.approx(50.0)
 
 
-def test_flip_with_probability_one_mirrors_the_image():
-    image = RNG.uniform(0, 255, (6, 7, 3)).astype(np.float32)
-    out = augment_image(
-        tf.constant(image),
+def test_flip_with_probability_one_mirrors_every_image():
+    images = RNG.uniform(0, 255, (3, 6, 7, 3)).astype(np.float32)
+    out = augment_batch(
+        tf.constant(images),
         tf.constant([1, 2], tf.int64),
         AugmentConfig(ops=("hflip",), hflip_p=1.0),
     ).numpy()
-    np.testing.assert_array_equal(out, image[:, ::-1])
+    np.testing.assert_array_equal(out, images[:, :, ::-1])
+
+
+def test_batch_augmentation_draws_per_image():
+    # Each image of a batch is either left alone or auto-contrasted (Pillow as reference),
+    # and with p=0.5 over 64 images both outcomes occur.
+    images = RNG.integers(40, 180, (64, 8, 8, 3)).astype(np.uint8)
+    out = augment_batch(
+        tf.constant(images, tf.float32),
+        tf.constant([3, 4], tf.int64),
+        AugmentConfig(ops=("autocontrast",), autocontrast_p=0.5),
+    ).numpy()
+    stretched = [
+        np.abs(o - np.asarray(ImageOps.autocontrast(Image.fromarray(i)), np.float32)).max() <= 1
+        for o, i in zip(out, images, strict=True)
+    ]
+    untouched = [np.array_equal(o, i) for o, i in zip(out, images, strict=True)]
+    assert all(s != u for s, u in zip(stretched, untouched, strict=True))
+    assert 16 <= sum(stretched) <= 48
+
+
+def test_batched_affine_matrix_is_the_stack_of_single_ones():
+    angle, scale, tx, ty = [0.1, -0.3], [1.0, 1.2], [2.0, 0.0], [-1.0, 4.0]
+    size = tf.constant([9, 11])
+    batched = affine_matrix(*(tf.constant(v) for v in (angle, scale, tx, ty)), size).numpy()
+    singles = [
+        affine_matrix(*(tf.constant(v[i]) for v in (angle, scale, tx, ty)), size) for i in range(2)
+    ]
+    np.testing.assert_allclose(batched, np.stack(singles), rtol=1e-6)
 
 
 def test_unknown_augmentation_is_a_config_error():
@@ -235,3 +270,16 @@ def test_halving_averages_two_by_two_blocks():
     blocks = pixels.reshape(4, 2, 4, 2, 3).mean(axis=(1, 3))
     np.testing.assert_array_equal(blocks, base + 3)
     np.testing.assert_array_equal(resize(pixels, 4), blocks.astype(np.uint8))
+
+
+@pytest.mark.parametrize("ops", [("autocontrast", "hflip"), ("autocontrast", "hflip", "rotate")])
+def test_compiled_batch_pixels_equal_the_reference_ops(ops):
+    # make_dataset's XLA-compiled per-batch work against the plain TensorFlow functions.
+    images = RNG.integers(30, 200, (8, 12, 12, 3)).astype(np.uint8)
+    seed = tf.constant([5, 6], tf.int64)
+    config = AugmentConfig(ops=ops)
+    ours = batch_pixels("imagenet", config)(tf.constant(images), seed).numpy()
+    reference = normalize(augment_batch(tf.constant(images, tf.float32), seed, config), "imagenet")
+    np.testing.assert_allclose(ours, reference.numpy(), atol=1e-4)
+    plain = batch_pixels("caffe")(tf.constant(images)).numpy()
+    np.testing.assert_allclose(plain, normalize(images.astype(np.float32), "caffe"), atol=1e-4)

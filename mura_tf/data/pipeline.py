@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
 import tensorflow as tf
 
-from mura_tf.data.augment import AugmentConfig, augment_image
+from mura_tf.data.augment import (
+    GEOMETRIC,
+    AugmentConfig,
+    apply_photometric,
+    augment_geometric,
+    photometric_choices,
+)
 from mura_tf.data.normalization import NORMALIZATIONS, normalize
 from mura_tf.errors import ConfigError
 from mura_tf.parts import PARTS
@@ -100,6 +107,42 @@ def load_image(path: tf.Tensor, size: int, keep_aspect: bool = False) -> tf.Tens
     return image
 
 
+def batch_pixels(
+    normalization: str, augment: AugmentConfig | None = None
+) -> Callable[[tf.Tensor, tf.Tensor | None], tf.Tensor]:
+    """The per-batch pixel work of `make_dataset`: cast, augment, normalise.
+
+    The returned `fn(images, seed)` maps uint8 `[B, S, S, 3]` and an int `[2]` stateless seed
+    (ignored without `augment`) to float32 `[B, S, S, 3]`, equal to
+    `normalize(augment_batch(images, seed, augment), normalization)`. The elementwise part is
+    compiled with XLA, which fuses it into one pass over the batch; as separate TensorFlow ops
+    each step is its own pass over 12 MB (16 float images at 256 px), 10x slower
+    (benchmarks/README.md).
+    Geometric augmentation has no XLA kernel and runs between two compiled halves.
+    """
+    geometric = augment is not None and bool(set(augment.ops) & GEOMETRIC)
+
+    @tf.function(jit_compile=True)
+    def front(images: tf.Tensor, choices: tf.Tensor) -> tf.Tensor:
+        x = tf.cast(images, tf.float32)
+        if augment is not None:
+            x = apply_photometric(x, choices, augment)
+        return x if geometric else normalize(x, normalization)
+
+    @tf.function(jit_compile=True)
+    def back(x: tf.Tensor) -> tf.Tensor:
+        return normalize(x, normalization)
+
+    def apply(images: tf.Tensor, seed: tf.Tensor | None = None) -> tf.Tensor:
+        if augment is None:
+            return front(images, tf.zeros([2, 0], tf.bool))
+        seeds = tf.random.experimental.stateless_split(seed, num=2)  # as augment_batch does
+        x = front(images, photometric_choices(tf.shape(images)[0], seeds[0], augment))
+        return back(augment_geometric(x, seeds[1], augment)) if geometric else x
+
+    return apply
+
+
 def make_dataset(
     frame: pd.DataFrame,
     config: PipelineConfig | None = None,
@@ -176,25 +219,17 @@ def make_dataset(
         if training:
             ds = ds.shuffle(min(len(frame), config.shuffle_buffer), seed=seed)
 
-    def to_float(element):
-        element["image"] = tf.cast(element["image"], tf.float32)
-        return element
-
-    ds = ds.map(to_float, num_parallel_calls=AUTOTUNE)
-    if training and config.augment.ops:
-        augment = config.augment
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-
-        def apply(element, key):
-            element["image"] = augment_image(element["image"], key, augment)
-            return element
-
-        ds = tf.data.Dataset.zip((ds, seeds)).map(apply, num_parallel_calls=AUTOTUNE)
-
+    # Images stay uint8 until batched (a quarter of the bytes to copy); augmentation and
+    # normalisation then run once per batch (benchmarks/README.md).
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    augment = config.augment if training and config.augment.ops else None
+    if augment is not None:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds))
+    pixels = batch_pixels(config.normalization, augment)
 
-    def finish(element):
-        images = normalize(element["image"], config.normalization)
+    def finish(element, key=None):
+        images = pixels(element["image"], key)
         out = element["label"] if target == "label" else element["part"]
         if with_meta:
             return images, out, {k: element[k] for k in ("part", "study", "path")}
