@@ -113,8 +113,8 @@ def build_backbone(
         image_size: input side in pixels.
         weights: `imagenet` (the library's own loader; needs network once), `none`, or a path
             to a weights file (`.h5`/`.weights.h5`; for resnet18 also a keras-hub preset folder).
-        fused_batch_norm: swap Keras's batch norm for `FusedBatchNormalization` (same
-            results, faster; see `mura_tf.models.batch_norm`).
+        fused_batch_norm: compute every batch norm with TensorFlow's fused kernel (same
+            results, faster; see `mura_tf.models.batch_norm.fuse_batch_norm`).
     Returns:
         A `keras.Model` mapping normalised `[B, S, S, 3]` to a feature map `[B, h, w, C]`.
     Raises:

@@ -4,7 +4,7 @@ Keras 3's `BatchNormalization` computes the batch moments and the normalisation 
 TensorFlow ops (`tf.nn.moments`, `tf.nn.batch_normalization`), each a pass over the activations
 forward and more backward. TensorFlow's `FusedBatchNormV3` (oneDNN on CPU, cuDNN on GPU) does
 it in one op each way; on DenseNet169, with a batch norm before every convolution, a training
-step is 1.7x faster on the 2-core CPU of benchmarks/README.md.
+step is 1.3x faster on the 2-core CPU of benchmarks/README.md.
 
 `fuse_batch_norm` swaps the computation, not the layer: each layer stays a Keras
 `BatchNormalization` with its own config and weights, so `model.keras` files load without this
