@@ -1,14 +1,18 @@
 """Keras callbacks the shared trainer adds to `fit`.
 
-Keras' own `ModelCheckpoint` and `CSVLogger` write in place, so a kill mid-write leaves a
-broken file, and `CSVLogger` repeats epochs after `BackupAndRestore` resumes a run. These two
-write atomically and key the history by epoch.
+`RunCheckpoint` replaces four Keras callbacks that keep their state in memory or write in
+place (`BackupAndRestore`, `ModelCheckpoint`, `EarlyStopping`, `CSVLogger`): after a kill and a
+resume those start again from scratch (a worse epoch overwrites the best checkpoint, patience
+counts from zero, the history repeats epochs), and a kill during their writes leaves a broken
+file. Here one callback derives all of it from the run's history (`mura_tf.resume`), which it
+commits atomically with the weights at every epoch end.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 from pathlib import Path
@@ -17,79 +21,127 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mura_tf.io import save_keras, write_text
+from mura_tf.errors import TrainingError
+from mura_tf.io import save_keras, write_json, write_text
+from mura_tf.resume import RunState, Selection, commit, weights_path
 
 
-class BestModelCheckpoint(keras.callbacks.Callback):
-    """Save the whole model to `path` (`.keras`) whenever `monitor` improves; atomic."""
-
-    def __init__(
-        self, path: str | os.PathLike[str], monitor: str = "val_accuracy", mode: str = "max"
-    ):
-        super().__init__()
-        self.path = Path(path)
-        self.monitor = monitor
-        self.better = np.greater if mode == "max" else np.less
-        self.best = -math.inf if mode == "max" else math.inf
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if value is None or not self.better(value, self.best):
-            return
-        self.best = float(value)
-        save_keras(self.model, self.path)
+def history_csv(rows: list[dict]) -> str:
+    """`rows` (one dict of logs per epoch) as CSV text with the union of their columns."""
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
-class EpochHistoryCSV(keras.callbacks.Callback):
-    """`history.csv` with one row per epoch, rewritten atomically at each epoch end.
+class RunCheckpoint(keras.callbacks.Callback):
+    """A run's history, best epoch, early stopping and resume point, kept on disk.
 
-    Rows of epochs at or after the current one are dropped first, so an epoch that is run again
-    after a resume replaces its row instead of adding a second one.
+    At each epoch end, in this order: the epoch's logs join the history; early stopping is
+    decided from the history (epochs since the best one >= `patience`, 0: never); the weights
+    and the history are committed to `RUN/backup/` (`mura_tf.resume.commit`); `history.csv` is
+    rewritten; and if the epoch is the best so far, `checkpoints/best.keras` is saved, then
+    `checkpoints/best.json` (`{"epoch": 1-based, "monitor", "value"}`) saying which epoch it
+    holds. A kill between the commit and `best.json` is repaired on resume, when the model holds
+    exactly that last committed epoch.
+
+    Args:
+        run_dir: the run folder.
+        selection: the dev metric that picks the best epoch.
+        patience: early-stopping patience in epochs; 0 trains every epoch.
+        state: the committed state to resume from (`mura_tf.resume.load_state`).
     """
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str],
+        selection: Selection,
+        patience: int = 0,
+        state: RunState | None = None,
+    ):
         super().__init__()
-        self.path = Path(path)
+        self.run_dir = Path(run_dir)
+        self.backup_dir = self.run_dir / "backup"
+        self.best_path = self.run_dir / "checkpoints" / "best.keras"
+        self.best_info = self.run_dir / "checkpoints" / "best.json"
+        self.selection = selection
+        self.patience = patience
+        self.state = state or RunState()
+
+    def on_train_begin(self, logs=None):
+        path = weights_path(self.backup_dir, self.state)
+        if path is None:
+            return
+        optimizer = self.model.optimizer
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.model.trainable_variables)  # so its variables load too
+        self.model.load_weights(path)
+        self._write_outputs()
 
     def on_epoch_end(self, epoch, logs=None):
-        rows = []
-        if self.path.exists():
-            with self.path.open(newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < epoch]
+        logs = dict(logs or {})
+        if not math.isfinite(float(logs.get("loss", 0.0))):
+            return  # TerminateOnNaN stops the run; the last committed epoch stays the resume point
         row = {"epoch": epoch}
-        row.update({k: float(v) for k, v in sorted((logs or {}).items())})
+        row.update({k: float(v) for k, v in sorted(logs.items())})
         if "learning_rate" not in row and self.model.optimizer is not None:
             row["learning_rate"] = float(
                 keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
             )
-        rows.append(row)
-        fields = list(dict.fromkeys(k for r in rows for k in r))
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-        write_text(self.path, buf.getvalue())
+        history = (*self.state.history[:epoch], row)
+        best = self.selection.best(list(history))
+        stopped = bool(self.patience) and best is not None and epoch - best[0] >= self.patience
+        self.state = commit(self.backup_dir, self.model, RunState(epoch + 1, history, stopped))
+        if stopped:
+            self.model.stop_training = True
+        self._write_outputs()
+
+    def _write_outputs(self) -> None:
+        """`history.csv` and the best checkpoint, brought up to the committed state."""
+        rows = list(self.state.history)
+        write_text(self.run_dir / "history.csv", history_csv(rows))
+        best = self.selection.best(rows)
+        if best is None or best_epoch_on_disk(self.run_dir) == best[0] + 1:
+            return
+        if best[0] != self.state.epochs_done - 1:
+            raise TrainingError(
+                f"{self.best_path} does not hold the best epoch ({best[0] + 1}) of the run; "
+                f"delete {self.backup_dir} to train again from the start"
+            )
+        save_keras(self.model, self.best_path)
+        write_json(
+            self.best_info,
+            {"epoch": best[0] + 1, "monitor": self.selection.monitor, "value": best[1]},
+        )
+
+
+def best_epoch_on_disk(run_dir: str | os.PathLike[str]) -> int | None:
+    """The 1-based epoch that `RUN/checkpoints/best.keras` holds, or None."""
+    info = Path(run_dir) / "checkpoints" / "best.json"
+    try:
+        return int(json.loads(info.read_text())["epoch"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 class TrainingImages(keras.callbacks.Callback):
     """Log a few augmented training images to TensorBoard once, at the start of training.
 
     Args:
-        images: float `[N, S, S, 3]` as fed to the model (normalised).
+        images: `[N, S, S, 3]` pixels 0-255 as a person sees the film: augmented, not yet
+            normalised for the backbone.
         log_dir: the TensorBoard folder (images go to its `train/` writer).
-        normalization: how `images` were normalised, to show them in natural contrast.
     """
 
     def __init__(self, images, log_dir: str | os.PathLike[str]):
         super().__init__()
-        self.images = images
+        self.images = np.asarray(images)
         self.log_dir = str(Path(log_dir) / "train")
 
     def on_train_begin(self, logs=None):
-        x = tf.convert_to_tensor(self.images, tf.float32)
-        lo = tf.reduce_min(x, axis=[1, 2, 3], keepdims=True)
-        hi = tf.reduce_max(x, axis=[1, 2, 3], keepdims=True)
-        shown = (x - lo) / tf.maximum(hi - lo, 1e-6)  # per-image min-max, whatever the scaling
+        shown = tf.clip_by_value(tf.convert_to_tensor(self.images, tf.float32) / 255.0, 0.0, 1.0)
         writer = tf.summary.create_file_writer(self.log_dir)
         with writer.as_default():
             tf.summary.image(

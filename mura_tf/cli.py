@@ -17,8 +17,28 @@ EXIT_USAGE = 2
 
 
 def quiet_tensorflow() -> None:
-    """Hide TensorFlow's C++ start-up chatter (CUDA probing, CPU feature notes)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Start TensorFlow without its C++ start-up log (CUDA probing, CPU feature notes, oneDNN).
+
+    Commands call this before anything imports TensorFlow. Setting `TF_CPP_MIN_LOG_LEVEL`
+    yourself (`TF_CPP_MIN_LOG_LEVEL=0` shows everything) turns it off: then TensorFlow logs
+    as it always does.
+    """
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+        return
+    # 3 also hides "failed call to cuInit" on machines without a GPU, which TensorFlow logs as
+    # an error; real failures still reach the user as Python exceptions.
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    # Messages logged before absl::InitializeLog (TensorFlow's import logs a dozen) go straight
+    # to file descriptor 2, whatever TF_CPP_MIN_LOG_LEVEL says; hide it while TensorFlow loads.
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
@@ -28,7 +48,11 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def run(
     main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None
 ) -> int:
-    """Call `main(argv)`; turn a `MuraError` or Ctrl-C into one line and an exit status."""
+    """Call `main(argv)`; turn a `MuraError` or Ctrl-C into one line and an exit status.
+
+    TensorFlow starts quietly (see `quiet_tensorflow`) unless it was imported before.
+    """
+    quiet_tensorflow()
     warnings.formatwarning = _one_line_warning
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "mura_tf"
     try:

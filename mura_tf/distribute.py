@@ -3,7 +3,7 @@
 `make_strategy` picks a strategy by name; `distribute_batches` splits a global batch across the
 strategy's replicas, each worker reading its own shard of the images. Training through
 `Model.fit` under these strategies needs two corrections to Keras 3.15 (keras-team/keras#20585),
-applied by `make_strategy`; see `_fix_keras_distributed_fit`.
+applied by `make_strategy`; see `mura_tf.compat.distributed_fit`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from mura_tf.compat import distributed_fit
 from mura_tf.errors import ConfigError
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
@@ -36,14 +37,14 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         if len(gpus) > 1:
-            _fix_keras_distributed_fit()
+            distributed_fit.apply()
             return tf.distribute.MirroredStrategy()
         return tf.distribute.get_strategy()
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
     if name == "mirrored":
         devices = gpus or tf.config.list_logical_devices("CPU")
-        _fix_keras_distributed_fit()
+        distributed_fit.apply()
         return tf.distribute.MirroredStrategy([d.name for d in devices])
     raise AssertionError(name)
 
@@ -62,7 +63,7 @@ def _multi_worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
             '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
             '"task": {"type": "worker", "index": 0}}'
         )
-    _fix_keras_distributed_fit()
+    distributed_fit.apply()
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()
     except (RuntimeError, ValueError) as e:
@@ -143,62 +144,3 @@ def distribute_batches(
         return make(batch, context.input_pipeline_id, context.num_input_pipelines)
 
     return strategy.distribute_datasets_from_function(dataset_fn)
-
-
-def _fix_keras_distributed_fit() -> None:
-    """Make `Model.fit`/`evaluate` work under MultiWorkerMirroredStrategy (Keras 3.15), and
-    under MirroredStrategy with uneven last batches.
-
-    Two Keras bugs stop it, the first MirroredStrategy too (keras-team/keras#20585, found
-    with traceback filtering off):
-
-    1. `TensorFlowTrainer._maybe_symbolic_build` hands the whole first batch, a tuple of
-       `PerReplica` values, to `strategy.reduce("MEAN")`. The collective strategy of several
-       workers converts it to a tensor, which fails with "Attempt to convert a value
-       (PerReplica...) to a Tensor"; MirroredStrategy sums the replicas' images, which fails
-       with "Inputs to operation AddN ... must have the same size" when the last dev batch
-       splits unevenly. The batch only serves to build the model symbolically, so one
-       replica's values are enough.
-    2. `reduce_per_replica` averages the step's logs with `strategy.reduce("MEAN", v, axis=0)`
-       across workers; the logs are scalars, so axis 0 does not exist. Averaging across
-       replicas (axis None) is what was meant.
-
-    The corrections replace the two functions with versions that do the above and defer to the
-    originals everywhere else; they are idempotent and guarded by a two-process test.
-    """
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    if getattr(tf_trainer, "_mura_tf_multi_worker_fix", False):
-        return
-    trainer_class = tf_trainer.TensorFlowTrainer
-    original_build = trainer_class._maybe_symbolic_build
-    original_reduce = tf_trainer.reduce_per_replica
-
-    def in_multi_worker_mode(strategy) -> bool:
-        return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
-            strategy.extended._in_multi_worker_mode()
-        )
-
-    def first_replica(strategy, value):
-        if isinstance(value, tf.distribute.DistributedValues):
-            return strategy.experimental_local_results(value)[0]
-        return value
-
-    def maybe_symbolic_build(self, iterator=None, data_batch=None):
-        strategy = self._distribute_strategy
-        if strategy is None or iterator is None:
-            return original_build(self, iterator=iterator, data_batch=data_batch)
-        for _, _, batches in iterator:
-            data_batch = tf.nest.map_structure(lambda v: first_replica(strategy, v), next(batches))
-            break
-        with strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and in_multi_worker_mode(strategy):
-            return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
-        return original_reduce(values, strategy, reduction)
-
-    trainer_class._maybe_symbolic_build = maybe_symbolic_build
-    tf_trainer.reduce_per_replica = reduce_per_replica
-    tf_trainer._mura_tf_multi_worker_fix = True

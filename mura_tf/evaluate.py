@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mura_tf.cli import ArgumentParser, positive_int, quiet_tensorflow, run
+from mura_tf.cli import ArgumentParser, positive_int, run
 from mura_tf.errors import ConfigError
 
 
@@ -117,5 +117,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    quiet_tensorflow()
     sys.exit(run(main))

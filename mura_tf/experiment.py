@@ -8,12 +8,15 @@ folder `OUT/<recipe>/<part>/<run>/`:
     splits.csv         every image used and its split (train, dev, test)
     history.csv        one row per epoch
     logs/              TensorBoard
-    checkpoints/best.keras   best dev-accuracy model
-    model.keras        the final model (best weights restored by early stopping)
+    checkpoints/best.keras   the best dev epoch by `monitor` (best.json: which epoch)
+    model.keras        the model handed over: the best dev epoch, however training ended
     export/            SavedModel: serve(float32 [N, S, S, 3] raw 0-255) -> probability [N, 1]
     predictions.csv    one row per test image
-    metrics.json       image/study/per-part metrics and a fingerprint of the first training
-                       batch; written last, so it marks a finished run
+    metrics.json       image/study/per-part metrics, the selected epoch and a fingerprint
+                       of the first training batch; written last, so it marks a finished run
+
+`backup/` (the resume point, `mura_tf.resume`) stays until all of the above is written, so a
+run killed at any point after its last epoch redoes only the outputs.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from mura_tf.distribute import (
 )
 from mura_tf.errors import ConfigError
 from mura_tf.export import export_savedmodel
-from mura_tf.io import check_unfinished, save_keras, start_run, write_json, write_text
+from mura_tf.io import check_unfinished, finish_run, save_keras, start_run, write_json, write_text
 from mura_tf.metrics import macro_f1, study_level_metrics
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.heads import HEADS, build_classifier, classification_head
@@ -209,9 +212,11 @@ def apply_synthetic_preset(exp: Experiment, explicit: frozenset[str] = frozenset
         # with ImageNet weights (--weights imagenet) the backbone stays frozen as reported.
         changes["freeze_backbone"] = False
     if "monitor" not in explicit and exp.monitor == "val_accuracy":
-        # The synthetic dev split has a few dozen images: accuracy ties from the first epoch,
-        # so early stopping would keep epoch 1. AUC ranks models finely enough.
-        changes["monitor"] = "val_auc"
+        # The synthetic dev split has a few dozen images: accuracy ties from the first epoch.
+        # The dev loss does not tie, and it scores the probabilities that the 0.5 threshold
+        # (and so kappa) acts on, where AUC only scores their order; it is also the MURA
+        # paper's criterion.
+        changes["monitor"] = "val_loss"
     if "patience" not in explicit and exp.patience:
         # A dev split of ~20 images swings val_auc by 0.3 between epochs (seen: 0.71, 0.23,
         # 0.51, 0.33), so early stopping would keep a random early epoch; train all epochs.
@@ -258,8 +263,9 @@ def _train_config(exp: Experiment, data: FitData, epochs: int | None = None) -> 
 @dataclass
 class FitData:
     """What `fit` reads: training and dev batches (distributed under a multi-replica strategy),
-    their step counts (None: one pass), an undistributed first training batch (TensorBoard
-    images, and its fingerprint), and the undistributed test batches."""
+    their step counts (None: one pass), an undistributed first training batch (its
+    fingerprint), the same batch's pixels before normalisation (TensorBoard), and the
+    undistributed test batches."""
 
     train: object
     dev: object
@@ -267,6 +273,7 @@ class FitData:
     steps_per_epoch: int | None
     validation_steps: int | None
     first_batch: np.ndarray
+    first_pixels: np.ndarray
 
 
 def _fit_data(
@@ -297,10 +304,16 @@ def _fit_data(
 
     test = make_dataset(splits.test, eval_cfg, batch_size=exp.eval_batch_size, target=target)
     first_batch = next(iter(train_batches(exp.batch_size).take(1)))[0].numpy()
+    # The same draws without normalisation: what a person sees of the augmented films.
+    pixels = make_dataset(
+        splits.train, _pipeline(exp, "raw", training=True), batch_size=exp.batch_size,
+        training=True, target=target, seed=exp.seed,
+    )  # fmt: skip
+    first_pixels = next(iter(pixels.take(1)))[0].numpy()
     if strategy.num_replicas_in_sync == 1:
         return FitData(
             train_batches(exp.batch_size), dev_batches(exp.eval_batch_size), test,
-            exp.max_steps, exp.max_steps, first_batch,
+            exp.max_steps, exp.max_steps, first_batch, first_pixels,
         )  # fmt: skip
     # Every replica must run the same number of steps: each worker repeats its shard and all
     # stop after the same count (about one pass over the data per epoch).
@@ -313,7 +326,7 @@ def _fit_data(
         strategy, lambda b, i, n: dev_batches(b, i, n).repeat(), exp.eval_batch_size,
         "--eval-batch-size",
     )  # fmt: skip
-    return FitData(train, dev, test, steps, validation_steps, first_batch)
+    return FitData(train, dev, test, steps, validation_steps, first_batch, first_pixels)
 
 
 def _body_part_stage(
@@ -326,7 +339,8 @@ def _body_part_stage(
 ) -> tuple[keras.layers.Layer, dict]:
     """Report 000 §3.3, first stage: the unfrozen backbone + MLP learns the body part.
 
-    Returns the trained hidden layer (kept for the binary stage) and the stage's metrics.
+    Returns the trained hidden layer of the best dev epoch (kept for the binary stage) and
+    the stage's metrics.
     """
     data = _fit_data(exp, splits, normalization, strategy, target="part")
     config = _train_config(exp, data, exp.intermediate_epochs)
@@ -336,13 +350,16 @@ def _body_part_stage(
             backbone, head, exp.image_size, freeze_backbone=False, name="body_part"
         )
         compile_classifier(model, config, task="part")
-    train(model, data.train, data.dev, run_dir / "body_part", config, sample=data.first_batch)
+    result = train(
+        model, data.train, data.dev, run_dir / "body_part", config, sample=data.first_pixels
+    )
     predicted = model.predict(data.test, verbose=0).argmax(axis=1)
     truth = splits.test["part"].map(PARTS.index).to_numpy()
     stage = {
         "macro_f1": macro_f1(truth, predicted),
         "accuracy": float(np.mean(truth == predicted)),
         "n_images": int(len(truth)),
+        "selected_epoch": result.selection(),
     }
     write_json(run_dir / "body_part" / "metrics.json", stage)
     return head.get_layer("hidden"), stage
@@ -407,10 +424,11 @@ def run_experiment(exp: Experiment) -> RunResult:
             )
         model = build_classifier(backbone, head, exp.image_size, exp.freeze_backbone)
         compile_classifier(model, train_config)
-    train(model, data.train, data.dev, run_dir, train_config, sample=data.first_batch)
+    result = train(model, data.train, data.dev, run_dir, train_config, sample=data.first_pixels)
     save_keras(model, run_dir / "model.keras")
     if num_workers(strategy) > 1:
         if worker_index(strategy):
+            finish_run(run_dir)
             return RunResult(run_dir, {}, pd.DataFrame(), exp, extra)
         model = local_copy(model)
 
@@ -420,10 +438,12 @@ def run_experiment(exp: Experiment) -> RunResult:
     )
     metrics = study_level_metrics(predictions)
     metrics.update(extra)
+    metrics["selected_epoch"] = result.selection()
     metrics["first_batch_sha1"] = hashlib.sha1(data.first_batch.tobytes()).hexdigest()
     export_savedmodel(model, spec.normalization, exp.image_size, run_dir / "export")
     write_text(run_dir / "predictions.csv", predictions.to_csv(index=False, float_format="%.7g"))
     write_json(run_dir / "metrics.json", metrics)
+    finish_run(run_dir)
     return RunResult(run_dir, metrics, predictions, exp, extra)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -91,3 +92,13 @@ def start_run(run_dir: str | os.PathLike[str], config: dict) -> Path:
         ) from None
     write_json(run_dir / "config.json", config)
     return run_dir
+
+
+def finish_run(run_dir: str | os.PathLike[str]) -> None:
+    """Remove the resume points of a run whose outputs are all written (`metrics.json` last).
+
+    Until then they stay, so that a run killed while writing its outputs redoes only those.
+    """
+    run_dir = Path(run_dir)
+    for backup in [run_dir / "backup", *run_dir.glob("*/backup")]:
+        shutil.rmtree(backup, ignore_errors=True)

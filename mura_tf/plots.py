@@ -48,15 +48,22 @@ def plot_counts(
 
 
 def preview(path: str, size: int = 128) -> np.ndarray:
-    """A grayscale thumbnail for display; 16-bit PNGs are scaled, not clipped as Pillow's
-    `convert` would. Returns uint8 `[size, size]`."""
+    """A grayscale thumbnail for display at the film's own aspect ratio; 16-bit PNGs are
+    scaled, not clipped as Pillow's `convert` would.
+
+    Returns:
+        uint8 `[h, w]` with the longer side `size`.
+    """
     with Image.open(path) as im:
         arr = np.asarray(im)
     if arr.dtype == np.uint16 or arr.dtype == np.int32:
         arr = (arr.astype(np.uint32) >> 8).astype(np.uint8)
     if arr.ndim == 3:
         arr = arr[..., 0]
-    return np.asarray(Image.fromarray(arr.astype(np.uint8)).resize((size, size), Image.BILINEAR))
+    height, width = arr.shape
+    scale = size / max(height, width)
+    shape = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(arr.astype(np.uint8)).resize(shape, Image.BILINEAR))
 
 
 def plot_samples(

@@ -2,9 +2,10 @@
 
 `run_pretraining` writes `OUT/simclr_pretrain/<parts>/<run>/`: `config.json`, `history.csv`,
 `logs/` (TensorBoard), `checkpoints/best.keras` (whole SimCLR model, best dev NT-Xent),
-`encoder.keras` (the backbone alone, what `simclr_finetune --encoder` loads) and `metrics.json`
-(final losses, and linear probes on the abnormality label of the pre-trained encoder and of the
-same encoder at its random initialisation, the baseline pre-training must beat; written last).
+`encoder.keras` (the backbone of that best epoch alone, what `simclr_finetune --encoder` loads)
+and `metrics.json` (the selected epoch's losses, and linear probes on the abnormality label of
+the pre-trained encoder and of the same encoder at its random initialisation, the baseline
+pre-training must beat; written last).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from mura_tf.distribute import (
 )
 from mura_tf.errors import ConfigError
 from mura_tf.experiment import SYNTHETIC_IMAGE_SIZE, data_folder, run_folder
-from mura_tf.io import check_unfinished, save_keras, start_run, write_json
+from mura_tf.io import check_unfinished, finish_run, save_keras, start_run, write_json
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.simclr import SimCLR
 from mura_tf.optimizers import LARS, scaled_learning_rate, warmup_cosine
@@ -208,7 +209,7 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
             cfg.projection_dim,
             cfg.temperature,
         )
-        model(keras.ops.zeros((2, cfg.image_size, cfg.image_size, 3)))  # BackupAndRestore
+        model(keras.ops.zeros((2, cfg.image_size, cfg.image_size, 3)))  # built, so it resumes
         if cfg.optimizer == "lars":
             model.compile(optimizer=LARS(schedule, weight_decay=cfg.weight_decay))
         else:
@@ -228,17 +229,21 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
         steps_per_epoch=steps_per_epoch if strategy.num_replicas_in_sync > 1 else cfg.max_steps,
         validation_steps=validation_steps,
     )
-    history = train(model, train_ds, dev_ds, run_dir, train_config)
+    result = train(model, train_ds, dev_ds, run_dir, train_config)
 
     save_keras(model.backbone, run_dir / "encoder.keras")
     if worker:
+        finish_run(run_dir)
         return PretrainResult(run_dir, {}, model)
+    selected = result.history[result.selected_epoch - 1]
     metrics = {
-        "loss": float(history.history["loss"][-1]),
-        "contrastive_accuracy": float(history.history["contrastive_accuracy"][-1]),
-        "val_loss": float(history.history["val_loss"][-1]),
+        "loss": float(selected["loss"]),
+        "contrastive_accuracy": float(selected["contrastive_accuracy"]),
+        "val_loss": float(selected["val_loss"]),
+        "selected_epoch": result.selection(),
         "linear_probe": probe(),
         "linear_probe_at_init": probe_before,
     }
     write_json(run_dir / "metrics.json", metrics)
+    finish_run(run_dir)
     return PretrainResult(run_dir, metrics, model)

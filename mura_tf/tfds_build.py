@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mura_tf.cli import ArgumentParser, quiet_tensorflow, run
+from mura_tf.cli import ArgumentParser, run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,5 +51,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    quiet_tensorflow()
     sys.exit(run(main))

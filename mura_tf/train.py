@@ -10,8 +10,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mura_tf.callbacks import BestModelCheckpoint, EpochHistoryCSV, TrainingImages
+from mura_tf.callbacks import RunCheckpoint, TrainingImages
+from mura_tf.compat.fused_batch_norm import follow_training_steps
 from mura_tf.errors import ConfigError, TrainingError
+from mura_tf.resume import Selection, load_state
 
 OPTIMIZERS = ("adam", "sgd", "adamw", "lars")
 
@@ -120,31 +122,52 @@ def compile_classifier(
 
 
 def make_callbacks(
-    run_dir: Path, config: TrainConfig, sample_images=None
+    run_dir: Path, config: TrainConfig, checkpoint: RunCheckpoint, sample_images=None
 ) -> list[keras.callbacks.Callback]:
-    """BackupAndRestore, TerminateOnNaN, best checkpoint, early stopping, history, TensorBoard."""
-    mode = "min" if "loss" in config.monitor else "max"
+    """The run's checkpoint (history, best epoch, early stopping, resume point), TerminateOnNaN,
+    TensorBoard, and ReduceLROnPlateau when asked."""
     callbacks: list[keras.callbacks.Callback] = [
         # First, so that a resumed run restores weights before anything else looks at them.
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        checkpoint,
         keras.callbacks.TerminateOnNaN(),
-        BestModelCheckpoint(run_dir / "checkpoints" / "best.keras", config.monitor, mode),
-        EpochHistoryCSV(run_dir / "history.csv"),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
     ]
-    if config.patience:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                config.monitor, patience=config.patience, mode=mode, restore_best_weights=True
-            )
-        )
     if config.reduce_lr_on_plateau:
+        mode = checkpoint.selection.mode
         callbacks.append(keras.callbacks.ReduceLROnPlateau(config.monitor, mode=mode, patience=2))
     if sample_images is not None and config.tensorboard_images and len(sample_images.shape) == 4:
         callbacks.append(
             TrainingImages(sample_images[: config.tensorboard_images], run_dir / "logs")
         )
     return callbacks
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What `train` hands back besides the model (which then holds the selected epoch).
+
+    `history`: one dict of logs per finished epoch (the whole run, resumed or not);
+    `selected_epoch`: the 1-based epoch whose weights the model holds, chosen by `monitor` on
+    the dev data, whose value there was `selected_value`; `stopped_early`: early stopping ended
+    training before the last epoch.
+    """
+
+    history: tuple[dict, ...]
+    monitor: str
+    selected_epoch: int
+    selected_value: float
+    stopped_early: bool
+
+    def selection(self) -> dict:
+        """The `metrics.json` record of which epoch was handed over."""
+        return {
+            "epoch": self.selected_epoch,
+            "epoch_base": 1,
+            "monitor": self.monitor,
+            "value": self.selected_value,
+            "epochs_run": len(self.history),
+            "stopped_early": self.stopped_early,
+        }
 
 
 def train(
@@ -156,45 +179,79 @@ def train(
     *,
     class_weight: dict[int, float] | None = None,
     sample: np.ndarray | None = None,
-) -> keras.callbacks.History:
-    """Fit a compiled `model` with the project's callbacks; outputs go to `run_dir`.
+) -> TrainResult:
+    """Fit a compiled `model` with the project's callbacks and leave it at its best epoch.
 
     Writes `history.csv`, `logs/` (TensorBoard: scalars, learning rate, augmented training
-    images), `checkpoints/best.keras` (best `config.monitor` on the dev data) and `backup/`
-    (removed when training completes; a killed run started again resumes from it).
-    Early stopping restores the best weights into `model`.
+    images), `checkpoints/best.keras` with `checkpoints/best.json` (the best dev epoch by
+    `config.monitor`) and `backup/` (the resume point; the caller removes it once everything
+    the run hands over is written, see `mura_tf.resume`). A run whose `backup/` exists resumes
+    from it; one whose `backup/` says training is over only reloads its best epoch.
+
+    Whatever ended training (early stopping, the last epoch, a resume), `model` returns holding
+    the weights of the best dev epoch, read back from `checkpoints/best.keras`. The moving
+    statistics of its batch norms average over no more steps than it has trained
+    (`mura_tf.compat.fused_batch_norm.follow_training_steps`).
 
     Args:
         train_data: batches `(images [B, S, S, 3], targets[, sample weights])`, shuffled and
             augmented; a `tf.data.Dataset`, or a distributed dataset that repeats (then
             `config.steps_per_epoch` and `config.validation_steps` are required).
         dev_data: batches for model selection, never augmented.
-        sample: images `[N, S, S, 3]` shown in TensorBoard; default: the first training batch.
+        sample: pixels 0-255 `[N, S, S, 3]`, augmented but not normalised, shown in
+            TensorBoard.
+    Raises:
+        TrainingError: the loss became NaN, or no epoch gave a finite dev value to select by.
     """
     run_dir = Path(run_dir)
-    if isinstance(train_data, tf.data.Dataset):
-        if sample is None:
-            sample = next(iter(train_data.take(1)))[0]
-        if config.steps_per_epoch:
-            train_data = train_data.repeat()
-    elif not (config.steps_per_epoch and config.validation_steps):
-        raise ConfigError("distributed training data needs steps_per_epoch and validation_steps")
-    history = model.fit(
-        train_data,
-        validation_data=dev_data,
-        epochs=config.epochs,
-        steps_per_epoch=config.steps_per_epoch,
-        validation_steps=config.validation_steps,
-        class_weight=class_weight,
-        shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras cannot shuffle a Dataset
-        callbacks=make_callbacks(run_dir, config, sample),
-        verbose=config.verbose,
-    )
-    if model.stop_training and any(
-        not np.isfinite(v) for v in history.history.get("loss", [0.0])[-1:]
-    ):
-        raise TrainingError(
-            f"training stopped: the loss became NaN (lower --lr?); the last good model is "
-            f"{run_dir / 'checkpoints' / 'best.keras'}"
+    selection = Selection(config.monitor)
+    checkpoint = RunCheckpoint(run_dir, selection, config.patience, load_state(run_dir / "backup"))
+    follow_training_steps(model, model.optimizer.iterations)
+    state = checkpoint.state
+    if state.stopped or state.epochs_done >= config.epochs:
+        # Training is over; a kill came during what follows it. Bring the outputs up to date.
+        checkpoint.set_model(model)
+        with model.distribute_strategy.scope():
+            checkpoint.on_train_begin()
+    else:
+        if isinstance(train_data, tf.data.Dataset):
+            if config.steps_per_epoch:
+                train_data = train_data.repeat()
+        elif not (config.steps_per_epoch and config.validation_steps):
+            raise ConfigError(
+                "distributed training data needs steps_per_epoch and validation_steps"
+            )
+        history = model.fit(
+            train_data,
+            validation_data=dev_data,
+            epochs=config.epochs,
+            initial_epoch=state.epochs_done,
+            steps_per_epoch=config.steps_per_epoch,
+            validation_steps=config.validation_steps,
+            class_weight=class_weight,
+            shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras cannot shuffle it
+            callbacks=make_callbacks(run_dir, config, checkpoint, sample),
+            verbose=config.verbose,
         )
-    return history
+        if model.stop_training and any(
+            not np.isfinite(v) for v in history.history.get("loss", [0.0])[-1:]
+        ):
+            raise TrainingError(
+                f"training stopped: the loss became NaN (lower --lr?); the last good model is "
+                f"{run_dir / 'checkpoints' / 'best.keras'}"
+            )
+    state = checkpoint.state
+    best = selection.best(list(state.history))
+    if best is None:
+        raise TrainingError(
+            f"no epoch gave a finite dev {config.monitor} to select a model by; "
+            f"see {run_dir / 'history.csv'}"
+        )
+    model.load_weights(checkpoint.best_path)
+    return TrainResult(
+        history=state.history,
+        monitor=config.monitor,
+        selected_epoch=best[0] + 1,
+        selected_value=best[1],
+        stopped_early=state.stopped and state.epochs_done < config.epochs,
+    )

@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
-from mura_tf.cli import ArgumentParser, positive_int, quiet_tensorflow
+from mura_tf.cli import ArgumentParser, positive_int
 from mura_tf.cli import run as run_cli
 from mura_tf.experiment import Experiment
 
@@ -172,11 +172,19 @@ def configure(experiment: Experiment, argv: Sequence[str] | None, description: s
     return exp
 
 
+def describe_selection(selected: dict) -> str:
+    """`metrics.json`'s `selected_epoch` as one phrase: which epoch, and why."""
+    how = "early stopping" if selected["stopped_early"] else "all epochs run"
+    return (
+        f"epoch {selected['epoch']} of {selected['epochs_run']} ({how}), the best dev "
+        f"{selected['monitor']} = {selected['value']:.4f}"
+    )
+
+
 def run(
     experiment: Experiment, description: str | None = None, argv: Sequence[str] | None = None
 ) -> int:
     """Parse the common flags, train, evaluate and export; print where everything went."""
-    quiet_tensorflow()
     description = description or (sys.modules["__main__"].__doc__ or "").strip()
 
     def main(args: Sequence[str] | None) -> int:
@@ -193,7 +201,12 @@ def run(
         print("\nTest metrics (MURA valid split; study = mean of the views' probabilities)")
         print(metrics_table(result.metrics).to_string())
         if "body_part" in result.extra:
-            print(f"\nbody-part task: macro F1 {result.extra['body_part']['macro_f1']:.3f}")
+            stage = result.extra["body_part"]
+            print(
+                f"\nbody-part task: macro F1 {stage['macro_f1']:.3f} "
+                f"({describe_selection(stage['selected_epoch'])})"
+            )
+        print(f"\nmodel handed over: {describe_selection(result.metrics['selected_epoch'])}")
         run_dir = result.run_dir
         print(f"\nrun folder:   {run_dir}")
         print(f"SavedModel:   {run_dir / 'export'}")

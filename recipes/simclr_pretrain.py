@@ -8,7 +8,7 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
-from mura_tf.cli import ArgumentParser, positive_int, quiet_tensorflow
+from mura_tf.cli import ArgumentParser, positive_int
 from mura_tf.cli import run as run_cli
 from mura_tf.pretrain import PretrainConfig
 
@@ -78,8 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not m:  # a multi-worker run's other workers; worker 0 reports
         print(f"worker finished; worker 0 writes the run's results ({result.run_dir})")
         return 0
+    chosen = m["selected_epoch"]
     print(
-        f"\nfinal NT-Xent {m['loss']:.3f} (dev {m['val_loss']:.3f}), contrastive accuracy "
+        f"\nencoder handed over: epoch {chosen['epoch']} of {chosen['epochs_run']}, the best dev "
+        f"NT-Xent {m['val_loss']:.3f} (train {m['loss']:.3f}), contrastive accuracy "
         f"{m['contrastive_accuracy']:.3f}"
     )
     if m["linear_probe"]:
@@ -99,5 +101,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    quiet_tensorflow()
     sys.exit(run_cli(main))

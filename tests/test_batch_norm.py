@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from mura_tf.compat.fused_batch_norm import follow_training_steps, fuse_batch_norm, is_fused
 from mura_tf.models.backbones import build_backbone
-from mura_tf.models.batch_norm import fuse_batch_norm, is_fused
 
 RNG = np.random.default_rng(0)
 
@@ -87,3 +87,22 @@ def test_fused_backbone_computes_what_the_keras_one_does(tmp_path):
     again = keras.saving.load_model(tmp_path / "fused.keras")
     assert not any(map(is_fused, again.layers))
     np.testing.assert_allclose(again(x), fused(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("step", [0, 5, 40, 5000])
+def test_moving_statistics_average_over_no_more_steps_than_training_took(step):
+    x = RNG.normal(2.0, 3.0, (4, 5, 6, 7)).astype("float32")
+    _, fused = _pair(x.shape, momentum=0.99)
+    model = keras.Model(inputs := keras.Input(x.shape[1:]), fused(inputs))
+    follow_training_steps(model, tf.Variable(step, dtype="int64"))
+    before = fused.moving_mean.numpy(), fused.moving_variance.numpy()
+    fused(tf.constant(x), training=True)
+    # By hand: TensorFlow's ExponentialMovingAverage(num_updates) rule, Keras's biased variance.
+    momentum = min(0.99, (1 + step) / (10 + step))
+    mean, variance = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
+    np.testing.assert_allclose(
+        fused.moving_mean.numpy(), momentum * before[0] + (1 - momentum) * mean, rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        fused.moving_variance.numpy(), momentum * before[1] + (1 - momentum) * variance, rtol=1e-4
+    )

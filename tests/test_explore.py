@@ -131,3 +131,16 @@ def test_help_texts(synthetic_dir):
     for module in ("mura_tf.explore", "mura_tf.synthetic"):
         result = run_module(module, "--help")
         assert result.returncode == 0 and "usage: python -m " + module in result.stdout
+
+
+@pytest.mark.parametrize("size", [(300, 120), (117, 512)])
+def test_sample_thumbnails_keep_each_films_aspect_ratio(tmp_path, size):
+    from mura_tf.plots import preview
+
+    path = tmp_path / "film.png"
+    Image.new("L", size, 200).save(path)
+    with Image.open(path) as im:
+        im.thumbnail((128, 128))  # Pillow's own aspect-preserving fit, the reference
+        expected = im.size
+    shown = preview(str(path), size=128)
+    assert (shown.shape[1], shown.shape[0]) == expected

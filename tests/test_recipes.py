@@ -82,8 +82,8 @@ def test_every_recipe_runs_end_to_end_on_tiny_images(name, synthetic_dir, tmp_pa
 
 def finished_run_argv(data_dir, out) -> list[str]:
     """The command of the shared `finished_run`: two real epochs of resnet18_mlp at 32 px."""
-    return ["--data-dir", str(data_dir), "--out", str(out), "--image-size", "32", "--epochs", "2",
-            "--weights", "none"]  # fmt: skip
+    return ["--data-dir", str(data_dir), "--out", str(out), "--image-size", "32", "--epochs", "3",
+            "--weights", "none", "--patience", "0", "--monitor", "val_loss"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,28 @@ def test_run_folder_records_settings_predictions_and_metrics(finished_run, synth
     metrics = json.loads((finished_run / "metrics.json").read_text())
     assert set(metrics["per_part"]) == set(predictions["part"])
     with (finished_run / "history.csv").open() as f:
-        assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1"]
+        history = list(csv.DictReader(f))
+    assert [r["epoch"] for r in history] == ["0", "1", "2"]
+    best = int(np.argmin([float(r["val_loss"]) for r in history]))
+    assert metrics["selected_epoch"]["epoch"] == best + 1
+    assert metrics["selected_epoch"]["value"] == pytest.approx(float(history[best]["val_loss"]))
+    assert json.loads((finished_run / "checkpoints" / "best.json").read_text())["epoch"] == best + 1
+    assert not (finished_run / "backup").exists()  # the resume point goes once all is written
+
+
+def test_with_patience_0_the_run_hands_over_its_best_checkpoint(finished_run):
+    """Epochs run out with early stopping off: the evaluated model is still the best epoch's."""
+    import keras
+    import keras_hub  # noqa: F401 - registers the ResNet backbone for deserialisation
+
+    from mura_tf.data.pipeline import PipelineConfig, make_dataset
+
+    predictions = pd.read_csv(finished_run / "predictions.csv")
+    best = keras.saving.load_model(finished_run / "checkpoints" / "best.keras", compile=False)
+    images = make_dataset(predictions, PipelineConfig(image_size=32), batch_size=16)
+    np.testing.assert_allclose(
+        best.predict(images, verbose=0)[:, 0], predictions["probability"], atol=1e-5
+    )
 
 
 def test_export_reloads_in_a_fresh_process_and_reproduces_predictions(
@@ -155,7 +176,7 @@ def test_synthetic_preset_shrinks_the_run_and_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("MURA_TF_CACHE", str(tmp_path))
     exp = configure(recipe("baseline_densenet"), ["--synthetic", "--epochs", "3"], "")
     assert exp.image_size == SYNTHETIC_IMAGE_SIZE and exp.weights == "none" and exp.epochs == 3
-    assert exp.learning_rate == 1e-3 and exp.monitor == "val_auc"
+    assert exp.learning_rate == 1e-3 and exp.monitor == "val_loss"
     assert any("learning_rate 2e-05 -> 0.001" in note for note in exp.notes)
     assert not any("epochs" in note for note in exp.notes)  # given explicitly, so kept
     folder = Path(resolve_data_dir(exp))
@@ -188,52 +209,57 @@ def recipe_process(*args, cwd, stdout):
     )
 
 
+def committed_epochs(out: Path) -> int:
+    found = list(out.rglob("backup/state.json"))
+    return json.loads(found[0].read_text())["epochs_done"] if found else 0
+
+
 @pytest.mark.slow
-def test_a_run_killed_mid_training_resumes_and_finishes_its_epochs(synthetic_dir, tmp_path):
-    epochs = 30
-    args = [
-        "--data-dir",
-        str(synthetic_dir),
-        "--out",
-        str(tmp_path / "out"),
-        "--image-size",
-        "32",
-        "--epochs",
-        str(epochs),
-        "--max-steps",
-        "2",
-        "--weights",
-        "none",
-        "--patience",
-        "0",
-    ]
+def test_a_run_killed_after_its_best_epoch_resumes_and_hands_over_that_epoch(
+    synthetic_dir, tmp_path
+):
+    """SIGKILL after the best epoch: the resumed run keeps that epoch, counts patience from it
+    and stops where an uninterrupted run of the same seed stops (`--deterministic`)."""
+    args = ["--data-dir", str(synthetic_dir), "--image-size", "32", "--epochs", "30",
+            "--max-steps", "2", "--weights", "none", "--no-freeze", "--patience", "3",
+            "--monitor", "val_loss", "--deterministic", "--lr", "0.003"]  # fmt: skip
+    with open(tmp_path / "reference.log", "w") as log:
+        reference = recipe_process(*args, "--out", str(tmp_path / "a"), cwd=tmp_path, stdout=log)
+        assert reference.wait(timeout=300) == 0
+    expected = json.loads(next((tmp_path / "a").rglob("metrics.json")).read_text())
+    kept = expected["selected_epoch"]
+    assert kept["stopped_early"], "the reference run never stopped early: nothing to resume"
+
+    out = tmp_path / "b"
     with open(tmp_path / "first.log", "w") as log:
-        first = recipe_process(*args, cwd=tmp_path, stdout=log)
+        first = recipe_process(*args, "--out", str(out), cwd=tmp_path, stdout=log)
         deadline = time.time() + 240
-        metadata = None
         while time.time() < deadline and first.poll() is None:
-            found = list((tmp_path / "out").rglob("backup/training_metadata.json"))
-            if found and json.loads(found[0].read_text()).get("epoch", 0) >= 2:
-                metadata = found[0]
+            if committed_epochs(out) >= kept["epoch"]:  # the best epoch is on disk
                 break
-            time.sleep(0.05)
-        assert metadata is not None and first.poll() is None, (
-            "the run ended before it could be killed"
-        )
+            time.sleep(0.02)
+        assert first.poll() is None, "the run ended before it could be killed"
         first.send_signal(signal.SIGKILL)
         first.wait()
-    run_dir = metadata.parents[1]
+    killed_at = committed_epochs(out)
+    assert kept["epoch"] <= killed_at < kept["epochs_run"]
+    (run_dir,) = [p.parents[1] for p in out.rglob("backup/state.json")]
     assert not (run_dir / "metrics.json").exists()
     with open(tmp_path / "second.log", "w") as log:
-        assert recipe_process(*args, cwd=tmp_path, stdout=log).wait(timeout=300) == 0
+        assert recipe_process(*args, "--out", str(out), cwd=tmp_path, stdout=log).wait(300) == 0
     second = (tmp_path / "second.log").read_text()
-    first_epoch = int(second.split("Epoch ", 1)[1].split("/", 1)[0])
-    assert first_epoch > 1, "the second run started from scratch"
+    assert int(second.split("Epoch ", 1)[1].split("/", 1)[0]) == killed_at + 1
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["selected_epoch"] == kept
     with (run_dir / "history.csv").open() as f:
-        assert [int(r["epoch"]) for r in csv.DictReader(f)] == list(range(epochs))
-    assert (run_dir / "metrics.json").is_file() and (
-        run_dir / "export" / "saved_model.pb"
-    ).is_file()
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == list(range(kept["epochs_run"]))
+    reference_predictions = next((tmp_path / "a").rglob("predictions.csv"))
+    np.testing.assert_allclose(
+        pd.read_csv(run_dir / "predictions.csv")["probability"],
+        pd.read_csv(reference_predictions)["probability"],
+        atol=1e-6,
+    )
+    assert (run_dir / "export" / "saved_model.pb").is_file() and not (run_dir / "backup").exists()
 
 
 @pytest.mark.parametrize("name", RECIPES)

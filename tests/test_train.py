@@ -1,12 +1,14 @@
 import csv
+import json
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from mura_tf.callbacks import BestModelCheckpoint, EpochHistoryCSV
+from mura_tf.callbacks import RunCheckpoint
 from mura_tf.errors import ConfigError, TrainingError
+from mura_tf.resume import RunState, Selection, commit, load_state
 from mura_tf.train import TrainConfig, compile_classifier, make_optimizer, mura_class_weights, train
 
 
@@ -52,32 +54,102 @@ def tiny_model():
     return compile_classifier(model, TrainConfig(epochs=1, learning_rate=0.1))
 
 
+def checkpoint_at(run_dir, patience=0, monitor="val_accuracy"):
+    """A RunCheckpoint resumed from whatever `run_dir/backup` holds, on a fresh tiny model."""
+    model = tiny_model()
+    model.optimizer.build(model.trainable_variables)  # as fit has it when an epoch ends
+    callback = RunCheckpoint(run_dir, Selection(monitor), patience, load_state(run_dir / "backup"))
+    callback.set_model(model)
+    callback.on_train_begin()
+    return callback, model
+
+
+def run_epochs(callback, model, values, start=0):
+    """End epochs `start, start+1, ...` with these dev values, each with its own weights."""
+    for epoch, value in enumerate(values, start):
+        model.set_weights([np.full_like(w, epoch) for w in model.get_weights()])
+        callback.on_epoch_end(epoch, {"loss": 0.5, "val_accuracy": value})
+        if model.stop_training:
+            return epoch
+    return None
+
+
+def best_weights_epoch(run_dir):
+    """Which epoch's weights `best.keras` holds (run_epochs fills every weight with it)."""
+    return int(
+        keras.saving.load_model(run_dir / "checkpoints" / "best.keras").get_weights()[0][0, 0]
+    )
+
+
 def test_history_has_one_row_per_epoch_even_when_an_epoch_is_run_again(tmp_path):
-    path = tmp_path / "history.csv"
-    logger = EpochHistoryCSV(path)
-    logger.set_model(tiny_model())
-    for epoch, loss in [(0, 0.9), (1, 0.8), (2, 0.7), (2, 0.65), (3, 0.6)]:  # epoch 2 resumed
-        logger.on_epoch_end(epoch, {"loss": loss})
-    with path.open() as f:
+    callback, model = checkpoint_at(tmp_path)
+    run_epochs(callback, model, [0.5, 0.6, 0.7])
+    # Killed during epoch 3 after the commit of epoch 2: epoch 2 is never run again, 3 is.
+    callback, model = checkpoint_at(tmp_path)
+    assert callback.state.epochs_done == 3
+    run_epochs(callback, model, [0.65], start=3)
+    with (tmp_path / "history.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
-    assert float(rows[2]["loss"]) == pytest.approx(0.65)
+    assert float(rows[3]["val_accuracy"]) == pytest.approx(0.65)
     assert float(rows[0]["learning_rate"]) == pytest.approx(0.1)
 
 
-def test_best_checkpoint_saves_only_on_improvement_and_reloads(tmp_path):
-    model = tiny_model()
-    path = tmp_path / "best.keras"
-    callback = BestModelCheckpoint(path, "val_accuracy", "max")
-    callback.set_model(model)
-    callback.on_epoch_end(0, {"val_accuracy": 0.6})
-    saved = model.get_weights()
-    model.set_weights([w + 1 for w in saved])
-    callback.on_epoch_end(1, {"val_accuracy": 0.5})  # worse: the file keeps epoch 0
-    reloaded = keras.saving.load_model(path)
-    for a, b in zip(reloaded.get_weights(), saved, strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert [p.name for p in tmp_path.iterdir()] == ["best.keras"]  # no temporary files left
+def test_best_checkpoint_is_the_best_epoch_of_the_whole_run_across_a_resume(tmp_path):
+    callback, model = checkpoint_at(tmp_path)
+    run_epochs(callback, model, [0.5, 0.9, 0.6])  # best: epoch 1 (0-based)
+    callback, model = checkpoint_at(tmp_path)  # resumed: the first epoch after it is worse
+    run_epochs(callback, model, [0.7, 0.8], start=3)
+    assert best_weights_epoch(tmp_path) == 1
+    assert json.loads((tmp_path / "checkpoints" / "best.json").read_text()) == {
+        "epoch": 2,
+        "monitor": "val_accuracy",
+        "value": pytest.approx(0.9),
+    }
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "best.json",
+        "best.keras",
+    ]  # no temporary files left
+
+
+def test_early_stopping_counts_patience_across_a_resume(tmp_path):
+    values = [0.5, 0.9, 0.6, 0.7, 0.8, 0.95, 0.4]
+    uninterrupted, model = checkpoint_at(tmp_path / "a", patience=3)
+    stopped_at = run_epochs(uninterrupted, model, values)
+    assert stopped_at == 4  # three epochs without beating epoch 1
+    callback, model = checkpoint_at(tmp_path / "b", patience=3)
+    run_epochs(callback, model, values[:3])
+    callback, model = checkpoint_at(tmp_path / "b", patience=3)
+    assert run_epochs(callback, model, values[3:], start=3) == stopped_at
+    assert load_state(tmp_path / "b" / "backup").stopped
+    assert best_weights_epoch(tmp_path / "b") == 1
+
+
+def test_a_kill_between_the_commit_and_the_best_checkpoint_is_repaired_on_resume(tmp_path):
+    callback, model = checkpoint_at(tmp_path)
+    run_epochs(callback, model, [0.5, 0.6])
+    # Epoch 2 is committed as the best, then the process dies before best.keras is written.
+    model.set_weights([np.full_like(w, 2) for w in model.get_weights()])
+    row = {"epoch": 2, "loss": 0.5, "val_accuracy": 0.9}
+    commit(tmp_path / "backup", model, RunState(3, (*callback.state.history, row)))
+    assert best_weights_epoch(tmp_path) == 1
+    checkpoint_at(tmp_path)
+    assert best_weights_epoch(tmp_path) == 2
+
+
+def test_the_resume_point_names_a_complete_weights_file_and_keeps_no_other(tmp_path):
+    callback, model = checkpoint_at(tmp_path)
+    run_epochs(callback, model, [0.5, 0.6, 0.7])
+    state = load_state(tmp_path / "backup")
+    assert state.epochs_done == 3 and len(state.history) == 3
+    assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == [
+        "epoch-0003.weights.h5",
+        "state.json",
+    ]
+    fresh = tiny_model()
+    fresh.optimizer.build(fresh.trainable_variables)
+    fresh.load_weights(tmp_path / "backup" / state.weights)
+    assert fresh.get_weights()[0][0, 0] == 2
 
 
 def dataset(x, y, batch=4):
@@ -86,30 +158,44 @@ def dataset(x, y, batch=4):
     )
 
 
-def test_train_writes_history_logs_checkpoint_and_removes_the_backup(tmp_path):
+def test_train_writes_history_logs_checkpoint_and_hands_back_the_best_epoch(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(32, 4, 4, 3))
     y = (x[:, :1, 0, 0] > 0).astype(float)
     model = tiny_model()
-    history = train(
+    result = train(
         model,
         dataset(x, y),
         dataset(x, y),
         tmp_path,
-        TrainConfig(epochs=3, verbose=0),
+        TrainConfig(epochs=3, verbose=0, monitor="val_loss"),
         class_weight={0: 0.5, 1: 1.5},
+        sample=np.full((2, 4, 4, 3), 128.0),
     )
-    assert len(history.history["loss"]) == 3
-    assert (tmp_path / "checkpoints" / "best.keras").is_file()
-    assert not (tmp_path / "backup").exists()  # BackupAndRestore cleans up after a finished run
+    assert len(result.history) == 3
+    losses = [row["val_loss"] for row in result.history]
+    assert result.selected_epoch == int(np.argmin(losses)) + 1
+    # The model handed back is the best epoch's, as saved in best.keras.
+    best = keras.saving.load_model(tmp_path / "checkpoints" / "best.keras")
+    for a, b in zip(model.get_weights(), best.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # The resume point stays until the caller has written everything (mura_tf.io.finish_run).
+    assert load_state(tmp_path / "backup").epochs_done == 3
     with (tmp_path / "history.csv").open() as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1", "2"]
     events = list((tmp_path / "logs").rglob("events.out.tfevents*"))
-    tags = set()
+    tags, shown = set(), []
     for event_file in events:
         for event in tf.compat.v1.train.summary_iterator(str(event_file)):
             tags.update(v.tag for v in event.summary.value)
+            shown += [
+                tf.io.decode_png(v.tensor.string_val[2]).numpy()
+                for v in event.summary.value
+                if v.tag == "augmented_training_images"
+            ]
     assert "augmented_training_images" in tags
+    # As a person sees the film: pixel value 128 shows as 128, not min-max or ImageNet scaled.
+    assert shown and np.all(shown[0][..., :3] == 128)
     assert {"epoch_loss", "epoch_learning_rate"} <= tags
 
 

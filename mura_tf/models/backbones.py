@@ -15,8 +15,8 @@ from pathlib import Path
 
 import keras
 
+from mura_tf.compat.fused_batch_norm import fuse_batch_norm
 from mura_tf.errors import ConfigError
-from mura_tf.models.batch_norm import fuse_batch_norm
 
 NO_NETWORK_HINT = "use --weights none (random initialisation) or --weights PATH to a local file"
 
@@ -111,10 +111,11 @@ def build_backbone(
     Args:
         name: a key of `BACKBONES`.
         image_size: input side in pixels.
-        weights: `imagenet` (the library's own loader; needs network once), `none`, or a path
+        weights: `imagenet` (the library's own loader; needs network once), `none` (random
+            initialisation), or a path
             to a weights file (`.h5`/`.weights.h5`; for resnet18 also a keras-hub preset folder).
         fused_batch_norm: compute every batch norm with TensorFlow's fused kernel (same
-            results, faster; see `mura_tf.models.batch_norm.fuse_batch_norm`).
+            results, faster; see `mura_tf.compat.fused_batch_norm.fuse_batch_norm`).
     Returns:
         A `keras.Model` mapping normalised `[B, S, S, 3]` to a feature map `[B, h, w, C]`.
     Raises:

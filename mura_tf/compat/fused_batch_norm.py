@@ -1,10 +1,15 @@
 """Batch normalisation on TensorFlow's fused kernel, for the backbones the project trains.
 
+A workaround (see `mura_tf.compat`): tested with Keras 3.15.1 and TensorFlow 2.21.0. It relies
+on Keras's `Layer.__call__` calling the `call` it finds on the instance; `fuse_batch_norm`
+checks that once per process on a one-layer model and stops with `KerasCompatError` if a Keras
+release no longer does, rather than silently running the slow path.
+
 Keras 3's `BatchNormalization` computes the batch moments and the normalisation as separate
 TensorFlow ops (`tf.nn.moments`, `tf.nn.batch_normalization`), each a pass over the activations
 forward and more backward. TensorFlow's `FusedBatchNormV3` (oneDNN on CPU, cuDNN on GPU) does
 it in one op each way; on DenseNet169, with a batch norm before every convolution, a training
-step is 1.3x faster on the 2-core CPU of benchmarks/README.md.
+step is faster (benchmarks/README.md).
 
 `fuse_batch_norm` swaps the computation, not the layer: each layer stays a Keras
 `BatchNormalization` with its own config and weights, so `model.keras` files load without this
@@ -18,6 +23,10 @@ import types
 
 import keras
 import tensorflow as tf
+
+from mura_tf.compat import incompatible
+
+_dispatch_checked = False
 
 
 def _fusable(layer: keras.layers.BatchNormalization, inputs, mask) -> bool:
@@ -46,6 +55,7 @@ def fused_batch_norm_call(
         `[B, H, W, C]`, normalised with batch statistics when training a trainable layer, with
         the moving ones otherwise.
     """
+    layer._mura_tf_fused_calls = getattr(layer, "_mura_tf_fused_calls", 0) + 1
     if not _fusable(layer, inputs, mask):
         return type(layer).call(layer, inputs, training=training, mask=mask)
     channels = inputs.shape[-1]
@@ -69,9 +79,38 @@ def fused_batch_norm_call(
     n = tf.cast(tf.size(inputs) // channels, tf.float32)
     variance = variance * (n - 1.0) / tf.maximum(n, 1.0)
     momentum = layer.momentum
+    steps = layer.__dict__.get("_mura_tf_steps")
+    if steps is not None:  # see follow_training_steps
+        t = tf.cast(tf.convert_to_tensor(steps), tf.float32)
+        momentum = tf.minimum(momentum, (1.0 + t) / (10.0 + t))
     layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
     layer.moving_variance.assign(layer.moving_variance * momentum + variance * (1.0 - momentum))
     return outputs
+
+
+def follow_training_steps(model: keras.Model, steps) -> keras.Model:
+    """Let the moving statistics of `model`'s fused batch norms average over no more steps
+    than training has taken: momentum `min(momentum, (1 + t) / (10 + t))` at step `t`.
+
+    Keras's moving averages start at mean 0, variance 1 with momentum 0.99, an average over
+    ~100 steps built for ImageNet's thousands of steps an epoch. When the weights move fast
+    (from random initialisation, or a short run) they lag far behind the statistics that the
+    training batches have, and evaluation, which uses them, sees another network: the
+    synthetic main job's dev loss reached 10-50 while its training loss was 0.5 (README:
+    "Batch normalisation in short runs"). The rule is the one of TensorFlow's own
+    `tf.train.ExponentialMovingAverage(num_updates=...)`: it has the layer's momentum from step
+    ~900 on, so long runs are unchanged.
+
+    Args:
+        steps: the optimizer's step counter (`optimizer.iterations`), saved with the
+            optimizer, so a resumed run goes on where it was.
+    Returns:
+        `model`.
+    """
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization) and is_fused(layer):
+            object.__setattr__(layer, "_mura_tf_steps", steps)
+    return model
 
 
 def is_fused(layer: keras.layers.Layer) -> bool:
@@ -87,9 +126,31 @@ def fuse_batch_norm(model: keras.Model) -> keras.Model:
     """
     if keras.backend.backend() != "tensorflow":
         return model
+    _check_dispatch()
     for layer in model._flatten_layers(include_self=False, recursive=True):
         if isinstance(layer, keras.layers.BatchNormalization) and not is_fused(layer):
-            # An instance attribute shadows the class's `call`, which Keras's `__call__` uses;
-            # object.__setattr__ skips Keras's attribute tracking, which has nothing to track.
-            object.__setattr__(layer, "call", types.MethodType(fused_batch_norm_call, layer))
+            _swap_call(layer)
     return model
+
+
+def _swap_call(layer: keras.layers.BatchNormalization) -> None:
+    # An instance attribute shadows the class's `call`, which Keras's `__call__` uses;
+    # object.__setattr__ skips Keras's attribute tracking, which has nothing to track.
+    object.__setattr__(layer, "call", types.MethodType(fused_batch_norm_call, layer))
+
+
+def _check_dispatch() -> None:
+    """Stop unless Keras's `__call__` reaches a swapped `call` (checked once per process)."""
+    global _dispatch_checked
+    if _dispatch_checked:
+        return
+    probe = keras.layers.BatchNormalization()
+    _swap_call(probe)
+    probe(tf.zeros([1, 2, 2, 1]), training=True)
+    if not getattr(probe, "_mura_tf_fused_calls", 0):
+        raise incompatible(
+            "mura_tf's fused batch norm",
+            "Keras 3 builds BatchNormalization from unfused ops on TensorFlow",
+            "Layer.__call__ no longer dispatches to the instance's call",
+        )
+    _dispatch_checked = True

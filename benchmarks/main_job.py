@@ -1,0 +1,102 @@
+"""The README's main job and `resnet18_mlp` on the synthetic set, once per seed: a seed table.
+
+    python -m benchmarks.main_job --seeds 0,1,2
+    python -m benchmarks.main_job --seeds 0,1,2 --recipes baseline_densenet --jobs 2
+
+Each run is the command a user types (`python -m recipes.<recipe> --part elbow --synthetic
+--seed S`) in its own process, in a fresh folder under `--out` (a temporary one by default),
+so nothing is resumed. The table shows, per run, the epoch handed over and the study- and
+image-level test metrics from its `metrics.json`, then the worst seed per recipe. It measures
+what a run learns, not speed: the wall times are those of runs sharing the machine with
+`--jobs - 1` others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+RECIPES = ("baseline_densenet", "resnet18_mlp")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (`lscpu`), for the table's caption."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def run_once(recipe: str, seed: int, out: Path, extra: list[str]) -> dict:
+    """One recipe run in a child process; its metrics and wall time."""
+    command = [sys.executable, "-m", f"recipes.{recipe}", "--part", "elbow", "--synthetic"]
+    command += ["--seed", str(seed), "--out", str(out), *extra]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    (metrics_file,) = out.rglob("metrics.json")
+    metrics = json.loads(metrics_file.read_text())
+    return {"recipe": recipe, "seed": seed, "seconds": seconds, "metrics": metrics}
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| recipe | seed | epoch kept | study AUROC | study kappa | study accuracy "
+        "| image AUROC | wall time |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        m, kept = r["metrics"], r["metrics"]["selected_epoch"]
+        lines.append(
+            f"| `{r['recipe']}` | {r['seed']} | {kept['epoch']} of {kept['epochs_run']} "
+            f"| {m['study']['auc']:.3f} | {m['study']['kappa']:.3f} "
+            f"| {m['study']['accuracy']:.3f} | {m['image']['auc']:.3f} | {r['seconds']:.0f} s |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.main_job",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--seeds", default="0,1,2", help="comma list of seeds (default: 0,1,2)")
+    parser.add_argument("--recipes", default=",".join(RECIPES), help="comma list of recipes")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (default: 1)")
+    parser.add_argument("--out", help="folder for the runs (default: a temporary one)")
+    parser.add_argument("extra", nargs="*", help="more recipe flags, after --")
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    recipes = args.recipes.split(",")
+    root = Path(args.out or tempfile.mkdtemp(prefix="main_job-"))
+    jobs = [(recipe, seed) for recipe in recipes for seed in seeds]
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        rows = list(
+            pool.map(lambda j: run_once(j[0], j[1], root / f"{j[0]}-seed{j[1]}", args.extra), jobs)
+        )
+    print(f"CPU: {cpu_model()}; runs in {root}\n")
+    print(table(rows))
+    for recipe in recipes:
+        mine = [r["metrics"]["study"] for r in rows if r["recipe"] == recipe]
+        print(
+            f"\n{recipe}: worst seed study kappa {min(m['kappa'] for m in mine):.3f}, "
+            f"study AUROC {min(m['auc'] for m in mine):.3f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
