@@ -51,11 +51,12 @@ from mura_tf.distribute import (
 )
 from mura_tf.errors import ConfigError
 from mura_tf.export import export_savedmodel
-from mura_tf.io import check_unfinished, finish_run, save_keras, start_run, write_json, write_text
+from mura_tf.io import disk_errors, save_keras, write_json, write_text
 from mura_tf.metrics import macro_f1, study_level_metrics
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.heads import HEADS, build_classifier, classification_head
-from mura_tf.parts import PARTS, parse_parts, short_name
+from mura_tf.parts import PARTS, parse_parts, parts_spec, short_name
+from mura_tf.run_folder import finish_run, open_run
 from mura_tf.train import TrainConfig, compile_classifier, mura_class_weights, train
 
 # The embedded synthetic set for `--synthetic`: small enough for a 2-core CPU.
@@ -67,6 +68,8 @@ SYNTHETIC_MAX_EPOCHS = 8
 # Report 002's 2e-5 is a fine-tuning rate for ImageNet weights; from random weights (all that
 # is available offline) nothing moves at that rate, so the synthetic preset trains at 1e-3.
 SYNTHETIC_MIN_LR = 1e-3
+SYNTHETIC_MAX_BATCH = 8
+SYNTHETIC_MIN_DEV_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,8 @@ class Experiment:
         backbone_spec(self.backbone)
         if self.head not in HEADS:
             raise ConfigError(f"unknown head {self.head!r}: use one of {', '.join(HEADS)}")
-        parse_parts(self.part)
+        # Parsed once into one spelling: `--part Forearm` and `--part forearm` are one run.
+        object.__setattr__(self, "part", parts_spec(self.part))
         parse_augmentations(self.augment)
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
@@ -211,6 +215,14 @@ def apply_synthetic_preset(exp: Experiment, explicit: frozenset[str] = frozenset
         # A frozen random backbone gives features of scale ~0.01 that a head barely learns from;
         # with ImageNet weights (--weights imagenet) the backbone stays frozen as reported.
         changes["freeze_backbone"] = False
+    if "batch_size" not in explicit and exp.batch_size > SYNTHETIC_MAX_BATCH:
+        # ~170 training images of a part make 5 steps an epoch at batch 32: 40 steps in all,
+        # too few for weights (and batch-norm statistics) to move far from random.
+        changes["batch_size"] = SYNTHETIC_MAX_BATCH
+    if "dev_fraction" not in explicit and exp.dev_fraction < SYNTHETIC_MIN_DEV_FRACTION:
+        # 10% of a part's synthetic patients is ~6 patients, ~20 images: a model is selected
+        # on noise (seen: dev AUC below 0.5 at every epoch while the test AUC reached 0.9).
+        changes["dev_fraction"] = SYNTHETIC_MIN_DEV_FRACTION
     if "monitor" not in explicit and exp.monitor == "val_accuracy":
         # The synthetic dev split has a few dozen images: accuracy ties from the first epoch.
         # The dev loss does not tie, and it scores the probabilities that the 0.5 threshold
@@ -218,8 +230,8 @@ def apply_synthetic_preset(exp: Experiment, explicit: frozenset[str] = frozenset
         # paper's criterion.
         changes["monitor"] = "val_loss"
     if "patience" not in explicit and exp.patience:
-        # A dev split of ~20 images swings val_auc by 0.3 between epochs (seen: 0.71, 0.23,
-        # 0.51, 0.33), so early stopping would keep a random early epoch; train all epochs.
+        # A dev split of a few dozen images swings between epochs, so early stopping would
+        # end on a random early dip; train all epochs and hand over the best one.
         changes["patience"] = 0
     if exp.cache is None and "cache" not in explicit:
         changes["cache"] = "memory"
@@ -377,7 +389,11 @@ def run_experiment(exp: Experiment) -> RunResult:
     if exp.deterministic:
         tf.config.experimental.enable_op_determinism()
     run_dir = worker_run_dir(exp.run_dir(), strategy)
-    check_unfinished(run_dir, exp.overwrite)
+    with open_run(run_dir, exp.overwrite), disk_errors(run_dir):
+        return _run_experiment(exp, strategy, run_dir)
+
+
+def _run_experiment(exp: Experiment, strategy: tf.distribute.Strategy, run_dir: Path) -> RunResult:
     data_dir = resolve_data_dir(exp)
     frame = load_mura(data_dir, exp.part, strict=exp.strict)
     splits = make_splits(frame, exp.dev_fraction, exp.seed)
@@ -386,7 +402,10 @@ def run_experiment(exp: Experiment) -> RunResult:
             label_fraction(splits.train, exp.label_fraction, exp.seed), splits.dev, splits.test
         )
     if splits.test.empty:
-        raise ConfigError(f"{data_dir} has no valid split to test on")
+        raise ConfigError(
+            f"{data_dir} has no valid split to test on: MURA's valid/ folder (or its "
+            f"valid_*.csv files) is missing or holds none of --part {exp.part}"
+        )
     spec = backbone_spec(exp.backbone)
     counts = {name: int(len(getattr(splits, name))) for name in ("train", "dev", "test")}
     config = {
@@ -397,7 +416,7 @@ def run_experiment(exp: Experiment) -> RunResult:
         "strategy": describe(exp.strategy, strategy),
         "notes": list(exp.notes),
     }
-    start_run(run_dir, config)
+    write_json(run_dir / "config.json", config)
     write_text(run_dir / "splits.csv", _split_table(splits).to_csv(index=False))
 
     keras.utils.set_random_seed(exp.seed)

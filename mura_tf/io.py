@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import shutil
+import socket
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from mura_tf.errors import ConfigError
+from mura_tf.errors import ConfigError, MuraError
 
 
 @contextlib.contextmanager
@@ -25,6 +30,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as e:
+        if disk_cause(e) == "no space left":
+            raise DiskError(
+                f"cannot write {target}: no space left on the device; free some "
+                "space and run the same command again"
+            ) from None
         raise ConfigError(f"cannot write {target}: {e.strerror}; choose a writable --out") from None
     os.close(fd)
     try:
@@ -62,43 +72,131 @@ def save_keras(model, path: str | os.PathLike[str]) -> Path:
     """Atomically save a Keras model as a `.keras` archive at `path`."""
 
     def save(tmp: Path) -> None:
-        keras_tmp = tmp.with_suffix(".keras")  # Keras refuses a name without the suffix
+        keras_tmp = tmp.with_name(tmp.name + ".keras")  # Keras insists on the suffix
+        ensure_free_space(tmp.parent, keras_bytes(model))
         model.save(keras_tmp)
         os.replace(keras_tmp, tmp)
 
     return write_with(path, save)
 
 
-def check_unfinished(run_dir: str | os.PathLike[str], overwrite: bool = False) -> None:
-    """Refuse a run folder whose `metrics.json` marks a finished run, unless `overwrite`.
+class DiskError(MuraError):
+    """A write failed for lack of space or permission; the run can resume once that is fixed."""
 
-    An unfinished folder is fine: training resumes from its backup.
+
+# Headroom over a file's expected size: HDF5 and zip metadata, the next small writes.
+_SPARE_BYTES = 4 << 20
+
+
+def keras_bytes(model) -> int:
+    """About how many bytes `model.save` or `save_weights` writes: every variable of the model
+    and of its optimizer."""
+    variables = list(model.variables)
+    if getattr(model, "optimizer", None) is not None:
+        variables += list(model.optimizer.variables)
+    return sum(int(v.numpy().nbytes) if hasattr(v, "numpy") else 0 for v in variables)
+
+
+def ensure_free_space(folder: str | os.PathLike[str], nbytes: int) -> None:
+    """Raise `DiskError` unless `folder`'s file system has room for `nbytes` more.
+
+    Checked before writing HDF5 files: h5py has been seen to crash the process (segmentation
+    fault) when the disk fills in the middle of a file, where a check first gives one line.
     """
-    if (Path(run_dir) / "metrics.json").exists() and not overwrite:
-        raise ConfigError(
-            f"{run_dir} already holds a finished run: "
-            "pass --overwrite to train again, or --run NAME"
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # the write itself will say what is wrong
+    if free < nbytes + _SPARE_BYTES:
+        raise DiskError(
+            f"cannot write under {folder}: no space left on the device ({free >> 20} MiB free, "
+            f"{(nbytes + _SPARE_BYTES) >> 20} MiB needed); free some space and run the same "
+            "command again: it resumes where it stopped"
         )
 
 
-def start_run(run_dir: str | os.PathLike[str], config: dict) -> Path:
-    """Create a run folder and write its `config.json`."""
-    run_dir = Path(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(
-            f"cannot create {run_dir}: {e.strerror}; choose a writable --out"
-        ) from None
-    write_json(run_dir / "config.json", config)
-    return run_dir
+_CAUSES = [
+    ((errno.ENOSPC, errno.EDQUOT), ("no space left", "errno = 28", "disk quota"), "no space left"),
+    ((errno.EROFS,), ("read-only file system", "errno = 30"), "read-only file system"),
+    ((errno.EACCES, errno.EPERM), ("permission denied", "errno = 13"), "permission denied"),
+]
 
 
-def finish_run(run_dir: str | os.PathLike[str]) -> None:
-    """Remove the resume points of a run whose outputs are all written (`metrics.json` last).
+def disk_cause(error: BaseException) -> str | None:
+    """`error`'s cause if it is a full, read-only or forbidden file system, else None.
 
-    Until then they stay, so that a run killed while writing its outputs redoes only those.
+    TensorFlow, h5py and Keras report these in their own exception types; the errno or the
+    message is what they share.
     """
-    run_dir = Path(run_dir)
-    for backup in [run_dir / "backup", *run_dir.glob("*/backup")]:
-        shutil.rmtree(backup, ignore_errors=True)
+    code = getattr(error, "errno", None)
+    text = str(error).lower()
+    for codes, phrases, cause in _CAUSES:
+        if code in codes or any(p in text for p in phrases):
+            return cause
+    return None
+
+
+@contextlib.contextmanager
+def disk_errors(folder: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn a full, read-only or forbidden file system under the block into one `DiskError`
+    line naming `folder`; anything else passes through unchanged."""
+    try:
+        yield
+    except MuraError:
+        raise
+    except Exception as e:  # noqa: BLE001 - TensorFlow, h5py and Keras each have their own
+        cause = disk_cause(e)
+        if cause is None:
+            raise
+        what = "free some space" if cause == "no space left" else "make it writable"
+        raise DiskError(
+            f"cannot write under {folder}: {cause}; {what} and run the same command again: "
+            "it resumes where it stopped"
+        ) from None
+
+
+class InUseError(MuraError):
+    """Another live process holds a lock (a run folder, a data set being generated)."""
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, what: str, wait: bool = False) -> Iterator[None]:
+    """Hold an exclusive `flock` on `path` (created if needed) inside the block.
+
+    Without `wait`, a lock held by another process raises `InUseError` naming `what` and
+    the holder (its pid, host and command, which the holder writes into the lock file).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise ConfigError(f"cannot create {path}: {e.strerror}; choose a writable --out") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise InUseError(
+                f"{what} is in use by {_holder(path)}: wait for it to end, or stop it"
+            ) from None
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        with contextlib.suppress(OSError):  # the lock works without the note
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(holder).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text())
+        return (
+            f"process {info['pid']} on {info['host']} ({info['command']}, since {info['started']})"
+        )
+    except (OSError, ValueError, KeyError):
+        return "another process"

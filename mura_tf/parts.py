@@ -48,6 +48,15 @@ def parse_parts(spec: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(out)
 
 
+def parts_spec(spec: str | Iterable[str] | None) -> str:
+    """The one spelling of a selection of parts: `all`, or short names in `PARTS` order
+    (`'Hand, ELBOW'` -> `'elbow,hand'`), so that equal selections name the same run."""
+    chosen = parse_parts(spec)
+    if set(chosen) == set(PARTS):
+        return "all"
+    return ",".join(short_name(p) for p in PARTS if p in chosen)
+
+
 def part_index(part: str) -> int:
     """Class index of a part for the 7-way body-part task (alphabetical, as the folders)."""
     return PARTS.index(canonical_part(part))

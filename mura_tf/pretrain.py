@@ -33,12 +33,13 @@ from mura_tf.distribute import (
 )
 from mura_tf.errors import ConfigError
 from mura_tf.experiment import SYNTHETIC_IMAGE_SIZE, data_folder, run_folder
-from mura_tf.io import check_unfinished, finish_run, save_keras, start_run, write_json
+from mura_tf.io import disk_errors, save_keras, write_json
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.simclr import SimCLR
 from mura_tf.optimizers import LARS, scaled_learning_rate, warmup_cosine
-from mura_tf.parts import parse_parts
+from mura_tf.parts import parts_spec
 from mura_tf.probe import linear_probe
+from mura_tf.run_folder import finish_run, open_run
 from mura_tf.train import TrainConfig, train
 
 
@@ -77,7 +78,8 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         backbone_spec(self.backbone)
         check_strategy(self.strategy)
-        parse_parts(self.parts)
+        # Parsed once into one spelling: `--parts Forearm` and `--parts forearm` are one run.
+        object.__setattr__(self, "parts", parts_spec(self.parts))
         for name in ("epochs", "batch_size", "projection_layers", "projection_dim"):
             if getattr(self, name) < 1:
                 raise ConfigError(
@@ -156,7 +158,13 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
         tf.config.experimental.enable_op_determinism()
     worker = worker_index(strategy)
     run_dir = worker_run_dir(cfg.run_dir(), strategy)
-    check_unfinished(run_dir, cfg.overwrite)
+    with open_run(run_dir, cfg.overwrite), disk_errors(run_dir):
+        return _pretrain(cfg, strategy, worker, run_dir)
+
+
+def _pretrain(
+    cfg: PretrainConfig, strategy: tf.distribute.Strategy, worker: int, run_dir: Path
+) -> PretrainResult:
     data_dir = data_folder(cfg.synthetic, cfg.data_dir, cfg.parts)
     splits = make_splits(load_mura(data_dir, cfg.parts), cfg.dev_fraction, cfg.seed)
     spec = backbone_spec(cfg.backbone)
@@ -199,7 +207,7 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
         "strategy": describe(cfg.strategy, strategy),
         "notes": list(cfg.notes),
     }
-    start_run(run_dir, config)
+    write_json(run_dir / "config.json", config)
 
     keras.utils.set_random_seed(cfg.seed)
     with strategy.scope():

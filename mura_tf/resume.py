@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mura_tf.errors import TrainingError
-from mura_tf.io import atomic_path, write_json
+from mura_tf.io import atomic_path, ensure_free_space, keras_bytes, write_json
 
 STATE = "state.json"
 
@@ -110,6 +110,7 @@ def commit(backup_dir: str | os.PathLike[str], model, state: RunState) -> RunSta
     """
     backup_dir = Path(backup_dir)
     name = f"epoch-{state.epochs_done:04d}.weights.h5"
+    ensure_free_space(backup_dir if backup_dir.is_dir() else backup_dir.parent, keras_bytes(model))
     with atomic_path(backup_dir / name) as tmp:
         keras_tmp = tmp.with_name(tmp.name + ".weights.h5")  # Keras insists on the suffix
         try:

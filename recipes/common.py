@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -210,13 +211,15 @@ def run(
         run_dir = result.run_dir
         print(f"\nrun folder:   {run_dir}")
         print(f"SavedModel:   {run_dir / 'export'}")
-        print(f"TensorBoard:  tensorboard --logdir {run_dir / 'logs'}")
-        data = "--synthetic" if exp.synthetic else f"--data-dir {exp.data_dir or '$MURA_DATA_DIR'}"
+        print(f"TensorBoard:  tensorboard --logdir {shlex.quote(str(run_dir / 'logs'))}")
         if exp.synthetic:
             from mura_tf.experiment import resolve_data_dir
 
-            data = f"--data-dir {resolve_data_dir(exp)}"
-        print(f"evaluate:     python -m mura_tf.evaluate --model {run_dir / 'export'} {data}")
+            data = shlex.quote(resolve_data_dir(exp))
+        else:  # $MURA_DATA_DIR stays a variable for the shell to expand
+            data = shlex.quote(exp.data_dir) if exp.data_dir else '"$MURA_DATA_DIR"'
+        model = shlex.quote(str(run_dir / "export"))
+        print(f"evaluate:     python -m mura_tf.evaluate --model {model} --data-dir {data}")
         return 0
 
     return run_cli(main, argv)

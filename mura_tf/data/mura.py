@@ -58,6 +58,16 @@ def find_mura_root(data_dir: str | os.PathLike[str]) -> Path:
         return path / "MURA-v1.1"
     if any((path / s).is_dir() or (path / f"{s}_image_paths.csv").is_file() for s in SPLITS):
         return path
+    if path.name in SPLITS:  # MURA-v1.1/train
+        raise MuraDataError(
+            f"{path} is MURA's {path.name} split, not the data folder: pass --data-dir "
+            f"{path.parent} (it holds train/ and valid/)"
+        )
+    if path.name.upper().startswith("XR_") and path.parent.name in SPLITS:  # train/XR_FOREARM
+        raise MuraDataError(
+            f"{path} is one body part of MURA's {path.parent.name} split: pass --data-dir "
+            f"{path.parent.parent} --part {path.name[3:].lower()}"
+        )
     raise MuraDataError(
         f"{path} holds neither MURA-v1.1/ nor train/ or valid/ folders. {DOWNLOAD_HINT}"
     )

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from mura_tf.errors import ConfigError, MuraDataError
+from mura_tf.io import exclusive_lock
 from mura_tf.parts import PARTS, parse_parts
 
 # Share of abnormal studies per part in MURA-v1.1's train split (Rajpurkar et al., table 1).
@@ -343,5 +344,9 @@ def synthetic_dataset(
     key = hashlib.sha1(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:12]
     folder = Path(cache_dir) if cache_dir else cache_root() / f"synthetic-{key}"
     if not (folder / "MURA-v1.1").is_dir():
-        generate_synthetic(folder, config)
+        # Several commands may start at once on a fresh cache: one generates, the others wait
+        # for it and then use its folder (never replace it under a reader).
+        with exclusive_lock(folder.with_name(f".{folder.name}.lock"), str(folder), wait=True):
+            if not (folder / "MURA-v1.1").is_dir():
+                generate_synthetic(folder, config)
     return folder

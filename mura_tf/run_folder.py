@@ -1,0 +1,107 @@
+"""A run folder's life: held by one process, set aside on `--overwrite`, cleaned, finished.
+
+`open_run` is the door every run goes through:
+
+- **One process per folder.** It holds an exclusive lock (`flock`) on `.<run>.lock` beside
+  the folder for as long as the run lasts. A second process stops at once with one line naming
+  the folder and the process holding it; the kernel drops the lock of a killed process, so a
+  stale lock is simply taken over.
+- **`--overwrite` never mixes two runs.** A finished run is renamed to `.<run>.replaced`
+  before anything new is written, and deleted only when the new run finishes (`finish_run`);
+  an interrupted overwrite leaves an unfinished new run (the same command resumes it) and the
+  old run set aside, never a folder whose parts come from both.
+- **What a killed process left is removed**: temporary files and folders (`.NAME.*tmp*`) of
+  its atomic writes.
+
+`finish_run`, called once `metrics.json` (which marks a finished run) is written, removes the
+resume points (`backup/`) and the set-aside run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from mura_tf.errors import ConfigError
+from mura_tf.io import exclusive_lock
+
+FINISHED_MARK = "metrics.json"
+
+
+def lock_path(run_dir: Path) -> Path:
+    return run_dir.with_name(f".{run_dir.name}.lock")
+
+
+def set_aside_path(run_dir: Path) -> Path:
+    return run_dir.with_name(f".{run_dir.name}.replaced")
+
+
+def is_finished(run_dir: str | os.PathLike[str]) -> bool:
+    return (Path(run_dir) / FINISHED_MARK).is_file()
+
+
+def remove_temporaries(folder: Path) -> list[Path]:
+    """Delete what interrupted atomic writes left under `folder`; returns what was removed.
+
+    Atomic writes (`mura_tf.io`, `mura_tf.export`, `mura_tf.resume`) name their temporaries
+    `.NAME.<random>.tmp…` or `.NAME.tmp-<random>` (and a replaced export `.NAME.old-<pid>`),
+    so nothing else matches.
+    """
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for path in sorted(folder.rglob(".*"), key=lambda p: len(p.parts)):
+        temporary = ".tmp" in path.name or ".old-" in path.name
+        if not (temporary and path.name.startswith(".")) or not path.exists():
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def open_run(run_dir: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+    """Hold `run_dir` for this process while the block runs (see the module docstring).
+
+    Raises:
+        InUseError: another live process holds it.
+        ConfigError: it holds a finished run and `overwrite` is false, or it cannot be created.
+    """
+    run_dir = Path(run_dir)
+    with exclusive_lock(lock_path(run_dir), f"the run folder {run_dir}"):
+        aside = set_aside_path(run_dir)
+        if is_finished(run_dir):
+            if not overwrite:
+                raise ConfigError(
+                    f"{run_dir} already holds a finished run: "
+                    "pass --overwrite to train again, or --run NAME"
+                )
+            if aside.exists():  # the run set aside earlier was already replaced by this one
+                shutil.rmtree(aside)
+            run_dir.rename(aside)
+        remove_temporaries(run_dir)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(
+                f"cannot create {run_dir}: {e.strerror}; choose a writable --out"
+            ) from None
+        yield run_dir
+
+
+def finish_run(run_dir: str | os.PathLike[str]) -> None:
+    """Remove the resume points of a run whose outputs are all written (`metrics.json` last),
+    and the earlier run that `--overwrite` set aside.
+
+    Until then they stay, so that a run killed while writing its outputs redoes only those.
+    """
+    run_dir = Path(run_dir)
+    for backup in [run_dir / "backup", *run_dir.glob("*/backup")]:
+        shutil.rmtree(backup, ignore_errors=True)
+    shutil.rmtree(set_aside_path(run_dir), ignore_errors=True)

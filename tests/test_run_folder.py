@@ -1,0 +1,275 @@
+"""A run folder survives kills at any instant, a second process, a full or read-only disk and an
+interrupted --overwrite (each case a real recipe process on the synthetic set)."""
+
+import csv
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mura_tf.experiment import Experiment
+from mura_tf.io import InUseError
+from mura_tf.run_folder import lock_path, open_run, remove_temporaries, set_aside_path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def recipe(*args, cwd, log: Path) -> subprocess.Popen:
+    """`python -m recipes.resnet18_linear ARGS` in a fresh process, output to `log`."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user starts it: quiet by default
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "recipes.resnet18_linear", *map(str, args)],
+            cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+
+
+def smoke_args(data_dir, out, epochs=4):
+    return ["--data-dir", data_dir, "--out", out, "--image-size", "32", "--epochs", epochs,
+            "--max-steps", "2", "--weights", "none", "--no-freeze", "--patience", "0",
+            "--monitor", "val_loss", "--deterministic"]  # fmt: skip
+
+
+def the_run(out: Path) -> Path:
+    (config,) = [p for p in out.rglob("config.json") if "worker" not in str(p)]
+    return config.parent
+
+
+def wait_for(condition, process, timeout=240, step=0.005):
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        if condition():
+            return True
+        time.sleep(step)
+    return False
+
+
+def assert_complete_run(run_dir: Path, epochs: int):
+    """A finished folder: every output, one history row per epoch, the best epoch handed over."""
+    for item in ("config.json", "history.csv", "checkpoints/best.keras", "model.keras",
+                 "export/saved_model.pb", "predictions.csv", "metrics.json"):  # fmt: skip
+        assert (run_dir / item).exists(), item
+    assert not (run_dir / "backup").exists() and not set_aside_path(run_dir).exists()
+    leftovers = [p for p in run_dir.rglob(".*") if ".tmp" in p.name or ".old-" in p.name]
+    assert not leftovers, leftovers
+    with (run_dir / "history.csv").open() as f:
+        history = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in history] == list(range(epochs))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    best = int(np.argmin([float(r["val_loss"]) for r in history]))
+    assert metrics["selected_epoch"]["epoch"] == best + 1
+
+
+@pytest.mark.slow
+def test_kills_inside_epoch_end_writes_mid_epoch_and_in_the_final_saves_cost_nothing(
+    synthetic_dir, tmp_path
+):
+    out = tmp_path / "out"
+    args = smoke_args(synthetic_dir, out)
+
+    def backup_write_in_progress():
+        return any(".tmp" in p.name for p in out.rglob("backup/.*"))
+
+    def final_saves_in_progress():
+        return any(
+            p.name.startswith((".model.keras", ".export", ".predictions", ".metrics"))
+            for p in out.rglob(".*")
+        )
+
+    def second_epoch_running():
+        states = list(out.rglob("backup/state.json"))
+        return bool(states) and json.loads(states[0].read_text())["epochs_done"] >= 2
+
+    kills = 0
+    for instant in (backup_write_in_progress, second_epoch_running, final_saves_in_progress):
+        process = recipe(*args, cwd=tmp_path, log=tmp_path / f"kill{kills}.log")
+        if wait_for(instant, process, step=0.001):
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait(timeout=300)
+    assert kills >= 2, "the runs ended before they could be killed"
+    rerun = recipe(*args, cwd=tmp_path, log=tmp_path / "last.log")
+    assert rerun.wait(timeout=300) == 0, (tmp_path / "last.log").read_text()[-2000:]
+    assert_complete_run(the_run(out), 4)
+
+
+@pytest.mark.slow
+def test_a_second_identical_command_stops_at_once_naming_the_first(synthetic_dir, tmp_path):
+    out = tmp_path / "out"
+    args = smoke_args(synthetic_dir, out, epochs=6)
+    first = recipe(*args, cwd=tmp_path, log=tmp_path / "first.log")
+    assert wait_for(lambda: any(out.rglob("backup/state.json")), first)
+    second = recipe(*args, cwd=tmp_path, log=tmp_path / "second.log")
+    assert second.wait(timeout=120) == 2
+    said = (tmp_path / "second.log").read_text().strip()
+    assert said.count("\n") == 0 and "Traceback" not in said
+    assert f"is in use by process {first.pid}" in said and str(the_run(out)) in said
+    assert first.wait(timeout=300) == 0
+    assert_complete_run(the_run(out), 6)
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
+    run_dir = tmp_path / "runs" / "seed0-abc"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path;"
+         "from mura_tf.io import exclusive_lock;"
+         f"lock = exclusive_lock(Path({str(lock_path(run_dir))!r}), 'run');"
+         "lock.__enter__(); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(InUseError, match=f"process {holder.pid} on"), open_run(run_dir):
+        pass
+    holder.kill()
+    holder.wait()
+    with open_run(run_dir) as opened:
+        assert opened == run_dir and run_dir.is_dir()
+
+
+def test_a_rerun_removes_the_temporaries_of_a_killed_write(tmp_path):
+    run_dir = tmp_path / "run"
+    leftovers = [
+        run_dir / ".model.keras.k2j4.tmp.keras",
+        run_dir / ".history.csv.x81.tmp",
+        run_dir / "backup" / ".epoch-0002.weights.h5.a1.tmp.weights.h5",
+        run_dir / ".export.tmp-93kd" / "ready" / "saved_model.pb",
+        run_dir / ".export.old-4242" / "saved_model.pb",
+    ]
+    keep = [run_dir / "history.csv", run_dir / "backup" / "state.json", run_dir / ".hidden"]
+    for path in leftovers + keep:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    with open_run(run_dir):
+        pass
+    assert all(p.exists() for p in keep)
+    assert not any(p.exists() for p in leftovers)
+    assert remove_temporaries(run_dir) == []
+
+
+@pytest.mark.slow
+def test_an_interrupted_overwrite_never_mixes_two_runs(synthetic_dir, tmp_path):
+    out = tmp_path / "out"
+    args = smoke_args(synthetic_dir, out)
+    assert recipe(*args, cwd=tmp_path, log=tmp_path / "old.log").wait(timeout=300) == 0
+    run_dir = the_run(out)
+    old_metrics = (run_dir / "metrics.json").read_text()
+    again = recipe(*args, "--overwrite", cwd=tmp_path, log=tmp_path / "new.log")
+    assert wait_for(lambda: (run_dir / "backup" / "state.json").exists(), again)
+    again.send_signal(signal.SIGKILL)
+    again.wait()
+    # The folder holds the new, unfinished run only; the old one waits beside it, whole.
+    assert not (run_dir / "metrics.json").exists()
+    for item in ("predictions.csv", "model.keras", "export"):
+        assert not (run_dir / item).exists(), item
+    aside = set_aside_path(run_dir)
+    assert (aside / "metrics.json").read_text() == old_metrics
+    assert (aside / "export" / "saved_model.pb").is_file()
+    rerun = recipe(*args, "--overwrite", cwd=tmp_path, log=tmp_path / "rerun.log")
+    assert rerun.wait(timeout=300) == 0
+    assert_complete_run(run_dir, 4)
+
+
+def mount_tmpfs(path: Path, size: str) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True)  # fmt: skip
+    return done.returncode == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 160 MiB tmpfs (a ResNet18 resume point is ~135 MiB): it fills during the first run."""
+    disk = tmp_path / "disk"
+    if not mount_tmpfs(disk, "160m"):
+        pytest.skip("cannot mount a tmpfs here (needs root); the injected ENOSPC test covers it")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_and_the_run_resumes_once_space_is_back(
+    synthetic_dir, small_disk, tmp_path
+):
+    args = smoke_args(synthetic_dir, small_disk)
+    full = recipe(*args, cwd=tmp_path, log=tmp_path / "full.log")
+    assert full.wait(timeout=300) == 2
+    said = (tmp_path / "full.log").read_text().strip().splitlines()
+    assert "Traceback" not in "\n".join(said)
+    assert "no space left" in said[-1] and str(small_disk) in said[-1], said[-1]
+    subprocess.run(["mount", "-o", "remount,size=1g", str(small_disk)], check=True)
+    again = recipe(*args, cwd=tmp_path, log=tmp_path / "again.log")
+    assert again.wait(timeout=300) == 0, (tmp_path / "again.log").read_text()[-2000:]
+    assert_complete_run(the_run(small_disk), 4)
+
+
+@pytest.mark.slow
+def test_a_folder_that_turns_read_only_mid_run_is_one_line_and_resumes(synthetic_dir, tmp_path):
+    disk = tmp_path / "disk"
+    if not mount_tmpfs(disk, "2g"):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        args = smoke_args(synthetic_dir, disk, epochs=8)
+        process = recipe(*args, cwd=tmp_path, log=tmp_path / "ro.log")
+        assert wait_for(lambda: any(disk.rglob("backup/state.json")), process)
+        # A read-only bind mount over the folder: files the run opens from now on are refused
+        # (a plain remount is refused while the run has files open for writing).
+        subprocess.run(["mount", "--bind", str(disk), str(disk)], check=True)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(disk)], check=True)
+        assert process.wait(timeout=300) == 2
+        said = (tmp_path / "ro.log").read_text().strip().splitlines()
+        assert "Traceback" not in "\n".join(said)
+        assert "read-only file system" in said[-1], said[-1]
+        subprocess.run(["umount", str(disk)], check=True)  # the bind mount: writable again
+        again = recipe(*args, cwd=tmp_path, log=tmp_path / "again.log")
+        assert again.wait(timeout=300) == 0, (tmp_path / "again.log").read_text()[-2000:]
+        assert_complete_run(the_run(disk), 8)
+    finally:
+        while subprocess.run(["umount", "-l", str(disk)], capture_output=True).returncode == 0:
+            pass
+
+
+def test_no_space_for_a_checkpoint_is_a_disk_error_before_anything_is_written(
+    tmp_path, monkeypatch
+):
+    """Where no tmpfs can be mounted: ENOSPC as the file-writing layer sees it."""
+    import keras
+
+    from mura_tf import io
+    from mura_tf.io import DiskError, save_keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    monkeypatch.setattr(io.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 1 << 20})())
+    with pytest.raises(DiskError, match="no space left"):
+        save_keras(model, tmp_path / "model.keras")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_spellings_of_a_part_name_the_same_run():
+    runs = {
+        Experiment("r", "resnet18", part=p).run_dir()
+        for p in ("Forearm", "forearm", "XR_FOREARM", " forearm ")
+    }
+    assert len(runs) == 1
+    assert Experiment("r", "resnet18", part="Hand,elbow").part == "elbow,hand"
+
+
+def test_the_printed_evaluate_command_survives_a_shell(synthetic_dir, tmp_path, capsys):
+    from recipes.common import run
+    from recipes.resnet18_linear import EXPERIMENT
+
+    out = tmp_path / "my runs"  # a space, as in many home folders
+    args = smoke_args(synthetic_dir, out, epochs=1)
+    args[args.index("--deterministic")] = "--strict"
+    assert run(EXPERIMENT, argv=[str(a) for a in args]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("evaluate:"))
+    words = shlex.split(line.split(":", 1)[1])
+    assert words[words.index("--model") + 1] == str(the_run(out) / "export")
+    assert words[words.index("--data-dir") + 1] == str(synthetic_dir)
