@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -27,14 +28,18 @@ RECIPES = ("baseline_densenet", "resnet18_mlp")
 
 
 def cpu_model() -> str:
-    """The CPU's model name (`lscpu`), for the table's caption."""
+    """The CPU's model name and widest vector unit (as `lscpu` shows them), for the caption."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+        return platform.processor() or "unknown CPU"
+    name = next((x.split(":", 1)[1].strip() for x in info.splitlines() if "model name" in x), "?")
+    flags = set(
+        next((x.split(":", 1)[1] for x in info.splitlines() if x.startswith("flags")), "").split()
+    )
+    units = [unit for flag, unit in (("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"),
+                                     ("avx2", "AVX2")) if flag in flags]  # fmt: skip
+    return f"{name} ({units[0] if units else 'no AVX2'}, {os.cpu_count()} cores)"
 
 
 def run_once(recipe: str, seed: int, out: Path, extra: list[str]) -> dict:

@@ -119,6 +119,7 @@ _CAUSES = [
     ((errno.ENOSPC, errno.EDQUOT), ("no space left", "errno = 28", "disk quota"), "no space left"),
     ((errno.EROFS,), ("read-only file system", "errno = 30"), "read-only file system"),
     ((errno.EACCES, errno.EPERM), ("permission denied", "errno = 13"), "permission denied"),
+    ((errno.ENOENT,), ("no such file or directory", "errno = 2,"), "the folder is gone"),
 ]
 
 
@@ -146,9 +147,14 @@ def disk_errors(folder: str | os.PathLike[str]) -> Iterator[None]:
         raise
     except Exception as e:  # noqa: BLE001 - TensorFlow, h5py and Keras each have their own
         cause = disk_cause(e)
-        if cause is None:
+        named = getattr(e, "filename", None)
+        elsewhere = named and not os.path.abspath(named).startswith(os.path.abspath(folder))
+        if cause is None or elsewhere:  # e.g. a data file that cannot be read: not ours to say
             raise
-        what = "free some space" if cause == "no space left" else "make it writable"
+        what = {
+            "no space left": "free some space",
+            "the folder is gone": "bring it back (or its disk)",
+        }.get(cause, "make it writable")
         raise DiskError(
             f"cannot write under {folder}: {cause}; {what} and run the same command again: "
             "it resumes where it stopped"

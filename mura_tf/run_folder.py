@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from mura_tf.errors import ConfigError
 from mura_tf.io import exclusive_lock
 
 FINISHED_MARK = "metrics.json"
+WORKER_FOLDER = re.compile(r"worker\d+")  # mura_tf.distribute.worker_run_dir
 
 
 def lock_path(run_dir: Path) -> Path:
@@ -54,6 +56,8 @@ def remove_temporaries(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return removed
     for path in sorted(folder.rglob(".*"), key=lambda p: len(p.parts)):
+        if any(WORKER_FOLDER.fullmatch(part) for part in path.relative_to(folder).parts):
+            continue  # another worker's folder: that live process cleans its own
         temporary = ".tmp" in path.name or ".old-" in path.name
         if not (temporary and path.name.startswith(".")) or not path.exists():
             continue

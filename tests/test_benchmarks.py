@@ -1,8 +1,10 @@
 """Smoke runs of the benchmarks (Keras side only: PyTorch is not a test dependency)."""
 
+import json
+
 import pytest
 
-from benchmarks import pipeline, scaling, train_step
+from benchmarks import main_job, pipeline, scaling, train_step
 from benchmarks.harness import Side, table, without_only
 
 
@@ -48,3 +50,18 @@ def test_scaling_benchmark_runs_a_recipe_and_reports_time_and_memory(capsys, tmp
     assert float(fit) == pytest.approx(float(seconds), abs=1)  # one point: the fit is exact
     assert float(rss) > 200  # MB: a TensorFlow process, measured in the child, not here
     assert list(tmp_path.glob("runs/resnet18_mlp/elbow/*/metrics.json"))
+
+
+def test_main_job_seed_table_reads_each_runs_metrics(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("MURA_TF_CACHE", str(tmp_path / "cache"))
+    argv = ["--seeds", "0,1", "--recipes", "resnet18_mlp", "--out", str(tmp_path / "runs")]
+    argv += ["--", "--epochs", "1", "--max-steps", "1", "--image-size", "32"]
+    assert main_job.main(argv) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| `resnet18_mlp` |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["0", "1"]
+    for row, seed in zip(rows, (0, 1), strict=True):
+        (metrics,) = (tmp_path / "runs" / f"resnet18_mlp-seed{seed}").rglob("metrics.json")
+        kappa = json.loads(metrics.read_text())["study"]["kappa"]
+        assert row.split("|")[5].strip() == f"{kappa:.3f}"
+    assert "CPU: " in out and "worst seed study kappa" in out

@@ -273,3 +273,33 @@ def test_the_printed_evaluate_command_survives_a_shell(synthetic_dir, tmp_path, 
     words = shlex.split(line.split(":", 1)[1])
     assert words[words.index("--model") + 1] == str(the_run(out) / "export")
     assert words[words.index("--data-dir") + 1] == str(synthetic_dir)
+
+
+def test_several_commands_on_a_fresh_cache_share_one_synthetic_set(tmp_path):
+    code = (
+        "from mura_tf.data.synthetic import SyntheticConfig, synthetic_dataset;"
+        "from mura_tf.data.mura import load_mura;"
+        "config = SyntheticConfig(patients_per_part=30, valid_patients_per_part=5,"
+        " min_side=96, max_side=160, parts=('XR_ELBOW', 'XR_HAND'));"
+        "import os; folder = synthetic_dataset(config); n = len(load_mura(folder));"
+        "print(n, os.stat(folder / 'MURA-v1.1').st_ino)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MURA_TF_CACHE": str(tmp_path)}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        for _ in range(3)
+    ]
+    results = [p.communicate(timeout=120) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], [err[-500:] for _, err in results]
+    seen = {out.strip() for out, _ in results}
+    # One generation, read by all: the same folder (inode), whole, never replaced under them.
+    assert len(seen) == 1 and int(seen.pop().split()[0]) > 0
+    assert all("skipped" not in err for _, err in results)
+    (folder,) = tmp_path.glob("synthetic-*/MURA-v1.1")
+    assert str(folder.stat().st_ino) == results[0][0].split()[1]
