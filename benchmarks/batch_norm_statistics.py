@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
           "| dev loss, population stats | variance gap, median layer | largest |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
     model.fit(data.train, validation_data=data.dev, epochs=exp.epochs, callbacks=[Probe()],
-              verbose=0)  # fmt: skip
+              shuffle=False, verbose=0)  # fmt: skip
     return 0
 
 
