@@ -55,6 +55,8 @@ def run(
     quiet_tensorflow()
     warnings.formatwarning = _one_line_warning
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "mura_tf"
+    if prog == "__main__.py":  # python -m mura_tf COMMAND
+        prog = "mura-tf"
     try:
         return int(main(argv) or 0)
     except MuraError as e:

@@ -1,0 +1,49 @@
+"""`python -m mura_tf COMMAND`: one entry point for every command, in a fresh process."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mura_tf.__main__ import COMMANDS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def mura_tf(*args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user starts it: quiet by default
+    return subprocess.run([sys.executable, "-m", "mura_tf", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_without_a_command_it_lists_every_command(tmp_path):
+    done = mura_tf(cwd=tmp_path)
+    assert done.returncode == 2
+    for name in COMMANDS:
+        assert f"\n  {name} " in done.stdout
+
+
+def test_an_unknown_command_is_one_line(tmp_path):
+    done = mura_tf("train", cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == (
+        "mura-tf: error: unknown command 'train': use one of " + ", ".join(COMMANDS)
+    )
+
+
+def test_commands_run_through_the_entry_point(tmp_path):
+    made = mura_tf("synthetic", "--out", tmp_path / "data", "--patients-per-part", 2,
+                   "--valid-patients-per-part", 1, "--min-side", 32, "--max-side", 40,
+                   "--parts", "elbow", cwd=tmp_path)  # fmt: skip
+    assert made.returncode == 0, made.stderr[-1000:]
+    assert (tmp_path / "data" / "MURA-v1.1" / "train_image_paths.csv").is_file()
+    explored = mura_tf("explore", "--data-dir", tmp_path / "data", "--out", tmp_path / "explore",
+                       cwd=tmp_path)  # fmt: skip
+    assert explored.returncode == 0, explored.stderr[-1000:]
+    assert (tmp_path / "explore" / "summary.json").is_file()
+    missing = mura_tf("evaluate", "--model", tmp_path / "nothing", "--data-dir", tmp_path / "data",
+                      cwd=tmp_path)  # fmt: skip
+    # Quiet start: TensorFlow's C++ log does not precede the one line.
+    assert missing.returncode == 2 and missing.stderr.startswith("mura-tf: error:")
+    assert missing.stderr.count("\n") == 1, missing.stderr
