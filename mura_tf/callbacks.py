@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from mura_tf.errors import TrainingError
-from mura_tf.io import save_keras, write_json, write_text
+from mura_tf.io import DiskError, save_keras, write_json, write_text
 from mura_tf.resume import RunState, Selection, commit, weights_path
 
 
@@ -82,6 +82,11 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
+        if not self.run_dir.is_dir():  # writing on would recreate a folder missing its parts
+            raise DiskError(
+                f"the run folder {self.run_dir} vanished during training (deleted, or its disk "
+                "went away); bring it back to resume, or run the same command again to start over"
+            )
         if not math.isfinite(float(logs.get("loss", 0.0))):
             return  # TerminateOnNaN stops the run; the last committed epoch stays the resume point
         row = {"epoch": epoch}

@@ -56,6 +56,7 @@ def tiny_model():
 
 def checkpoint_at(run_dir, patience=0, monitor="val_accuracy"):
     """A RunCheckpoint resumed from whatever `run_dir/backup` holds, on a fresh tiny model."""
+    run_dir.mkdir(parents=True, exist_ok=True)  # as open_run leaves it
     model = tiny_model()
     model.optimizer.build(model.trainable_variables)  # as fit has it when an epoch ends
     callback = RunCheckpoint(run_dir, Selection(monitor), patience, load_state(run_dir / "backup"))
@@ -209,3 +210,16 @@ def test_nan_loss_stops_with_a_clear_error(tmp_path):
             tmp_path,
             TrainConfig(epochs=2, verbose=0, tensorboard_images=0),
         )
+
+
+def test_a_run_folder_that_vanishes_mid_run_stops_with_one_line(tmp_path):
+    import shutil
+
+    from mura_tf.io import DiskError
+
+    callback, model = checkpoint_at(tmp_path / "run")
+    run_epochs(callback, model, [0.5])
+    shutil.rmtree(tmp_path / "run")
+    with pytest.raises(DiskError, match="vanished"):
+        run_epochs(callback, model, [0.6], start=1)
+    assert not (tmp_path / "run").exists()  # not recreated half-empty
