@@ -45,6 +45,17 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     return f"warning: {message}\n"
 
 
+def command_name() -> str:
+    """How the user started this process, for error lines: `python -m recipes.resnet18_mlp`,
+    `mura-tf` (the entry point, also as `python -m mura_tf`), or the script's name."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name == "mura_tf.__main__":
+        return "mura-tf"
+    if spec is not None and spec.name:
+        return f"python -m {spec.name}"
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "mura-tf"
+
+
 def run(
     main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None
 ) -> int:
@@ -54,9 +65,7 @@ def run(
     """
     quiet_tensorflow()
     warnings.formatwarning = _one_line_warning
-    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "mura_tf"
-    if prog == "__main__.py":  # python -m mura_tf COMMAND
-        prog = "mura-tf"
+    prog = command_name()
     try:
         return int(main(argv) or 0)
     except MuraError as e:
