@@ -65,14 +65,6 @@ class RunState:
     stopped: bool = False
     weights: str | None = None
 
-    def best_epoch(self, selection: Selection) -> tuple[int, float] | None:
-        """0-based index and value of the best finished epoch."""
-        return selection.best(list(self.history))
-
-    def epochs_since_best(self, selection: Selection) -> int:
-        best = self.best_epoch(selection)
-        return self.epochs_done if best is None else self.epochs_done - 1 - best[0]
-
 
 def load_state(backup_dir: str | os.PathLike[str]) -> RunState | None:
     """The committed state in `backup_dir`, or None when there is none to resume from."""
