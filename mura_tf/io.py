@@ -31,10 +31,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as e:
         if disk_cause(e) == "no space left":
-            raise DiskError(
-                f"cannot write {target}: no space left on the device; free some "
-                "space and run the same command again"
-            ) from None
+            raise disk_error(target, "no space left") from None
         raise ConfigError(f"cannot write {target}: {e.strerror}; choose a writable --out") from None
     os.close(fd)
     try:
@@ -137,6 +134,18 @@ def disk_cause(error: BaseException) -> str | None:
     return None
 
 
+def disk_error(where: str | os.PathLike[str], cause: str) -> DiskError:
+    """The one line for a write under `where` that failed for `cause` (see `disk_cause`)."""
+    what = {
+        "no space left": "free some space",
+        "the folder is gone": "bring it back (or its disk)",
+    }.get(cause, "make it writable")
+    return DiskError(
+        f"cannot write under {where}: {cause}; {what} and run the same command again: "
+        "it resumes where it stopped"
+    )
+
+
 @contextlib.contextmanager
 def disk_errors(folder: str | os.PathLike[str]) -> Iterator[None]:
     """Turn a full, read-only or forbidden file system under the block into one `DiskError`
@@ -151,14 +160,7 @@ def disk_errors(folder: str | os.PathLike[str]) -> Iterator[None]:
         elsewhere = named and not os.path.abspath(named).startswith(os.path.abspath(folder))
         if cause is None or elsewhere:  # e.g. a data file that cannot be read: not ours to say
             raise
-        what = {
-            "no space left": "free some space",
-            "the folder is gone": "bring it back (or its disk)",
-        }.get(cause, "make it writable")
-        raise DiskError(
-            f"cannot write under {folder}: {cause}; {what} and run the same command again: "
-            "it resumes where it stopped"
-        ) from None
+        raise disk_error(folder, cause) from None
 
 
 class InUseError(MuraError):
