@@ -50,21 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     from mura_tf.compat.fused_batch_norm import follow_training_steps
     from mura_tf.data.mura import load_mura
     from mura_tf.data.splits import make_splits
-    from mura_tf.experiment import (
-        _fit_data,
-        _train_config,
-        apply_synthetic_preset,
-        resolve_data_dir,
-    )
+    from mura_tf.experiment import _fit_data, _train_config
     from mura_tf.models.backbones import backbone_spec, build_backbone
     from mura_tf.models.heads import build_classifier, classification_head
+    from mura_tf.presets import synthetic_preset
     from mura_tf.train import compile_classifier
 
-    base = importlib.import_module(f"recipes.{args.recipe}").EXPERIMENT
-    exp = apply_synthetic_preset(
+    base = importlib.import_module(f"recipes.{args.recipe}").CONFIG
+    exp = synthetic_preset(
         dataclasses.replace(base, synthetic=True, seed=args.seed, part=args.part)
     )
-    splits = make_splits(load_mura(resolve_data_dir(exp), exp.part), exp.dev_fraction, exp.seed)
+    splits = make_splits(load_mura(exp.data_folder(), exp.part), exp.dev_fraction, exp.seed)
     spec = backbone_spec(exp.backbone)
     data = _fit_data(exp, splits, spec.normalization, tf.distribute.get_strategy())
     keras.utils.set_random_seed(exp.seed)

@@ -1,6 +1,7 @@
 """`python -m mura_tf COMMAND [flags]`, installed as `mura-tf COMMAND`: every command in one place.
 
-The recipes stay `python -m recipes.NAME`; `python -m mura_tf.COMMAND` keeps working too.
+Each command is a module of `mura_tf.commands` with `main(argv)`; the experiments are the
+recipes, `python -m recipes.NAME`.
 """
 
 from __future__ import annotations
@@ -11,19 +12,23 @@ from collections.abc import Sequence
 
 from mura_tf.cli import EXIT_USAGE, run
 
-# command -> (module with `main(argv)`, what it does)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "synthetic": ("mura_tf.synthetic", "write a synthetic MURA-v1.1 folder (official layout)"),
-    "explore": ("mura_tf.explore", "count studies and images per split and part; sample films"),
-    "evaluate": ("mura_tf.evaluate", "evaluate a run's export on a MURA folder"),
-    "report": ("mura_tf.report", "report 002's Table 4 and figures from finished runs"),
-    "tfds-build": ("mura_tf.tfds_build", "build the TFDS dataset `mura` offline"),
+# command -> what it does; its module is mura_tf.commands.<command with _ for ->
+COMMANDS: dict[str, str] = {
+    "synthetic": "write a synthetic MURA-v1.1 folder (official layout)",
+    "explore": "count studies and images per split and part; sample films",
+    "evaluate": "evaluate a run's export on a MURA folder",
+    "report": "report 002's Table 4 and figures from finished runs",
+    "tfds-build": "build the TFDS dataset `mura` offline",
 }
+
+
+def command_module(name: str) -> str:
+    return "mura_tf.commands." + name.replace("-", "_")
 
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    lines = [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
     return (
         "usage: python -m mura_tf COMMAND [flags]   (or: mura-tf COMMAND [flags])\n\n"
         "commands:\n" + "\n".join(lines) + "\n\n"
@@ -44,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    command = importlib.import_module(COMMANDS[name][0])
+    command = importlib.import_module(command_module(name))
     return run(command.main, rest)
 
 

@@ -11,7 +11,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 
-from mura_tf.errors import MuraError
+from mura_tf.errors import ConfigError, MuraError
 
 EXIT_USAGE = 2
 
@@ -81,6 +81,49 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def command_parser(command: str, description: str) -> ArgumentParser:
+    """The parser of `mura-tf COMMAND`, showing each flag's default."""
+    return ArgumentParser(
+        prog=f"mura-tf {command}",
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+
+def add_mura_folder(parser: argparse.ArgumentParser, flag: str = "--data-dir") -> None:
+    """A flag naming the MURA folder, `$MURA_DATA_DIR` by default; after parsing, call
+    `mura_folder(args, flag)`."""
+    parser.add_argument(
+        flag,
+        default=os.environ.get("MURA_DATA_DIR"),
+        help="MURA-v1.1/ or the folder holding it (default: $MURA_DATA_DIR)",
+    )
+
+
+def mura_folder(args: argparse.Namespace, flag: str = "--data-dir") -> str:
+    """The parsed value of `add_mura_folder`'s flag; `ConfigError` when there is none."""
+    value = getattr(args, flag.lstrip("-").replace("-", "_"))
+    if not value:
+        raise ConfigError(f"no data folder: pass {flag} or set MURA_DATA_DIR")
+    return value
+
+
+def whole_number(text: str) -> int:
+    """argparse type: an integer (its range is the config's to check)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def number(text: str) -> float:
+    """argparse type: a real number."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 def positive_int(text: str) -> int:

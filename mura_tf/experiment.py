@@ -21,13 +21,11 @@ run killed at any point after its last epoch redoes only the outputs.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import keras
 import numpy as np
@@ -38,141 +36,99 @@ from mura_tf.data.augment import AugmentConfig, parse_augmentations
 from mura_tf.data.mura import load_mura
 from mura_tf.data.pipeline import PipelineConfig, make_dataset
 from mura_tf.data.splits import Splits, label_fraction, make_splits
-from mura_tf.data.synthetic import SyntheticConfig, synthetic_dataset
-from mura_tf.distribute import (
-    check_strategy,
-    describe,
-    distribute_batches,
-    local_copy,
-    make_strategy,
-    num_workers,
-    worker_index,
-    worker_run_dir,
-)
+from mura_tf.distribute import distribute_batches, local_copy, num_workers
 from mura_tf.errors import ConfigError
 from mura_tf.export import export_savedmodel
-from mura_tf.io import disk_errors, save_keras, write_json, write_text
+from mura_tf.io import save_keras, write_json, write_text
 from mura_tf.metrics import macro_f1, study_level_metrics
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.heads import HEADS, build_classifier, classification_head
-from mura_tf.parts import PARTS, parse_parts, parts_spec, short_name
-from mura_tf.run_folder import finish_run, open_run
-from mura_tf.train import TrainConfig, compile_classifier, mura_class_weights, train
-
-# The embedded synthetic set for `--synthetic`: small enough for a 2-core CPU.
-SYNTHETIC_DATA = SyntheticConfig(
-    patients_per_part=60, valid_patients_per_part=20, min_side=96, max_side=192, seed=0
-)
-SYNTHETIC_IMAGE_SIZE = 64
-SYNTHETIC_MAX_EPOCHS = 8
-# Report 002's 2e-5 is a fine-tuning rate for ImageNet weights; from random weights (all that
-# is available offline) nothing moves at that rate, so the synthetic preset trains at 1e-3.
-SYNTHETIC_MIN_LR = 1e-3
-SYNTHETIC_MAX_BATCH = 8
-SYNTHETIC_MIN_DEV_FRACTION = 0.2
+from mura_tf.parts import PARTS
+from mura_tf.run_folder import finish_run
+from mura_tf.runs import Alias, OpenRun, RunConfig, opened, setting, write_config, write_metrics
+from mura_tf.train import OPTIMIZERS, TrainConfig, compile_classifier, mura_class_weights, train
 
 
-@dataclass(frozen=True)
-class Experiment:
-    """Every setting of one run; recipes fill in the reports' values."""
+@dataclass(frozen=True, kw_only=True)
+class Experiment(RunConfig):
+    """Every setting of one supervised run; recipes fill in the reports' values."""
 
-    recipe: str
-    backbone: str
-    head: str = "linear"
-    freeze_backbone: bool = False
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
+    SECTION: ClassVar[str] = "experiment"
+
+    head: str = setting("linear", "classification head", choices=HEADS)
+    freeze_backbone: bool = setting(
+        False,
+        "freeze the backbone",
+        name="--freeze",
+        negatable=True,
+        aliases=(
+            Alias(
+                "--mode",
+                "finetune trains the whole network, linear a head on the frozen backbone",
+                values={"finetune": False, "linear": True},
+            ),
+        ),
+    )
+    optimizer: str = setting("adam", "optimizer", choices=OPTIMIZERS)
+    learning_rate: float = setting(1e-3, "learning rate (the first one of a schedule)", name="--lr")
     lr_boundaries: tuple[int, ...] = ()
     lr_values: tuple[float, ...] = ()
-    epochs: int = 10
-    batch_size: int = 8
-    eval_batch_size: int = 16
-    image_size: int = 256
-    keep_aspect: bool = False
-    augment: tuple[str, ...] = ("autocontrast", "hflip")
-    dev_fraction: float = 0.1
-    part: str = "all"
-    weights: str = "imagenet"
-    patience: int = 4
-    monitor: str = "val_accuracy"
-    class_weights: bool = False
-    reduce_lr_on_plateau: bool = False
-    intermediate_epochs: int = 0  # > 0: first learn the 7-way body-part task (report 000 §3.3)
-    label_fraction: float = 1.0  # train on this share of the labelled studies (nested, stratified)
-    seed: int = 0
-    max_steps: int | None = None
-    mixed_precision: bool = False
-    jit_compile: str = "auto"
-    cache: str | None = None
-    data_dir: str | None = None
-    synthetic: bool = False
-    out: str = "saved_models"
-    run_name: str | None = None
-    overwrite: bool = False
-    strict: bool = False  # fail on an unreadable PNG instead of skipping it with a warning
-    strategy: str = "auto"  # tf.distribute strategy, see mura_tf.distribute.make_strategy
-    deterministic: bool = False  # op determinism: same seed, same batches, same metrics
-    notes: tuple[str, ...] = field(default=(), compare=False)
+    eval_batch_size: int = setting(16, "batch size of dev and test passes")
+    keep_aspect: bool = setting(False, "pad to square instead of stretching")
+    augment: tuple[str, ...] = setting(
+        ("autocontrast", "hflip"),
+        "comma list of autocontrast, hflip, rotate, translate, scale; or none",
+    )
+    weights: str = setting(
+        "imagenet",
+        "imagenet, none, or a path to a weights file",
+        aliases=(Alias("--encoder", "a simclr_pretrain run folder (or its encoder.keras)"),),
+    )
+    patience: int = setting(4, "early-stopping patience in epochs (0: off)")
+    monitor: str = setting(
+        "val_accuracy",
+        "dev metric for early stopping and the best checkpoint",
+        choices=("val_accuracy", "val_auc", "val_loss"),
+    )
+    class_weights: bool = setting(False, "weight the loss by the MURA paper's |N|/(|A|+|N|)")
+    reduce_lr_on_plateau: bool = setting(
+        False, "divide the learning rate by 10 when the dev metric stalls"
+    )
+    intermediate_epochs: int = setting(
+        0, "epochs of the body-part task before the binary one (report 000 §3.3)"
+    )
+    label_fraction: float = setting(
+        1.0, "share of labelled training studies to use (0.01, 0.1, 1.0)", name="--fraction"
+    )
+    mixed_precision: bool = setting(False, "float16 compute (helps on GPUs with tensor cores)")
+    jit_compile: str = setting(
+        "auto", "XLA compilation of the train step", choices=("auto", "true", "false")
+    )
+    # The run's name in tables: "" is the recipe; "{mode}" is Finetune or Linear and "{pct}"
+    # the label fraction in percent, which is otherwise appended when below 100%.
+    label: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        backbone_spec(self.backbone)
+        super().__post_init__()
         if self.head not in HEADS:
             raise ConfigError(f"unknown head {self.head!r}: use one of {', '.join(HEADS)}")
-        # Parsed once into one spelling: `--part Forearm` and `--part forearm` are one run.
-        object.__setattr__(self, "part", parts_spec(self.part))
-        parse_augmentations(self.augment)
-        for name in ("epochs", "batch_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                flag = "--" + name.replace("_", "-")
-                raise ConfigError(f"{flag} must be at least 1, got {getattr(self, name)}")
-        if self.image_size < 32:
-            raise ConfigError(f"--image-size must be at least 32, got {self.image_size}")
+        object.__setattr__(self, "augment", parse_augmentations(self.augment))
+        self._at_least("eval_batch_size", 1)
+        self._at_least("patience", 0)
+        self._at_least("intermediate_epochs", 0)
         if not self.learning_rate > 0:
             raise ConfigError(f"--lr must be positive, got {self.learning_rate}")
-        if not 0 < self.dev_fraction < 1:
-            raise ConfigError(f"--dev-fraction must be in (0, 1), got {self.dev_fraction}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError(f"--max-steps must be at least 1, got {self.max_steps}")
         if not 0 < self.label_fraction <= 1:
             raise ConfigError(f"--fraction must be in (0, 1], got {self.label_fraction}")
-        check_strategy(self.strategy)
-        if self.intermediate_epochs < 0:
-            raise ConfigError(
-                f"--intermediate-epochs must be 0 or more, got {self.intermediate_epochs}"
-            )
 
-    def settings(self) -> dict:
-        """The settings that define the run (not where it is written)."""
-        # Where and on how many devices a run happens does not change what it computes, so a
-        # run interrupted on one machine resumes from its folder on another.
-        skip = {"out", "run_name", "overwrite", "strict", "notes", "strategy"}
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
-
-    def run_dir(self) -> Path:
-        return run_folder(
-            self.out, self.recipe, self.part, self.settings(), self.seed, self.run_name
+    def table_label(self) -> str:
+        pct = f"{self.label_fraction * 100:g}"
+        label = (self.label or self.recipe).format(
+            mode="Linear" if self.freeze_backbone else "Finetune", pct=pct
         )
-
-
-def run_folder(
-    out: str, recipe: str, parts: str, settings: dict, seed: int, run_name: str | None = None
-) -> Path:
-    """`out/<recipe>/<parts>/<run>`; the default run name is the seed and a hash of `settings`,
-    stable for the same settings, so the same command finds and resumes its run."""
-    chosen = parse_parts(parts)
-    part_dir = "all" if chosen == PARTS else "+".join(short_name(p) for p in chosen)
-    digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
-    return Path(out) / recipe / part_dir / (run_name or f"seed{seed}-{digest[:8]}")
-
-
-def data_folder(synthetic: bool, data_dir: str | None, parts: str) -> str:
-    """The MURA folder: the embedded synthetic set of `parts`, `data_dir` or `$MURA_DATA_DIR`."""
-    if synthetic:
-        return str(synthetic_dataset(dataclasses.replace(SYNTHETIC_DATA, parts=parse_parts(parts))))
-    data_dir = data_dir or os.environ.get("MURA_DATA_DIR")
-    if not data_dir:
-        raise ConfigError("no data: pass --data-dir (or set MURA_DATA_DIR), or use --synthetic")
-    return data_dir
+        if "{pct}" not in self.label and self.label_fraction < 1:
+            label = f"{label} {pct}pct"
+        return label
 
 
 @dataclass
@@ -184,66 +140,6 @@ class RunResult:
     predictions: pd.DataFrame
     experiment: Experiment
     extra: dict = field(default_factory=dict)
-
-
-def apply_synthetic_preset(exp: Experiment, explicit: frozenset[str] = frozenset()) -> Experiment:
-    """Shrink an experiment to the embedded synthetic set on a CPU, noting every change.
-
-    Settings the user gave explicitly (`explicit` holds their field names) are kept.
-    """
-    changes: dict = {}
-    notes = list(exp.notes)
-    if "image_size" not in explicit and exp.image_size > SYNTHETIC_IMAGE_SIZE:
-        changes["image_size"] = SYNTHETIC_IMAGE_SIZE
-    if "epochs" not in explicit and exp.epochs > SYNTHETIC_MAX_EPOCHS:
-        changes["epochs"] = SYNTHETIC_MAX_EPOCHS
-    if "weights" not in explicit and exp.weights == "imagenet":
-        changes["weights"] = "none"
-    weights = changes.get("weights", exp.weights)
-    if (
-        weights == "none"
-        and "learning_rate" not in explicit
-        and exp.learning_rate < SYNTHETIC_MIN_LR
-    ):
-        changes["learning_rate"] = SYNTHETIC_MIN_LR
-    if (
-        weights == "none"
-        and exp.freeze_backbone
-        and not exp.intermediate_epochs
-        and "freeze_backbone" not in explicit
-    ):
-        # A frozen random backbone gives features of scale ~0.01 that a head barely learns from;
-        # with ImageNet weights (--weights imagenet) the backbone stays frozen as reported.
-        changes["freeze_backbone"] = False
-    if "batch_size" not in explicit and exp.batch_size > SYNTHETIC_MAX_BATCH:
-        # ~170 training images of a part make 5 steps an epoch at batch 32: 40 steps in all,
-        # too few for weights (and batch-norm statistics) to move far from random.
-        changes["batch_size"] = SYNTHETIC_MAX_BATCH
-    if "dev_fraction" not in explicit and exp.dev_fraction < SYNTHETIC_MIN_DEV_FRACTION:
-        # 10% of a part's synthetic patients is ~6 patients, ~20 images: a model is selected
-        # on noise (seen: dev AUC below 0.5 at every epoch while the test AUC reached 0.9).
-        changes["dev_fraction"] = SYNTHETIC_MIN_DEV_FRACTION
-    if "monitor" not in explicit and exp.monitor == "val_accuracy":
-        # The synthetic dev split has a few dozen images: accuracy ties from the first epoch.
-        # The dev loss does not tie, and it scores the probabilities that the 0.5 threshold
-        # (and so kappa) acts on, where AUC only scores their order; it is also the MURA
-        # paper's criterion.
-        changes["monitor"] = "val_loss"
-    if "patience" not in explicit and exp.patience:
-        # A dev split of a few dozen images swings between epochs, so early stopping would
-        # end on a random early dip; train all epochs and hand over the best one.
-        changes["patience"] = 0
-    if exp.cache is None and "cache" not in explicit:
-        changes["cache"] = "memory"
-    for name, value in changes.items():
-        if name != "cache":
-            notes.append(f"synthetic preset: {name} {getattr(exp, name)} -> {value}")
-    return dataclasses.replace(exp, notes=tuple(notes), **changes)
-
-
-def resolve_data_dir(exp: Experiment) -> str:
-    """The MURA folder of an experiment (see `data_folder`)."""
-    return data_folder(exp.synthetic, exp.data_dir, exp.part)
 
 
 def _pipeline(exp: Experiment, normalization: str, training: bool) -> PipelineConfig:
@@ -384,17 +280,13 @@ def run_experiment(exp: Experiment) -> RunResult:
     folder, the others keep their checkpoints and backups in `RUN/worker<i>/` and return
     without evaluating (`RunResult.metrics` is empty for them).
     """
-    # First: a multi-worker strategy must exist before TensorFlow runs any op.
-    strategy = make_strategy(exp.strategy)
-    if exp.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    run_dir = worker_run_dir(exp.run_dir(), strategy)
-    with open_run(run_dir, exp.overwrite), disk_errors(run_dir):
-        return _run_experiment(exp, strategy, run_dir)
+    with opened(exp) as run:
+        return _run_experiment(exp, run)
 
 
-def _run_experiment(exp: Experiment, strategy: tf.distribute.Strategy, run_dir: Path) -> RunResult:
-    data_dir = resolve_data_dir(exp)
+def _run_experiment(exp: Experiment, run: OpenRun) -> RunResult:
+    strategy, run_dir = run.strategy, run.run_dir
+    data_dir = exp.data_folder()
     frame = load_mura(data_dir, exp.part, strict=exp.strict)
     splits = make_splits(frame, exp.dev_fraction, exp.seed)
     if exp.label_fraction < 1:
@@ -404,19 +296,11 @@ def _run_experiment(exp: Experiment, strategy: tf.distribute.Strategy, run_dir: 
     if splits.test.empty:
         raise ConfigError(
             f"{data_dir} has no valid split to test on: MURA's valid/ folder (or its "
-            f"valid_*.csv files) is missing or holds none of --part {exp.part}"
+            f"valid_*.csv files) is missing or holds none of --part {exp.parts_spec}"
         )
     spec = backbone_spec(exp.backbone)
     counts = {name: int(len(getattr(splits, name))) for name in ("train", "dev", "test")}
-    config = {
-        "experiment": exp.settings(),
-        "data_dir": str(data_dir),
-        "images": counts,
-        "normalization": spec.normalization,
-        "strategy": describe(exp.strategy, strategy),
-        "notes": list(exp.notes),
-    }
-    write_json(run_dir / "config.json", config)
+    write_config(run, exp, data_dir, images=counts, normalization=spec.normalization)
     write_text(run_dir / "splits.csv", _split_table(splits).to_csv(index=False))
 
     keras.utils.set_random_seed(exp.seed)
@@ -446,7 +330,7 @@ def _run_experiment(exp: Experiment, strategy: tf.distribute.Strategy, run_dir: 
     result = train(model, data.train, data.dev, run_dir, train_config, sample=data.first_pixels)
     save_keras(model, run_dir / "model.keras")
     if num_workers(strategy) > 1:
-        if worker_index(strategy):
+        if run.worker:
             finish_run(run_dir)
             return RunResult(run_dir, {}, pd.DataFrame(), exp, extra)
         model = local_copy(model)
@@ -461,8 +345,7 @@ def _run_experiment(exp: Experiment, strategy: tf.distribute.Strategy, run_dir: 
     metrics["first_batch_sha1"] = hashlib.sha1(data.first_batch.tobytes()).hexdigest()
     export_savedmodel(model, spec.normalization, exp.image_size, run_dir / "export")
     write_text(run_dir / "predictions.csv", predictions.to_csv(index=False, float_format="%.7g"))
-    write_json(run_dir / "metrics.json", metrics)
-    finish_run(run_dir)
+    write_metrics(run_dir, metrics)
     return RunResult(run_dir, metrics, predictions, exp, extra)
 
 

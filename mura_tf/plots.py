@@ -130,7 +130,7 @@ def plot_fractions(rows: pd.DataFrame, path: str | os.PathLike[str], title: str 
     """Grouped bars of study accuracy, precision and recall per experiment (report 002 fig. 8-10).
 
     Args:
-        rows: `mura_tf.report.collect` rows of one body part.
+        rows: `mura_tf.results_table.collect` rows of one body part.
     """
     metrics = ["Accuracy", "Precision", "Recall"]
     names = rows["Exp"].tolist()

@@ -10,81 +10,61 @@ pre-training must beat; written last).
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import keras
-import tensorflow as tf
 
 from mura_tf.data.contrastive import ViewConfig, make_contrastive_dataset
 from mura_tf.data.mura import load_mura
 from mura_tf.data.pipeline import PipelineConfig
 from mura_tf.data.splits import Splits, make_splits
-from mura_tf.distribute import (
-    check_strategy,
-    describe,
-    distribute_batches,
-    local_copy,
-    make_strategy,
-    num_workers,
-    worker_index,
-    worker_run_dir,
-)
+from mura_tf.distribute import distribute_batches, local_copy, num_workers
 from mura_tf.errors import ConfigError
-from mura_tf.experiment import SYNTHETIC_IMAGE_SIZE, data_folder, run_folder
-from mura_tf.io import disk_errors, save_keras, write_json
+from mura_tf.io import save_keras
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.simclr import SimCLR
 from mura_tf.optimizers import LARS, scaled_learning_rate, warmup_cosine
-from mura_tf.parts import parts_spec
 from mura_tf.probe import linear_probe
-from mura_tf.run_folder import finish_run, open_run
+from mura_tf.run_folder import finish_run
+from mura_tf.runs import OpenRun, RunConfig, opened, setting, write_config, write_metrics
 from mura_tf.train import TrainConfig, train
 
 
-@dataclass(frozen=True)
-class PretrainConfig:
-    """SimCLR settings: report 002 where it speaks (ResNet-50, 50 epochs, elbow/hand/shoulder),
-    google-research/simclr's defaults where it does not."""
+@dataclass(frozen=True, kw_only=True)
+class PretrainConfig(RunConfig):
+    """SimCLR settings: report 002 where it speaks (ResNet-50, 50 epochs, elbow/hand/shoulder:
+    `recipes/simclr_pretrain.py`), google-research/simclr's defaults where it does not."""
 
-    backbone: str = "resnet50"
-    parts: str = "elbow,hand,shoulder"
-    epochs: int = 50
-    batch_size: int = 64
-    image_size: int = 224
-    base_learning_rate: float = 0.3
-    lr_scaling: str = "linear"  # 0.3 x B / 256
-    optimizer: str = "lars"
-    warmup_epochs: int | None = None  # None: a tenth of training (the official 10 of 100)
-    weight_decay: float = 1e-6
-    temperature: float = 0.1
-    min_crop_area: float = 0.08  # random resized crop keeps 8-100% of the image (official)
-    projection_layers: int = 3
-    projection_dim: int = 128
-    dev_fraction: float = 0.1
-    seed: int = 0
-    max_steps: int | None = None
-    cache: str | None = None
-    data_dir: str | None = None
-    synthetic: bool = False
-    out: str = "saved_models"
-    run_name: str | None = None
-    overwrite: bool = False
-    strategy: str = "auto"
-    deterministic: bool = False
-    notes: tuple[str, ...] = field(default=(), compare=False)
+    SECTION: ClassVar[str] = "pretrain"
+
+    base_learning_rate: float = setting(
+        0.3, "base learning rate, scaled by --lr-scaling", name="--lr"
+    )
+    lr_scaling: str = setting(
+        "linear",
+        "linear (lr x B/256), sqrt (lr x sqrt(B)) or none",
+        choices=("linear", "sqrt", "none"),
+    )
+    optimizer: str = setting(
+        "lars", "lars (official) or adam (small batches)", choices=("lars", "adam")
+    )
+    warmup_epochs: int | None = setting(
+        None, "linear warm-up epochs (default: a tenth of training, the official 10 of 100)"
+    )
+    weight_decay: float = setting(1e-6, "LARS weight decay")
+    temperature: float = setting(0.1, "NT-Xent temperature")
+    min_crop_area: float = setting(
+        0.08, "smallest share of the image a random resized crop keeps (official: 0.08)"
+    )
+    projection_layers: int = setting(3, "layers in the projection head")
+    projection_dim: int = setting(128, "output size of the projection head")
 
     def __post_init__(self) -> None:
-        backbone_spec(self.backbone)
-        check_strategy(self.strategy)
-        # Parsed once into one spelling: `--parts Forearm` and `--parts forearm` are one run.
-        object.__setattr__(self, "parts", parts_spec(self.parts))
-        for name in ("epochs", "batch_size", "projection_layers", "projection_dim"):
-            if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}"
-                )
+        super().__post_init__()
+        self._at_least("projection_layers", 1)
+        self._at_least("projection_dim", 1)
         if self.batch_size < 2:
             raise ConfigError("--batch-size must be at least 2: NT-Xent needs negatives")
         if not self.temperature > 0:
@@ -93,51 +73,8 @@ class PretrainConfig:
             raise ConfigError(f"--lr must be positive, got {self.base_learning_rate}")
         if self.optimizer not in ("lars", "adam"):
             raise ConfigError(f"unknown --optimizer {self.optimizer!r}: use lars or adam")
-        if self.image_size < 32:
-            raise ConfigError(f"--image-size must be at least 32, got {self.image_size}")
-
-    def settings(self) -> dict:
-        skip = {"out", "run_name", "overwrite", "notes", "strategy"}
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
-
-    def run_dir(self) -> Path:
-        return run_folder(
-            self.out, "simclr_pretrain", self.parts, self.settings(), self.seed, self.run_name
-        )
-
-
-def apply_synthetic_preset(
-    cfg: PretrainConfig, explicit: frozenset[str] = frozenset()
-) -> PretrainConfig:
-    """CPU-sized pre-training on the embedded synthetic set, noting each change."""
-    changes = {}
-    if "image_size" not in explicit and cfg.image_size > SYNTHETIC_IMAGE_SIZE:
-        changes["image_size"] = SYNTHETIC_IMAGE_SIZE
-    if "epochs" not in explicit and cfg.epochs > 10:
-        changes["epochs"] = 10
-    if "backbone" not in explicit and cfg.backbone == "resnet50":
-        changes["backbone"] = "resnet18"
-    if "batch_size" not in explicit and cfg.batch_size > 32:
-        changes["batch_size"] = 32
-    # At 64 px an 8% crop is an 18 px patch, and patches of different synthetic films look
-    # alike; with half the image or more the positives are recognisable (measured: NT-Xent
-    # falls within 48 steps at 32 px with crops of 50-100%, rises with 8-100%).
-    if "min_crop_area" not in explicit and cfg.min_crop_area < 0.5:
-        changes["min_crop_area"] = 0.5
-    # LARS exists for batches of thousands. At batch 32 linear scaling gives 0.3 x 32 / 256 =
-    # 0.04, which its trust ratio turns into no learning, and sqrt scaling (batch 16, peak 1.0)
-    # lowered NT-Xent but left a linear probe below that of the random encoder (112 steps);
-    # Adam at 2e-3 lowers NT-Xent and lifts the probe above the random encoder's.
-    if "optimizer" not in explicit and cfg.optimizer == "lars":
-        changes["optimizer"] = "adam"
-        if "base_learning_rate" not in explicit:
-            changes["base_learning_rate"] = 2e-3
-        if "lr_scaling" not in explicit:
-            changes["lr_scaling"] = "none"
-    notes = [f"synthetic preset: {k} {getattr(cfg, k)} -> {v}" for k, v in changes.items()]
-    if cfg.cache is None and "cache" not in explicit:
-        changes["cache"] = "memory"
-    return dataclasses.replace(cfg, notes=(*cfg.notes, *notes), **changes)
+        if not 0 < self.min_crop_area <= 1:
+            raise ConfigError(f"--min-crop-area must be in (0, 1], got {self.min_crop_area}")
 
 
 def _probe(backbone: keras.Model, splits: Splits, pipeline: PipelineConfig) -> dict | None:
@@ -153,20 +90,16 @@ class PretrainResult:
 
 def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     """Pre-train a SimCLR encoder; see the module docstring for the outputs."""
-    strategy = make_strategy(cfg.strategy)  # first: see mura_tf.distribute.make_strategy
-    if cfg.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    worker = worker_index(strategy)
-    run_dir = worker_run_dir(cfg.run_dir(), strategy)
-    with open_run(run_dir, cfg.overwrite), disk_errors(run_dir):
-        return _pretrain(cfg, strategy, worker, run_dir)
+    with opened(cfg) as run:
+        return _pretrain(cfg, run)
 
 
-def _pretrain(
-    cfg: PretrainConfig, strategy: tf.distribute.Strategy, worker: int, run_dir: Path
-) -> PretrainResult:
-    data_dir = data_folder(cfg.synthetic, cfg.data_dir, cfg.parts)
-    splits = make_splits(load_mura(data_dir, cfg.parts), cfg.dev_fraction, cfg.seed)
+def _pretrain(cfg: PretrainConfig, run: OpenRun) -> PretrainResult:
+    strategy, run_dir, worker = run.strategy, run.run_dir, run.worker
+    data_dir = cfg.data_folder()
+    splits = make_splits(
+        load_mura(data_dir, cfg.part, strict=cfg.strict), cfg.dev_fraction, cfg.seed
+    )
     spec = backbone_spec(cfg.backbone)
     pipeline = PipelineConfig(
         image_size=cfg.image_size, normalization=spec.normalization, cache=cfg.cache
@@ -197,17 +130,13 @@ def _pretrain(
     warmup_epochs = cfg.warmup_epochs if cfg.warmup_epochs is not None else max(1, cfg.epochs // 10)
     peak = scaled_learning_rate(cfg.base_learning_rate, cfg.batch_size, cfg.lr_scaling)
     schedule = warmup_cosine(peak, total_steps, min(warmup_epochs * steps_per_epoch, total_steps))
-    config = {
-        "pretrain": cfg.settings(),
-        "data_dir": data_dir,
-        "normalization": spec.normalization,
-        "peak_learning_rate": peak,
-        "steps_per_epoch": steps_per_epoch,
-        "images": {"train": len(splits.train), "dev": len(splits.dev)},
-        "strategy": describe(cfg.strategy, strategy),
-        "notes": list(cfg.notes),
-    }
-    write_json(run_dir / "config.json", config)
+    write_config(
+        run, cfg, data_dir,
+        normalization=spec.normalization,
+        peak_learning_rate=peak,
+        steps_per_epoch=steps_per_epoch,
+        images={"train": len(splits.train), "dev": len(splits.dev)},
+    )  # fmt: skip
 
     keras.utils.set_random_seed(cfg.seed)
     with strategy.scope():
@@ -252,6 +181,5 @@ def _pretrain(
         "linear_probe": probe(),
         "linear_probe_at_init": probe_before,
     }
-    write_json(run_dir / "metrics.json", metrics)
-    finish_run(run_dir)
+    write_metrics(run_dir, metrics)
     return PretrainResult(run_dir, metrics, model)

@@ -3,8 +3,9 @@
 from mura_tf.experiment import Experiment
 from recipes.common import run
 
-EXPERIMENT = Experiment(
+CONFIG = Experiment(
     recipe="baseline_densenet",
+    label="Baseline",
     backbone="densenet169",
     head="linear",
     freeze_backbone=False,
@@ -20,4 +21,4 @@ EXPERIMENT = Experiment(
 )
 
 if __name__ == "__main__":
-    raise SystemExit(run(EXPERIMENT))
+    raise SystemExit(run(CONFIG))

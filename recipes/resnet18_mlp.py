@@ -4,10 +4,10 @@ from dataclasses import replace
 
 from recipes.common import REPORT_000, run
 
-EXPERIMENT = replace(
+CONFIG = replace(
     REPORT_000, recipe="resnet18_mlp",
     head="mlp",
 )  # fmt: skip
 
 if __name__ == "__main__":
-    raise SystemExit(run(EXPERIMENT))
+    raise SystemExit(run(CONFIG))

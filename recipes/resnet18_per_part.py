@@ -6,11 +6,11 @@ from dataclasses import replace
 
 from recipes.common import REPORT_000, run
 
-EXPERIMENT = replace(
+CONFIG = replace(
     REPORT_000, recipe="resnet18_per_part",
     head="mlp", part="humerus",
     learning_rate=0.01, lr_boundaries=(1000,), lr_values=(0.01, 0.001), epochs=40,
 )  # fmt: skip
 
 if __name__ == "__main__":
-    raise SystemExit(run(EXPERIMENT))
+    raise SystemExit(run(CONFIG))

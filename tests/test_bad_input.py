@@ -21,7 +21,7 @@ SMOKE = ["--image-size", "32", "--epochs", "1", "--max-steps", "1", "--weights",
 def recipe(name: str):
     import importlib
 
-    return importlib.import_module(f"recipes.{name}").EXPERIMENT
+    return importlib.import_module(f"recipes.{name}").CONFIG
 
 
 def one_line_error(capsys, code: int) -> str:
@@ -94,14 +94,14 @@ def test_bad_data_is_one_line(case, mura_copy, tmp_path, capsys):
     "argv, message",
     [
         (["--part", "knee"], "unknown body part 'knee'"),
-        (["--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
-        (["--epochs", "-3"], "argument --epochs: must be at least 1, got -3"),
-        (["--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+        (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+        (["--epochs", "-3"], "--epochs must be at least 1, got -3"),
+        (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
         (["--batch-size", "x"], "argument --batch-size: expected a whole number, got 'x'"),
-        (["--eval-batch-size", "-1"], "argument --eval-batch-size: must be at least 1"),
-        (["--max-steps", "0"], "argument --max-steps: must be at least 1, got 0"),
+        (["--eval-batch-size", "-1"], "--eval-batch-size must be at least 1"),
+        (["--max-steps", "0"], "--max-steps must be at least 1, got 0"),
         (["--augment", "blur"], "unknown augmentation 'blur'"),
-        (["--image-size", "16"], "--image-size must be at least 32"),
+        (["--image-size", "16"], "--image-size must be at least 32 for resnet18, got 16"),
         (["--lr", "-1"], "--lr must be positive"),
         (["--dev-fraction", "1.5"], "--dev-fraction must be in (0, 1)"),
         (["--fraction", "0"], "--fraction must be in (0, 1]"),
@@ -129,10 +129,8 @@ def test_a_file_that_is_not_weights_is_one_line(synthetic_dir, tmp_path, capsys)
 
 
 def test_unknown_backbone_is_one_line(synthetic_dir, tmp_path, capsys):
-    from recipes.simclr_pretrain import main
-
     argv = ["--data-dir", str(synthetic_dir), "--out", str(tmp_path), "--backbone", "vgg16"]
-    err = one_line_error(capsys, run_cli(main, argv))
+    err = one_line_error(capsys, run(recipe("simclr_pretrain"), argv=argv))
     assert "unknown backbone 'vgg16': use one of densenet169, resnet50, resnet18" in err
 
 
@@ -145,7 +143,7 @@ def test_unwritable_out_is_one_line(synthetic_dir, tmp_path, capsys):
 
 
 def test_a_folder_that_is_not_a_savedmodel_is_one_line(synthetic_dir, tmp_path, capsys):
-    from mura_tf.evaluate import main
+    from mura_tf.commands.evaluate import main
 
     argv = ["--model", str(tmp_path), "--data-dir", str(synthetic_dir), "--out", str(tmp_path)]
     err = one_line_error(capsys, run_cli(main, argv))
@@ -185,7 +183,7 @@ def test_unreadable_and_hidden_files_are_counted_named_skips(mura_copy, tmp_path
     images[0].write_bytes(b"")  # zero bytes
     images[1].write_bytes(images[1].read_bytes()[:100])  # truncated
     (images[2].parent / f"._{images[2].name}").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
-    result = python_m("mura_tf.explore", "--data-dir", str(mura_copy), "--out",
+    result = python_m("mura_tf", "explore", "--data-dir", str(mura_copy), "--out",
                       str(tmp_path / "explore"), cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]

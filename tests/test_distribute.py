@@ -30,12 +30,8 @@ ON_TWO_CPUS = textwrap.dedent(
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from mura_tf.cli import run
-    if sys.argv[1] == "simclr_pretrain":
-        from recipes.simclr_pretrain import main
-        sys.exit(run(main, sys.argv[2:]))
     from recipes.common import run as run_recipe
-    recipe = importlib.import_module("recipes." + sys.argv[1]).EXPERIMENT
+    recipe = importlib.import_module("recipes." + sys.argv[1]).CONFIG
     sys.exit(run_recipe(recipe, argv=sys.argv[2:]))
     """
 )

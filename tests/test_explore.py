@@ -7,7 +7,7 @@ from collections import defaultdict
 import pytest
 from PIL import Image
 
-from mura_tf import explore
+from mura_tf.commands import explore
 from mura_tf.data.summary import SUMMARY_KEYS
 
 
@@ -82,7 +82,7 @@ def run_module(*args, env=None):
 )
 def test_explore_bad_input_is_one_line_without_traceback(synthetic_dir, tmp_path, args, expected):
     args = [a.replace("{data}", str(synthetic_dir)) for a in args]
-    result = run_module("mura_tf.explore", *args, "--out", str(tmp_path / "out"))
+    result = run_module("mura_tf", "explore", *args, "--out", str(tmp_path / "out"))
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -94,7 +94,7 @@ def test_explore_unwritable_output_is_one_line(synthetic_dir, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     result = run_module(
-        "mura_tf.explore", "--data-dir", str(synthetic_dir), "--out", str(blocker / "out")
+        "mura_tf", "explore", "--data-dir", str(synthetic_dir), "--out", str(blocker / "out")
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "choose a writable --out" in result.stderr.strip().splitlines()[-1]
@@ -102,7 +102,8 @@ def test_explore_unwritable_output_is_one_line(synthetic_dir, tmp_path):
 
 def test_synthetic_cli_writes_a_dataset_explore_can_read(tmp_path):
     result = run_module(
-        "mura_tf.synthetic",
+        "mura_tf",
+        "synthetic",
         "--out",
         str(tmp_path),
         "--patients-per-part",
@@ -119,7 +120,7 @@ def test_synthetic_cli_writes_a_dataset_explore_can_read(tmp_path):
     assert result.returncode == 0, result.stderr
     n = len(list(tmp_path.rglob("*.png")))
     assert f"wrote {n} images to {tmp_path / 'MURA-v1.1'}" in result.stdout
-    again = run_module("mura_tf.synthetic", "--out", str(tmp_path))
+    again = run_module("mura_tf", "synthetic", "--out", str(tmp_path))
     assert (
         again.returncode == 2
         and "already exists" in again.stderr
@@ -128,9 +129,9 @@ def test_synthetic_cli_writes_a_dataset_explore_can_read(tmp_path):
 
 
 def test_help_texts(synthetic_dir):
-    for module in ("mura_tf.explore", "mura_tf.synthetic"):
-        result = run_module(module, "--help")
-        assert result.returncode == 0 and "usage: python -m " + module in result.stdout
+    for command in ("explore", "synthetic"):
+        result = run_module("mura_tf", command, "--help")
+        assert result.returncode == 0 and "usage: mura-tf " + command in result.stdout
 
 
 @pytest.mark.parametrize("size", [(300, 120), (117, 512)])

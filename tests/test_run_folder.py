@@ -258,21 +258,24 @@ def test_no_space_for_a_checkpoint_is_a_disk_error_before_anything_is_written(
 
 def test_spellings_of_a_part_name_the_same_run():
     runs = {
-        Experiment("r", "resnet18", part=p).run_dir()
+        Experiment(recipe="r", backbone="resnet18", part=p).run_dir()
         for p in ("Forearm", "forearm", "XR_FOREARM", " forearm ")
     }
     assert len(runs) == 1
-    assert Experiment("r", "resnet18", part="Hand,elbow").part == "elbow,hand"
+    assert Experiment(recipe="r", backbone="resnet18", part="Hand,elbow").part == (
+        "XR_ELBOW",
+        "XR_HAND",
+    )
 
 
 def test_the_printed_evaluate_command_survives_a_shell(synthetic_dir, tmp_path, capsys):
     from recipes.common import run
-    from recipes.resnet18_linear import EXPERIMENT
+    from recipes.resnet18_linear import CONFIG
 
     out = tmp_path / "my runs"  # a space, as in many home folders
     args = smoke_args(synthetic_dir, out, epochs=1)
     args[args.index("--deterministic")] = "--strict"
-    assert run(EXPERIMENT, argv=[str(a) for a in args]) == 0
+    assert run(CONFIG, argv=[str(a) for a in args]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("evaluate:"))
     words = shlex.split(line.split(":", 1)[1])
     assert words[words.index("--model") + 1] == str(the_run(out) / "export")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mura_tf import report
+from mura_tf.commands import report
 from mura_tf.models.backbones import build_backbone
 from mura_tf.models.simclr import SimCLR, projection_head
 from recipes import simclr_finetune, simclr_pretrain
@@ -49,7 +49,7 @@ def pretrained(synthetic_dir, tmp_path_factory):
         "2",
         *TINY,
     ]
-    assert simclr_pretrain.main(argv) == 0
+    assert run(simclr_pretrain.CONFIG, argv=argv) == 0
     (run_dir,) = [p.parent for p in out.rglob("encoder.keras")]
     return run_dir
 
@@ -112,7 +112,7 @@ def test_short_pretraining_lowers_nt_xent_and_beats_a_random_encoder(tmp_path):
         "--out",
         str(tmp_path / "runs"),
     ]
-    assert simclr_pretrain.main(argv) == 0
+    assert run(simclr_pretrain.CONFIG, argv=argv) == 0
     (run_dir,) = [p.parent for p in (tmp_path / "runs").rglob("metrics.json")]
     history = pd.read_csv(run_dir / "history.csv")
     start = math.log(2 * 16 - 1)
@@ -149,7 +149,7 @@ def test_three_label_fractions_fine_tune_and_appear_in_the_report(
             "--out",
             str(out),
         ]
-        assert run(simclr_finetune.EXPERIMENT, argv=argv) == 0
+        assert run(simclr_finetune.CONFIG, argv=argv) == 0
     # the encoder's pre-training shows in the fine-tuning runs' settings
     configs = [json.loads(p.read_text()) for p in out.rglob("config.json")]
     assert sorted(c["experiment"]["label_fraction"] for c in configs) == [0.01, 0.1, 1.0]
@@ -179,7 +179,7 @@ def test_encoder_pretrained_at_another_size_is_a_one_line_error(
         "--out",
         str(tmp_path),
     ]
-    assert run(simclr_finetune.EXPERIMENT, argv=argv) == 2
+    assert run(simclr_finetune.CONFIG, argv=argv) == 2
     assert "takes 32 px images: pass --image-size 32" in capsys.readouterr().err
 
 

@@ -22,7 +22,7 @@ def prepared(synthetic_dir, tmp_path_factory) -> Path:
     data_dir = tmp_path_factory.mktemp("tfds")
     offline = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
     result = subprocess.run(
-        [sys.executable, "-m", "mura_tf.tfds_build", "--manual-dir", str(synthetic_dir),
+        [sys.executable, "-m", "mura_tf", "tfds-build", "--manual-dir", str(synthetic_dir),
          "--data-dir", str(data_dir)],
         capture_output=True, text=True, timeout=300,
         env={**os.environ, **offline, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"},
@@ -57,7 +57,7 @@ def test_tfds_mura_holds_every_image_with_the_catalogues_labels(prepared, synthe
 
 
 def test_a_missing_manual_folder_is_one_line(tmp_path, capsys):
-    from mura_tf.tfds_build import main
+    from mura_tf.commands.tfds_build import main
 
     code = run(main, ["--manual-dir", str(tmp_path / "none"), "--data-dir", str(tmp_path)])
     err = capsys.readouterr().err.strip()

@@ -39,8 +39,6 @@ class PipelineConfig:
     shuffle_buffer: int = 2048
 
     def __post_init__(self) -> None:
-        if self.image_size < 8:
-            raise ConfigError(f"image size must be at least 8 pixels, got {self.image_size}")
         if self.normalization not in NORMALIZATIONS:
             raise ConfigError(
                 f"unknown normalization {self.normalization!r}: use one of "

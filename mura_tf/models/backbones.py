@@ -31,6 +31,14 @@ class BackboneSpec:
     min_size: int  # smallest input side the architecture accepts
     build: Callable[[int, str | None], keras.Model]  # (image_size, weights) -> backbone
 
+    def check_image_size(self, image_size: int) -> None:
+        """Raise `ConfigError` (naming `--image-size`) below the smallest input this
+        architecture accepts: its downsampling must leave a feature map."""
+        if image_size < self.min_size:
+            raise ConfigError(
+                f"--image-size must be at least {self.min_size} for {self.name}, got {image_size}"
+            )
+
 
 def _densenet169(size: int, weights: str | None) -> keras.Model:
     return keras.applications.DenseNet169(
@@ -123,11 +131,7 @@ def build_backbone(
             that cannot be fetched.
     """
     spec = backbone_spec(name)
-    if image_size < spec.min_size:
-        raise ConfigError(
-            f"{spec.name} needs images of at least {spec.min_size} px, "
-            f"got --image-size {image_size}"
-        )
+    spec.check_image_size(image_size)
     resolved: str | None
     if weights in ("none", "", None):
         resolved = None

@@ -1,5 +1,5 @@
 """Prepare the TFDS `mura` dataset offline from an unzipped MURA-v1.1:
-`python -m mura_tf.tfds_build --manual-dir DIR --data-dir TFDS_DIR`.
+`mura-tf tfds-build --manual-dir DIR --data-dir TFDS_DIR`.
 
 The same as `tfds build mura --imports mura_tf.data.tfds_mura --manual_dir DIR`, whose CLI in
 tensorflow-datasets 4.9.10 imports apache-beam at start-up even for datasets that do not use it.
@@ -7,31 +7,22 @@ tensorflow-datasets 4.9.10 imports apache-beam at start-up even for datasets tha
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from collections.abc import Sequence
 
-from mura_tf.cli import ArgumentParser, run
+from mura_tf.cli import add_mura_folder, command_parser, mura_folder, run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(
-        prog="python -m mura_tf.tfds_build",
-        description="Write MURA as TensorFlow Datasets records (dataset name: mura).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = command_parser(
+        "tfds-build", "Write MURA as TensorFlow Datasets records (dataset name: mura)."
     )
-    parser.add_argument(
-        "--manual-dir",
-        default=os.environ.get("MURA_DATA_DIR"),
-        help="the folder holding MURA-v1.1/ (default: $MURA_DATA_DIR)",
-    )
+    add_mura_folder(parser, "--manual-dir")
     parser.add_argument(
         "--data-dir", default=None, help="TFDS data folder (default: ~/tensorflow_datasets)"
     )
     args = parser.parse_args(argv)
-    if not args.manual_dir:
-        parser.error("--manual-dir is required (or set MURA_DATA_DIR)")
+    args.manual_dir = mura_folder(args, "--manual-dir")
 
     import tensorflow_datasets as tfds
 

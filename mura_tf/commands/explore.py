@@ -1,4 +1,4 @@
-"""Explore a MURA folder: `python -m mura_tf.explore --data-dir DIR --out OUT`.
+"""Explore a MURA folder: `mura-tf explore --data-dir DIR --out OUT`.
 
 Prints the reports' tables (Part / Normal / Abnormal / Total by studies and by images, per
 split) and writes `summary.json`, `counts.png` and `samples.png` to OUT.
@@ -6,31 +6,20 @@ split) and writes `summary.json`, `counts.png` and `samples.png` to OUT.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mura_tf.cli import ArgumentParser, Progress, positive_int, run
+from mura_tf.cli import Progress, add_mura_folder, command_parser, mura_folder, positive_int, run
 from mura_tf.data.mura import load_mura
 from mura_tf.data.summary import count_table, summarize
-from mura_tf.errors import ConfigError
 from mura_tf.io import write_json
 from mura_tf.plots import plot_counts, plot_samples
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(
-        prog="python -m mura_tf.explore",
-        description="Tables, counts and sample images of a MURA-v1.1 folder.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument(
-        "--data-dir",
-        default=os.environ.get("MURA_DATA_DIR"),
-        help="MURA-v1.1/ or the folder containing it (default: $MURA_DATA_DIR)",
-    )
+    parser = command_parser("explore", "Tables, counts and sample images of a MURA-v1.1 folder.")
+    add_mura_folder(parser)
     parser.add_argument("--out", default="saved_models/explore", help="folder for the outputs")
     parser.add_argument("--part", default="all", help="a part (elbow ...), a comma list, or all")
     parser.add_argument(
@@ -44,8 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0, help="which sample images are shown")
     args = parser.parse_args(argv)
-    if not args.data_dir:
-        raise ConfigError("no data folder: pass --data-dir or set MURA_DATA_DIR")
+    args.data_dir = mura_folder(args)
 
     frame = load_mura(
         args.data_dir, args.part, strict=args.strict, progress=Progress("checking images")

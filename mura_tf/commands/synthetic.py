@@ -1,22 +1,20 @@
-"""Write a synthetic MURA-v1.1 folder: `python -m mura_tf.synthetic --out DIR`."""
+"""Write a synthetic MURA-v1.1 folder: `mura-tf synthetic --out DIR`."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
-from mura_tf.cli import ArgumentParser, Progress, positive_int, run
+from mura_tf.cli import Progress, command_parser, positive_int, run
 from mura_tf.data.synthetic import SyntheticConfig, generate_synthetic
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     defaults = SyntheticConfig()
-    parser = ArgumentParser(
-        prog="python -m mura_tf.synthetic",
-        description="Generate a small synthetic MURA-v1.1 (official layout and CSVs) with a "
+    parser = command_parser(
+        "synthetic",
+        "Generate a small synthetic MURA-v1.1 (official layout and CSVs) with a "
         "learnable abnormality signal, for tests and quick starts.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--out", required=True, help="folder to create MURA-v1.1/ in")
     parser.add_argument(

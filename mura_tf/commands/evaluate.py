@@ -1,0 +1,65 @@
+"""`mura-tf evaluate --model RUN/export --data-dir DIR`: evaluate an exported SavedModel on MURA.
+
+Only TensorFlow is needed to load the model: `tf.saved_model.load` and its `serve` endpoint
+(raw float32 pixels in, abnormality probability out). Writes `metrics.json`,
+`predictions.csv`, `roc.png` and `confusion.png` (study level, all parts and per part).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mura_tf.cli import add_mura_folder, command_parser, mura_folder, positive_int, run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = command_parser(
+        "evaluate", "Evaluate an exported SavedModel on MURA at image and study level."
+    )
+    parser.add_argument("--model", required=True, help="a run's export/ folder (SavedModel)")
+    add_mura_folder(parser)
+    parser.add_argument("--part", default="all", help="a part, a comma list, or all")
+    parser.add_argument(
+        "--split",
+        default="valid",
+        choices=["valid", "train"],
+        help="MURA split to evaluate on (valid is the test set)",
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument(
+        "--out", help="output folder (default: next to the model, evaluation-SPLIT)"
+    )
+    args = parser.parse_args(argv)
+    args.data_dir = mura_folder(args)
+
+    from mura_tf.data.mura import load_mura
+    from mura_tf.io import write_json, write_text
+    from mura_tf.metrics import metrics_table, study_level_metrics, study_predictions
+    from mura_tf.plots import plot_confusion, plot_roc
+    from mura_tf.serving import load_serving, predict_frame
+
+    serve, image_size = load_serving(args.model)
+    frame = load_mura(args.data_dir, args.part, splits=(args.split,))
+    predictions = predict_frame(serve, image_size, frame, args.batch_size)
+    metrics = study_level_metrics(predictions)
+    print(metrics_table(metrics).to_string())
+    out = (
+        Path(args.out)
+        if args.out
+        else Path(args.model).resolve().parent / f"evaluation-{args.split}"
+    )
+    studies = study_predictions(predictions)
+    written = [
+        write_json(out / "metrics.json", metrics),
+        write_text(out / "predictions.csv", predictions.to_csv(index=False, float_format="%.7g")),
+        plot_roc(studies, out / "roc.png"),
+        plot_confusion(studies, out / "confusion.png"),
+    ]
+    print("\nwrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

@@ -1,0 +1,66 @@
+"""Collect runs into report 002's Table 4.
+
+`mura-tf report --runs saved_models/ --out reports/`
+
+One row per (run, body part): Exp, Body Part, Learning rate, Epochs (pre-train + train),
+Accuracy, Precision, Recall (study level, MURA's protocol), plus Kappa and AUROC. Writes
+`table.md`, `table.csv`, `fractions_<part>.png` (accuracy / precision / recall over label fractions
+against the baseline, report 002's figures 8-10) and `curves/<run>.png` (loss and accuracy per
+epoch, report 000's figures 5-9).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from mura_tf.cli import command_parser, run
+from mura_tf.errors import ConfigError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = command_parser(
+        "report", "Collect finished runs into report 002's Table 4 and figures."
+    )
+    parser.add_argument("--runs", default="saved_models", help="folder searched for finished runs")
+    parser.add_argument("--out", default="reports", help="folder for the table and figures")
+    args = parser.parse_args(argv)
+    if not Path(args.runs).is_dir():
+        raise ConfigError(f"--runs {args.runs} is not a folder")
+    from mura_tf.results_table import collect, markdown
+
+    table = collect(args.runs)
+    if table.empty:
+        raise ConfigError(f"no finished runs (metrics.json with config.json) under {args.runs}")
+    table = table.sort_values(["Body Part", "Fraction", "Exp"], kind="stable").reset_index(
+        drop=True
+    )
+
+    from mura_tf.io import write_text
+    from mura_tf.plots import plot_curves, plot_fractions
+
+    out = Path(args.out)
+    text = markdown(table)
+    written = [
+        write_text(out / "table.md", text),
+        write_text(out / "table.csv", table.to_csv(index=False)),
+    ]
+    for part, rows in table.groupby("Body Part"):
+        written.append(plot_fractions(rows, out / f"fractions_{part.lower()}.png", title=part))
+    for run_dir in table["Run"].unique():
+        history = Path(run_dir) / "history.csv"
+        if history.is_file():
+            name = "_".join(Path(run_dir).parts[-3:])
+            written.append(
+                plot_curves(pd.read_csv(history), out / "curves" / f"{name}.png", title=name)
+            )
+    print(text)
+    print(f"wrote {len(written)} files to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

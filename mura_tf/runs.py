@@ -1,0 +1,325 @@
+"""What every run shares: its settings, its folder's name and schema, its opening and closing.
+
+A run is a frozen config (`RunConfig`, extended by `mura_tf.experiment.Experiment` and
+`mura_tf.pretrain.PretrainConfig`) and one call. The config's fields carry their own
+command-line metadata (`setting`), from which `recipes.common` builds every recipe's flags.
+
+The run folder `OUT/<recipe>/<parts>/<run>/` (`run_dir`) always holds:
+
+    config.json   the settings (under the config's `SECTION`: "experiment" or "pretrain"),
+                  the data folder, the strategy and the notes; written first (`write_config`)
+    metrics.json  the results; written last (`write_metrics`), it marks a finished run
+
+and what each kind of run adds (see its module). `read_run` and `finished_runs` are the one
+reader of that schema.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from mura_tf.data.synthetic import SyntheticConfig, synthetic_dataset
+from mura_tf.errors import ConfigError
+from mura_tf.parts import PARTS, parse_parts, parts_spec, short_name
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"  # = mura_tf.run_folder.FINISHED_MARK
+
+# The embedded synthetic set for `--synthetic`: small enough for a 2-core CPU (what a run does
+# with it: `mura_tf.presets`).
+SYNTHETIC_DATA = SyntheticConfig(
+    patients_per_part=60, valid_patients_per_part=20, min_side=96, max_side=192, seed=0
+)
+
+
+# --- Settings and their command-line metadata -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A second flag for a setting: `--encoder` for `weights`, or `--mode finetune|linear` for
+    `freeze_backbone` (`values` maps each choice to the field's value)."""
+
+    flag: str
+    help: str
+    values: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Flag:
+    """How a config field appears on the command line (in the field's `metadata["flag"]`).
+
+    `name` defaults to `--field-name`; `kind` is the argparse type (default: from the field's
+    annotation; comma lists stay text and the config parses them); `negatable` bools get
+    `--x/--no-x` instead of a switch.
+    """
+
+    help: str
+    name: str | None = None
+    choices: tuple[str, ...] | None = None
+    negatable: bool = False
+    aliases: tuple[Alias, ...] = ()
+
+
+def setting(default: Any, help: str, **flag: Any) -> Any:
+    """A config field that is also a flag: `lr: float = setting(1e-3, "learning rate",
+    name="--lr")`. Keyword arguments are `Flag`'s."""
+    return field(default=default, metadata={"flag": Flag(help=help, **flag)})
+
+
+def flag_of(config_type: type, name: str) -> str:
+    """The flag that sets field `name` (for error messages): `--lr` for `learning_rate`."""
+    for f in dataclasses.fields(config_type):
+        if f.name == name and "flag" in f.metadata:
+            return f.metadata["flag"].name or "--" + name.replace("_", "-")
+    return "--" + name.replace("_", "-")
+
+
+def flags(config_type: type) -> list[tuple[dataclasses.Field, Flag]]:
+    """The fields of `config_type` that are flags, in declaration order."""
+    return [
+        (f, f.metadata["flag"]) for f in dataclasses.fields(config_type) if "flag" in f.metadata
+    ]
+
+
+# Where and on how many devices a run happens does not change what it computes (so a run
+# interrupted on one machine resumes from its folder on another), and neither do its name,
+# notes and table label: none of them is part of the settings that name the run.
+NOT_SETTINGS = frozenset({"out", "run_name", "overwrite", "strict", "notes", "strategy", "label"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """The settings every run has: where its data and folder are, what it runs on, how it is
+    seeded. Each is validated here, once; subclasses validate only their own."""
+
+    SECTION: ClassVar[str] = "run"  # config.json's key for the settings
+
+    recipe: str
+    backbone: str = setting("resnet18", "backbone: resnet18, resnet50 or densenet169")
+    part: tuple[str, ...] = setting(
+        PARTS,
+        "body part (elbow, finger, forearm, hand, humerus, shoulder, wrist), a comma list, or all",
+        aliases=(Alias("--parts", "the same as --part"),),
+    )
+    epochs: int = setting(10, "training epochs")
+    batch_size: int = setting(32, "training batch size")
+    image_size: int = setting(224, "square input side in pixels")
+    dev_fraction: float = setting(0.1, "share of train held out (by patient) for model selection")
+    seed: int = setting(0, "seed of the split, the initialisation and the batches")
+    max_steps: int | None = setting(
+        None, "cap steps per epoch (and dev steps) for a quick smoke run"
+    )
+    cache: str | None = setting(None, "cache decoded images: memory, or a file prefix")
+    data_dir: str | None = setting(None, "MURA-v1.1/ or its parent (default: $MURA_DATA_DIR)")
+    synthetic: bool = setting(
+        False, "generate (once) and use the embedded synthetic MURA; shrinks the run to CPU size"
+    )
+    out: str = setting("saved_models", "root folder of run outputs")
+    run_name: str | None = setting(
+        None,
+        "run folder name (default: seed and a hash of the settings, so the same command resumes)",
+        name="--run",
+    )
+    overwrite: bool = setting(False, "train again over a finished run folder")
+    strict: bool = setting(False, "fail on an unreadable image instead of skipping it")
+    strategy: str = setting(
+        "auto",
+        "tf.distribute strategy; auto is mirrored when several GPUs are visible; "
+        "multi_worker reads the cluster from TF_CONFIG (README: Scaling out)",
+        choices=("auto", "one_device", "mirrored", "multi_worker"),
+    )
+    deterministic: bool = setting(
+        False, "deterministic ops: the same seed gives the same batches and metrics (slower on GPU)"
+    )
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        # Imported here: reading finished runs (`mura-tf report`) needs no TensorFlow.
+        from mura_tf.distribute import check_strategy
+        from mura_tf.models.backbones import backbone_spec
+
+        spec = backbone_spec(self.backbone)
+        # Parsed once, in PARTS order: `--part Hand,elbow` and `--part elbow,hand` are one run.
+        chosen = parse_parts(self.part)
+        object.__setattr__(self, "part", tuple(p for p in PARTS if p in chosen))
+        for name in ("epochs", "batch_size"):
+            self._at_least(name, 1)
+        if self.max_steps is not None:
+            self._at_least("max_steps", 1)
+        spec.check_image_size(self.image_size)
+        if not 0 < self.dev_fraction < 1:
+            raise ConfigError(
+                f"{self.flag('dev_fraction')} must be in (0, 1), got {self.dev_fraction}"
+            )
+        check_strategy(self.strategy)
+
+    @classmethod
+    def flag(cls, name: str) -> str:
+        return flag_of(cls, name)
+
+    def _at_least(self, name: str, low: float) -> None:
+        value = getattr(self, name)
+        if value < low:
+            raise ConfigError(f"{self.flag(name)} must be at least {low}, got {value}")
+
+    @property
+    def parts_spec(self) -> str:
+        """The selection of parts as one string: `all` or short names (`elbow,hand`)."""
+        return parts_spec(self.part)
+
+    def table_label(self) -> str:
+        """The run's name in tables (`mura-tf report`)."""
+        return self.recipe
+
+    def settings(self) -> dict:
+        """The settings that define the run (not where or on what it is run), JSON-ready."""
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_SETTINGS}
+        out["part"] = self.parts_spec
+        return out
+
+    def run_dir(self) -> Path:
+        return run_folder(
+            self.out, self.recipe, self.part, self.settings(), self.seed, self.run_name
+        )
+
+    def data_folder(self) -> str:
+        return data_folder(self.synthetic, self.data_dir, self.part)
+
+
+def run_folder(
+    out: str,
+    recipe: str,
+    parts: Sequence[str],
+    settings: dict,
+    seed: int,
+    run_name: str | None = None,
+) -> Path:
+    """`out/<recipe>/<parts>/<run>`; the default run name is the seed and a hash of `settings`,
+    stable for the same settings, so the same command finds and resumes its run."""
+    part_dir = "all" if set(parts) == set(PARTS) else "+".join(short_name(p) for p in parts)
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+    return Path(out) / recipe / part_dir / (run_name or f"seed{seed}-{digest[:8]}")
+
+
+def data_folder(synthetic: bool, data_dir: str | None, parts: Sequence[str]) -> str:
+    """The MURA folder: the embedded synthetic set of `parts`, `data_dir` or `$MURA_DATA_DIR`."""
+    if synthetic:
+        return str(synthetic_dataset(dataclasses.replace(SYNTHETIC_DATA, parts=tuple(parts))))
+    data_dir = data_dir or os.environ.get("MURA_DATA_DIR")
+    if not data_dir:
+        raise ConfigError("no data: pass --data-dir (or set MURA_DATA_DIR), or use --synthetic")
+    return data_dir
+
+
+# --- Opening and closing a run ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    """A run in progress: its tf.distribute strategy, its folder (a worker's own under
+    multi-worker), and this process's worker index (0: the chief, which writes the results)."""
+
+    strategy: Any
+    run_dir: Path
+    worker: int
+
+
+@contextlib.contextmanager
+def opened(config: RunConfig) -> Iterator[OpenRun]:
+    """Create the strategy, hold the run folder and turn disk errors into one line.
+
+    Raises:
+        InUseError: another process runs in the same folder.
+        ConfigError: the folder holds a finished run and `config.overwrite` is false.
+        DiskError: the disk filled up or turned read-only while the run wrote.
+    """
+    import tensorflow as tf
+
+    from mura_tf.distribute import make_strategy, worker_index, worker_run_dir
+    from mura_tf.io import disk_errors
+    from mura_tf.run_folder import open_run
+
+    # First: a multi-worker strategy must exist before TensorFlow runs any op.
+    strategy = make_strategy(config.strategy)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    run_dir = worker_run_dir(config.run_dir(), strategy)
+    with open_run(run_dir, config.overwrite), disk_errors(run_dir):
+        yield OpenRun(strategy, run_dir, worker_index(strategy))
+
+
+def write_config(run: OpenRun, config: RunConfig, data_dir: str, **facts: Any) -> Path:
+    """Write `config.json`: the settings under `config.SECTION`, then the data folder, the
+    strategy, `facts` (counts, normalisation ...) and the notes."""
+    from mura_tf.distribute import describe
+    from mura_tf.io import write_json
+
+    document = {
+        config.SECTION: config.settings(),
+        "data_dir": str(data_dir),
+        **facts,
+        "strategy": describe(config.strategy, run.strategy),
+        "notes": list(config.notes),
+    }
+    document["label"] = config.table_label()
+    return write_json(run.run_dir / CONFIG_FILE, document)
+
+
+def write_metrics(run_dir: Path, metrics: dict) -> None:
+    """Write `metrics.json`, which marks the run finished, then drop its resume points."""
+    from mura_tf.io import write_json
+    from mura_tf.run_folder import finish_run
+
+    write_json(run_dir / METRICS_FILE, metrics)
+    finish_run(run_dir)
+
+
+# --- Reading finished runs ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A finished run as written by `write_config` and `write_metrics`."""
+
+    run_dir: Path
+    section: str  # "experiment" (supervised, fine-tuning) or "pretrain"
+    settings: dict
+    config: dict
+    metrics: dict
+
+    @property
+    def label(self) -> str:
+        """The run's name in tables: the recipe's label, or the recipe."""
+        return self.config.get("label") or self.settings.get("recipe", self.section)
+
+
+def read_run(run_dir: str | os.PathLike[str]) -> FinishedRun | None:
+    """The finished run in `run_dir`, or None (unfinished, or not a run folder)."""
+    run_dir = Path(run_dir)
+    config_path, metrics_path = run_dir / CONFIG_FILE, run_dir / METRICS_FILE
+    if not (config_path.is_file() and metrics_path.is_file()):
+        return None
+    config = json.loads(config_path.read_text())
+    section = next((k for k in ("experiment", "pretrain") if k in config), None)
+    if section is None:
+        return None
+    return FinishedRun(
+        run_dir, section, config[section], config, json.loads(metrics_path.read_text())
+    )
+
+
+def finished_runs(root: str | os.PathLike[str]) -> Iterator[FinishedRun]:
+    """Every finished run under `root`, in path order."""
+    for metrics_path in sorted(Path(root).rglob(METRICS_FILE)):
+        run = read_run(metrics_path.parent)
+        if run is not None:
+            yield run
