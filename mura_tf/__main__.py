@@ -16,6 +16,7 @@ from mura_tf.cli import EXIT_USAGE, run
 COMMANDS: dict[str, str] = {
     "synthetic": "write a synthetic MURA-v1.1 folder (official layout)",
     "explore": "count studies and images per split and part; sample films",
+    "predict": "abnormality per study for your own films (PNG, JPEG) or a MURA folder",
     "evaluate": "evaluate a run's export on a MURA folder",
     "report": "report 002's Table 4 and figures from finished runs",
     "tfds-build": "build the TFDS dataset `mura` offline",

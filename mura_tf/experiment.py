@@ -343,7 +343,9 @@ def _run_experiment(exp: Experiment, run: OpenRun) -> RunResult:
     metrics.update(extra)
     metrics["selected_epoch"] = result.selection()
     metrics["first_batch_sha1"] = hashlib.sha1(data.first_batch.tobytes()).hexdigest()
-    export_savedmodel(model, spec.normalization, exp.image_size, run_dir / "export")
+    export_savedmodel(
+        model, spec.normalization, exp.image_size, run_dir / "export", exp.keep_aspect
+    )
     write_text(run_dir / "predictions.csv", predictions.to_csv(index=False, float_format="%.7g"))
     write_metrics(run_dir, metrics)
     return RunResult(run_dir, metrics, predictions, exp, extra)

@@ -1,7 +1,13 @@
 """Export a trained classifier as a TensorFlow SavedModel that needs no project code.
 
-The `serve` endpoint takes raw pixels, float32 `[N, S, S, 3]` in 0-255, normalises them the way
-the backbone expects, and returns the abnormality probability `[N, 1]`.
+Two signatures, both returning the abnormality probability float32 `[N, 1]`:
+
+- `serve` (also `serving_default`): raw pixels, float32 `[N, S, S, 3]` in 0-255, resized to the
+  model's side `S` as training did; normalised inside the way the backbone expects.
+- `serve_images`: encoded films, a string `[N]` of PNG (any MURA mode: L, LA, RGB, RGBA,
+  16-bit) or JPEG bytes of any size; decoded, converted to RGB and resized inside exactly as
+  the training pipeline does (`mura_tf.data.pipeline.decode_and_resize`, honouring
+  `keep_aspect`), then passed to `serve`.
 """
 
 from __future__ import annotations
@@ -12,8 +18,10 @@ import tempfile
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from mura_tf.data.normalization import normalize
+from mura_tf.data.pipeline import decode_and_resize
 from mura_tf.errors import ConfigError
 
 
@@ -50,10 +58,38 @@ def replace_dir(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def export_archive(
+    model: keras.Model, normalization: str, image_size: int, keep_aspect: bool = False
+) -> keras.export.ExportArchive:
+    """The SavedModel of `model` (normalised images -> probabilities) with the module
+    docstring's two signatures."""
+    serving = serving_model(model, normalization, image_size)
+    archive = keras.export.ExportArchive()
+    archive.track(serving)
+    pixels = tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="pixels")
+    archive.add_endpoint("serve", lambda x: serving(x, training=False), input_signature=[pixels])
+
+    def from_images(data: tf.Tensor) -> tf.Tensor:
+        films = tf.map_fn(
+            lambda one: decode_and_resize(one, image_size, keep_aspect),
+            data,
+            fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8),
+        )
+        return serving(tf.cast(films, tf.float32), training=False)
+
+    images = tf.TensorSpec([None], tf.string, name="images")
+    archive.add_endpoint("serve_images", from_images, input_signature=[images])
+    return archive
+
+
 def export_savedmodel(
-    model: keras.Model, normalization: str, image_size: int, path: str | os.PathLike[str]
+    model: keras.Model,
+    normalization: str,
+    image_size: int,
+    path: str | os.PathLike[str],
+    keep_aspect: bool = False,
 ) -> Path:
-    """Write `model` as a SavedModel at `path` via `keras.Model.export` (atomically)."""
+    """Write `model` as a SavedModel at `path` (atomically); see `export_archive`."""
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -61,8 +97,8 @@ def export_savedmodel(
     except OSError as e:
         raise ConfigError(f"cannot write {target}: {e.strerror}; choose a writable --out") from None
     try:
-        serving_model(model, normalization, image_size).export(
-            str(tmp / "savedmodel"), format="tf_saved_model", verbose=False
+        export_archive(model, normalization, image_size, keep_aspect).write_out(
+            str(tmp / "savedmodel"), verbose=False
         )
         (tmp / "savedmodel").rename(tmp / "ready")
         ready = tmp / "ready"

@@ -15,14 +15,11 @@ import pandas as pd
 from mura_tf.errors import ConfigError
 
 
-def load_serving(path: str | os.PathLike[str]):
-    """Load a SavedModel; returns `(serve, image_size)`.
-
-    `serve` maps float32 `[N, S, S, 3]` raw pixels to probabilities `[N, 1]`.
-    """
+def _load(path: Path):
+    """`tf.saved_model.load` with one-line errors; the loaded object owns the variables, so
+    whatever calls its functions must keep a reference to it."""
     import tensorflow as tf
 
-    path = Path(path)
     if not (path / "saved_model.pb").is_file():
         raise ConfigError(
             f"{path} is not a SavedModel (no saved_model.pb): pass a run's export/ folder"
@@ -31,17 +28,29 @@ def load_serving(path: str | os.PathLike[str]):
         loaded = tf.saved_model.load(str(path))
     except Exception as e:  # noqa: BLE001 - TensorFlow raises many types for a broken model
         raise ConfigError(f"cannot load the SavedModel {path}: {str(e).splitlines()[0]}") from None
-    serve = getattr(loaded, "serve", None)
-    if serve is None:
+    if getattr(loaded, "serve", None) is None:
         raise ConfigError(f"{path} has no 'serve' endpoint: export it with mura_tf (model.export)")
-    spec = serve.input_signature[0]
+    return loaded
+
+
+def _image_size(loaded) -> int:
+    spec = loaded.serve.input_signature[0]
     spec = spec[0] if isinstance(spec, (list, tuple)) else spec
+    return int(spec.shape[1])
+
+
+def load_serving(path: str | os.PathLike[str]):
+    """Load a SavedModel; returns `(serve, image_size)`.
+
+    `serve` maps float32 `[N, S, S, 3]` raw pixels to probabilities `[N, 1]`.
+    """
+    loaded = _load(Path(path))
 
     def predict(images):
         # `loaded` owns the variables: the closure keeps it alive as long as `predict` is used.
         return loaded.serve(images)
 
-    return predict, int(spec.shape[1])
+    return predict, _image_size(loaded)
 
 
 def predict_frame(
@@ -56,3 +65,50 @@ def predict_frame(
     )
     probabilities = np.concatenate([np.asarray(serve(images)).reshape(-1) for images, _ in dataset])
     return frame[["path", "part", "patient", "study", "label"]].assign(probability=probabilities)
+
+
+def find_export(model: str | os.PathLike[str]) -> Path:
+    """The SavedModel of `model`: a run folder (its `export/`) or an export itself.
+
+    Raises:
+        ConfigError: `model` is neither.
+    """
+    path = Path(model)
+    for candidate in (path, path / "export"):
+        if (candidate / "saved_model.pb").is_file():
+            return candidate
+    if not path.exists():
+        raise ConfigError(f"--model {path} does not exist: pass a run folder or its export/")
+    raise ConfigError(
+        f"--model {path} is neither a finished run folder nor a SavedModel (no saved_model.pb "
+        "in it or in its export/): pass a run folder or its export/"
+    )
+
+
+def load_image_serving(model: str | os.PathLike[str]):
+    """Load a run's export for encoded films; returns `predict(data)` mapping a string array
+    `[N]` of PNG or JPEG bytes to probabilities `[N, 1]`.
+
+    Uses the export's `serve_images` signature; an export written before it existed is served
+    by decoding and resizing in this process (`mura_tf.data.pipeline.decode_and_resize`, not
+    padding to square) and calling `serve`.
+    """
+    import tensorflow as tf
+
+    loaded = _load(find_export(model))
+    if hasattr(loaded, "serve_images"):
+
+        def predict(data: np.ndarray) -> np.ndarray:
+            return loaded.serve_images(tf.constant(data, tf.string)).numpy()
+
+        return predict
+
+    from mura_tf.data.pipeline import decode_and_resize
+
+    image_size = _image_size(loaded)
+
+    def predict_old(data: np.ndarray) -> np.ndarray:
+        films = [decode_and_resize(tf.constant(d), image_size) for d in data]
+        return loaded.serve(tf.cast(tf.stack(films), tf.float32)).numpy()
+
+    return predict_old

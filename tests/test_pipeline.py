@@ -18,6 +18,7 @@ from mura_tf.data.normalization import normalize
 from mura_tf.data.pipeline import (
     PipelineConfig,
     batch_pixels,
+    decode_and_resize,
     decode_png,
     load_image,
     make_dataset,
@@ -261,6 +262,24 @@ def test_load_image_equals_decode_then_resize(tmp_path, mode):
     for size in (32, 128):  # shrinking (area) and growing (bilinear)
         expected = resize(decode_png(tf.io.read_file(str(path))), size)
         np.testing.assert_array_equal(load_image(tf.constant(str(path)), size), expected)
+
+
+def test_16_bit_and_jpeg_films_decode_as_pillow_sees_them(tmp_path):
+    """`decode_and_resize` (the export's `serve_images` and the training pipeline) against
+    Pillow: a 16-bit PNG keeps each sample's high byte; a JPEG decodes as Pillow decodes it."""
+    rng = np.random.default_rng(2)
+    deep = rng.integers(0, 65536, size=(60, 80), dtype=np.uint16)
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    high = np.repeat((deep >> 8).astype(np.uint8)[..., None], 3, axis=-1)
+    got = decode_and_resize(tf.io.read_file(str(tmp_path / "deep.png")), 40).numpy()
+    np.testing.assert_array_equal(got, resize(tf.constant(high), 40).numpy())
+
+    smooth = np.linspace(0, 255, 60 * 80).reshape(60, 80).astype(np.uint8)
+    Image.fromarray(smooth, "L").save(tmp_path / "film.jpg", quality=95)
+    pillow = np.asarray(Image.open(tmp_path / "film.jpg").convert("RGB"))
+    got = decode_and_resize(tf.io.read_file(str(tmp_path / "film.jpg")), 40).numpy()
+    np.testing.assert_array_equal(got, resize(tf.constant(pillow), 40).numpy())
 
 
 def test_halving_averages_two_by_two_blocks():

@@ -88,13 +88,25 @@ def resize(image: tf.Tensor, size: int, keep_aspect: bool = False) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
 
 
-def load_image(path: tf.Tensor, size: int, keep_aspect: bool = False) -> tf.Tensor:
-    """Read, decode and resize one PNG; uint8 `[size, size, 3]`, as `decode_png` then `resize`.
+def decode_and_resize(data: tf.Tensor, size: int, keep_aspect: bool = False) -> tf.Tensor:
+    """Decode one encoded film (PNG of any MURA mode, or JPEG) and resize it as training does.
 
     Grayscale films (most of MURA) are resized as one channel and replicated afterwards, which
-    gives the same pixels for a third of the work.
+    gives the same pixels as `resize(decode_png(data), size)` for a third of the work; alpha is
+    dropped and 16-bit samples keep their high byte, as in `decode_png`.
+
+    Args:
+        data: a scalar string tensor of PNG or JPEG bytes.
+    Returns:
+        uint8 `[size, size, 3]`.
     """
-    image = tf.io.decode_png(tf.io.read_file(path), channels=0, dtype=tf.uint8)
+    image = tf.cond(
+        tf.io.is_jpeg(data),
+        # The accurate inverse DCT, as Pillow and libjpeg default to; TensorFlow's default
+        # (the fast one) is off by up to two grey levels.
+        lambda: tf.io.decode_jpeg(data, channels=0, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_png(data, channels=0, dtype=tf.uint8),
+    )
     gray = tf.shape(image)[-1] <= 2  # L or LA
     image = tf.cond(gray, lambda: image[..., :1], lambda: image[..., :3])
     image = resize(image, size, keep_aspect)
@@ -103,6 +115,11 @@ def load_image(path: tf.Tensor, size: int, keep_aspect: bool = False) -> tf.Tens
     )
     image.set_shape([size, size, 3])
     return image
+
+
+def load_image(path: tf.Tensor, size: int, keep_aspect: bool = False) -> tf.Tensor:
+    """Read one film and `decode_and_resize` it; uint8 `[size, size, 3]`."""
+    return decode_and_resize(tf.io.read_file(path), size, keep_aspect)
 
 
 def batch_pixels(

@@ -1,0 +1,109 @@
+"""`mura-tf predict --model RUN FILM_OR_FOLDER ...`: a trained model on your own radiographs.
+
+Images in one folder form one study (MURA's convention; `--per-image` turns that off), whose
+probability is the mean of its views', decided at 0.5. A MURA-layout folder (MURA-v1.1/ or
+its parent) is read through its catalogue, restricted by `--split` and `--part`. Prints one row
+per study and writes `predictions.csv` (per film) and `studies.csv` (per study) to `--out`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from mura_tf.cli import Progress, command_parser, positive_int, run
+from mura_tf.errors import ConfigError
+
+SHOWN_STUDIES = 50
+
+
+def _is_mura_folder(path: Path) -> bool:
+    return path.is_dir() and any((path / name).is_dir() for name in ("MURA-v1.1", "train", "valid"))
+
+
+def _mura_films(folder: Path, split: str, part: str, strict: bool) -> pd.DataFrame:
+    from mura_tf.data.mura import load_mura
+
+    frame = load_mura(folder, part, splits=(split,), strict=strict)
+    return frame[["path", "study", "part", "label"]].astype({"label": float})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = command_parser("predict", "Abnormality probabilities for radiographs, per study.")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="PATH",
+        help="PNG or JPEG films, folders of them (one study per folder), or a MURA folder",
+    )  # fmt: skip
+    parser.add_argument("--model", required=True, help="a finished run folder or its export/")
+    parser.add_argument("--out", default="predictions", help="folder for the two CSV files")
+    parser.add_argument(
+        "--per-image", action="store_true", help="every film its own study, whatever its folder"
+    )
+    parser.add_argument("--split", default="valid", choices=["valid", "train"],
+                        help="for a MURA folder: which split")  # fmt: skip
+    parser.add_argument("--part", default="all", help="for a MURA folder: a part, list or all")
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument(
+        "--strict", action="store_true", help="stop at an unreadable file instead of skipping it"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace earlier CSVs in --out")
+    args = parser.parse_args(argv)
+
+    from mura_tf.io import write_text
+    from mura_tf.predict import find_inputs, predict_films, study_table
+    from mura_tf.serving import load_image_serving
+
+    out = Path(args.out)
+    if (out / "studies.csv").exists() and not args.overwrite:
+        raise ConfigError(f"{out} already holds predictions: pass --overwrite, or another --out")
+    predict = load_image_serving(args.model)  # first: a wrong --model fails before any reading
+
+    mura = [p for p in map(Path, args.inputs) if _is_mura_folder(p)]
+    others = [p for p in args.inputs if Path(p) not in mura]
+    frames, unreadable = [], []
+    for folder in mura:
+        frames.append(_mura_films(folder, args.split, args.part, args.strict))
+    if others:
+        found = find_inputs(others, per_image=args.per_image)
+        frames.append(found.films)
+        unreadable += found.unreadable
+    if unreadable:
+        path, reason = unreadable[0]
+        if args.strict:
+            raise ConfigError(f"cannot read {path}: {reason} (leave out --strict to skip it)")
+        names = ", ".join(f"{p} ({r})" for p, r in unreadable[:3])
+        more = f" and {len(unreadable) - 3} more" if len(unreadable) > 3 else ""
+        print(
+            f"warning: skipped {len(unreadable)} unreadable file(s): {names}{more}", file=sys.stderr
+        )
+    films = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if films.empty:
+        raise ConfigError("no readable PNG or JPEG film in " + ", ".join(args.inputs))
+    if args.per_image:
+        films = films.assign(study=films["path"])
+
+    predictions = predict_films(predict, films, args.batch_size, Progress("predicting"))
+    studies = study_table(predictions)
+    shown = studies.head(SHOWN_STUDIES).assign(
+        probability=lambda t: t["probability"].map("{:.3f}".format),
+        abnormal=lambda t: t["abnormal"].map({True: "abnormal", False: "normal"}),
+    )
+    print(shown.drop(columns=["label"]).to_string(index=False))
+    if len(studies) > SHOWN_STUDIES:
+        print(f"... and {len(studies) - SHOWN_STUDIES} more studies in studies.csv")
+    written = [
+        write_text(out / "predictions.csv", predictions.to_csv(index=False, float_format="%.7g")),
+        write_text(out / "studies.csv", studies.to_csv(index=False, float_format="%.7g")),
+    ]
+    print(
+        f"\n{len(predictions)} films, {len(studies)} studies, "
+        f"{int(studies['abnormal'].sum())} abnormal; wrote " + ", ".join(map(str, written))
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

@@ -1,0 +1,145 @@
+"""Predictions on new radiographs: find the films, group them into studies, call the export.
+
+A study is a folder of views, MURA's convention: the images in one folder form one study, and
+its probability is the mean of its views' (the MURA paper's rule), decided at 0.5.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from mura_tf.errors import ConfigError
+from mura_tf.parts import PARTS
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The readable films to predict on (one row each: path, study, part, label) and the files
+    that could not be read, with the reason."""
+
+    films: pd.DataFrame
+    unreadable: tuple[tuple[Path, str], ...]
+
+
+def _part_of(path: Path) -> str:
+    """The body part named by a MURA-style folder on the path (`XR_ELBOW`), or ""."""
+    for name in reversed(path.parts):
+        if name.upper() in PARTS:
+            return name.upper()
+    return ""
+
+
+def _label_of(folder: Path) -> float:
+    """1 or 0 for MURA's `studyN_positive` / `_negative` folders, NaN otherwise."""
+    if folder.name.endswith("_positive"):
+        return 1.0
+    if folder.name.endswith("_negative"):
+        return 0.0
+    return float("nan")
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
+    )  # fmt: skip
+
+
+def readable(path: Path) -> str | None:
+    """Why `path` is not a film this command can read (empty, truncated, not an image), or None."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        return e.strerror or "cannot be read"
+    if not data:
+        return "empty file"
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format not in ("PNG", "JPEG"):
+                return f"{image.format} image, not PNG or JPEG"
+            image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        return f"not a readable image ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+    return None
+
+
+def find_inputs(paths: Sequence[str | os.PathLike[str]], per_image: bool = False) -> Inputs:
+    """The films under `paths` (image files or folders, searched recursively), each with its
+    study: its folder (or, with `per_image`, itself).
+
+    Raises:
+        ConfigError: a path does not exist, or no image file is found.
+    """
+    files: list[Path] = []
+    for given in map(Path, paths):
+        if not given.exists():
+            raise ConfigError(f"{given} does not exist: pass image files or folders of them")
+        if given.is_dir():
+            found = _image_files(given)
+            if not found:
+                raise ConfigError(f"{given} holds no PNG or JPEG file")
+            files += found
+        else:
+            files.append(given)
+    rows, unreadable = [], []
+    for path in dict.fromkeys(files):  # once each, in order
+        reason = readable(path)
+        if reason is not None:
+            unreadable.append((path, reason))
+            continue
+        study = path if per_image else path.parent
+        rows.append(
+            {"path": str(path), "study": str(study), "part": _part_of(path.parent),
+             "label": _label_of(path.parent)}
+        )  # fmt: skip
+    films = pd.DataFrame(rows, columns=["path", "study", "part", "label"])
+    return Inputs(films, tuple(unreadable))
+
+
+def predict_films(
+    predict: Callable[[np.ndarray], np.ndarray],
+    films: pd.DataFrame,
+    batch_size: int = 32,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """`films` with a `probability` column.
+
+    Args:
+        predict: encoded images, a string array `[N]`, to probabilities `[N, 1]` (the export's
+            `serve_images`, see `mura_tf.serving.load_image_serving`).
+    """
+    out = np.zeros(len(films), np.float32)
+    paths = films["path"].tolist()
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        data = np.array([Path(p).read_bytes() for p in chunk], dtype=object)
+        out[start : start + len(chunk)] = np.asarray(predict(data)).reshape(-1)
+        if progress is not None:
+            progress(start + len(chunk), len(paths))
+    return films.assign(probability=out)
+
+
+def study_table(predictions: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
+    """One row per study, in the order first seen: `study`, `part`, `views`, `probability` (the
+    mean of its views', the MURA paper's rule), `abnormal` (probability >= threshold), `label`
+    (when the folders say it) and `view_probabilities` (space-separated, in file order)."""
+    groups = predictions.groupby("study", sort=False)
+    table = groups.agg(
+        part=("part", "first"),
+        views=("path", "size"),
+        probability=("probability", "mean"),
+        label=("label", "first"),
+        view_probabilities=("probability", lambda p: " ".join(f"{v:.3f}" for v in p)),
+    ).reset_index()
+    table.insert(4, "abnormal", table["probability"] >= threshold)
+    return table

@@ -1,0 +1,113 @@
+"""`mura-tf predict` on a trained run: the same probabilities as the run's own evaluation,
+studies as folders, and one line for every kind of bad input."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mura_tf.cli import run as run_cli
+from mura_tf.commands.predict import main as predict
+from recipes.common import run
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_dir, tmp_path_factory):
+    """A finished resnet18_mlp run on the elbow at 32 px (its export has both signatures)."""
+    from recipes.resnet18_mlp import CONFIG
+
+    out = tmp_path_factory.mktemp("runs")
+    argv = ["--data-dir", str(synthetic_dir), "--out", str(out), "--part", "elbow",
+            "--image-size", "32", "--epochs", "1", "--max-steps", "3",
+            "--weights", "none"]  # fmt: skip
+    assert run(CONFIG, argv=argv) == 0
+    (run_dir,) = [p.parent for p in out.rglob("metrics.json")]
+    return run_dir
+
+
+def one_line_error(capsys, code):
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_predict_on_the_mura_folder_reproduces_the_runs_own_test_predictions(
+    trained, synthetic_dir, tmp_path, capsys
+):
+    out = tmp_path / "p"
+    argv = ["--model", str(trained), str(synthetic_dir), "--part", "elbow", "--out", str(out)]
+    assert run_cli(predict, argv) == 0
+    films = pd.read_csv(out / "predictions.csv")
+    own = pd.read_csv(trained / "predictions.csv")
+    merged = own.merge(films, on="path", suffixes=("_run", "_predict"))
+    assert len(merged) == len(own) == len(films)
+    np.testing.assert_allclose(merged["probability_predict"], merged["probability_run"], atol=1e-5)
+    # studies: the mean of their views, decided at 0.5 (hand computation with pandas)
+    studies = pd.read_csv(out / "studies.csv")
+    expected = own.groupby("study")["probability"].agg(["mean", "size"])
+    got = studies.set_index("study").loc[expected.index]
+    np.testing.assert_allclose(got["probability"], expected["mean"], atol=1e-5)
+    assert (got["views"] == expected["size"]).all()
+    assert (got["abnormal"] == (got["probability"] >= 0.5)).all()
+    assert set(got["part"]) == {"XR_ELBOW"} and got["label"].isin([0, 1]).all()
+    printed = capsys.readouterr().out
+    assert f"{len(films)} films, {len(studies)} studies" in printed
+
+
+def test_a_folder_is_a_study_and_unreadable_files_are_named(
+    trained, synthetic_dir, tmp_path, capsys
+):
+    views = sorted((synthetic_dir / "MURA-v1.1" / "valid" / "XR_ELBOW").rglob("*.png"))[:2]
+    study = tmp_path / "my study"
+    study.mkdir()
+    for i, view in enumerate(views):
+        shutil.copy(view, study / f"view{i}.png")
+    (study / "broken.png").write_bytes(views[0].read_bytes()[:200])  # truncated
+    (study / "notes.txt").write_text("not a film")  # not an image name: ignored
+    out = tmp_path / "p"
+    assert (
+        run_cli(predict, ["--model", str(trained / "export"), str(study), "--out", str(out)]) == 0
+    )
+    captured = capsys.readouterr()
+    assert "skipped 1 unreadable file(s)" in captured.err and "broken.png" in captured.err
+    studies = pd.read_csv(out / "studies.csv")
+    films = pd.read_csv(out / "predictions.csv")
+    assert len(studies) == 1 and studies["views"].item() == 2 and len(films) == 2
+    assert studies["probability"].item() == pytest.approx(films["probability"].mean(), abs=1e-6)
+    assert studies["label"].isna().all()  # a folder of one's own says nothing about the label
+
+    strict = ["--model", str(trained), str(study), "--out", str(tmp_path / "q"), "--strict"]
+    err = one_line_error(capsys, run_cli(predict, strict))
+    assert "broken.png" in err and not (tmp_path / "q").exists()
+
+    per_image = ["--model", str(trained), str(study), "--out", str(out), "--per-image",
+                 "--overwrite"]  # fmt: skip
+    assert run_cli(predict, per_image) == 0
+    assert len(pd.read_csv(out / "studies.csv")) == 2
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "does not exist"),
+        ("empty", "holds no PNG or JPEG file"),
+        ("bad-model", "is neither a finished run folder nor a SavedModel"),
+        ("done", "already holds predictions: pass --overwrite"),
+    ],
+)
+def test_bad_input_is_one_line(case, message, trained, synthetic_dir, tmp_path, capsys):
+    model, inputs, out = str(trained), [str(synthetic_dir)], tmp_path / "p"
+    if case == "missing":
+        inputs = [str(tmp_path / "nowhere")]
+    elif case == "empty":
+        (tmp_path / "empty").mkdir()
+        inputs = [str(tmp_path / "empty")]
+    elif case == "bad-model":
+        model = str(tmp_path)
+    elif case == "done":
+        out.mkdir()
+        (out / "studies.csv").write_text("study\n")
+    err = one_line_error(capsys, run_cli(predict, ["--model", model, *inputs, "--out", str(out)]))
+    assert message in err
