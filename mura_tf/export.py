@@ -8,6 +8,11 @@ Two signatures, both returning the abnormality probability float32 `[N, 1]`:
   16-bit) or JPEG bytes of any size; decoded, converted to RGB and resized inside exactly as
   the training pipeline does (`mura_tf.data.pipeline.decode_and_resize`, honouring
   `keep_aspect`), then passed to `serve`.
+
+and `grad_cam_images` (not a serving signature: it differentiates the model), the same
+encoded films to `probability` `[N, 1]`, `cam` `[N, S, S]` (`mura_tf.gradcam`, bilinearly
+upsampled to the input frame) and `content` `[N, 4]` (y0, x0, y1, x1: the part of the frame
+the film fills; all of it unless `keep_aspect` padded it).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import tensorflow as tf
 from mura_tf.data.normalization import normalize
 from mura_tf.data.pipeline import decode_and_resize
 from mura_tf.errors import ConfigError
+from mura_tf.gradcam import grad_cam
 
 
 @keras.saving.register_keras_serializable(package="mura_tf")
@@ -79,7 +85,37 @@ def export_archive(
 
     images = tf.TensorSpec([None], tf.string, name="images")
     archive.add_endpoint("serve_images", from_images, input_signature=[images])
+
+    def cam_images(data: tf.Tensor) -> dict[str, tf.Tensor]:
+        films = tf.map_fn(
+            lambda one: decode_and_resize(one, image_size, keep_aspect),
+            data,
+            fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8),
+        )
+        x = normalize(tf.cast(films, tf.float32), normalization)
+        probability, cam = grad_cam(model, x)
+        cam = tf.image.resize(cam[..., None], [image_size, image_size], method="bilinear")
+        content = tf.map_fn(
+            lambda one: _content_box(tf.shape(tf.io.decode_image(one, expand_animations=False)),
+                                     image_size, keep_aspect),
+            data,
+            fn_output_signature=tf.TensorSpec([4], tf.float32),
+        )  # fmt: skip
+        return {"probability": probability, "cam": cam[..., 0], "content": content}
+
+    archive.add_endpoint("grad_cam_images", cam_images, input_signature=[images])
     return archive
+
+
+def _content_box(shape: tf.Tensor, size: int, keep_aspect: bool) -> tf.Tensor:
+    """Where a film of `shape` [H, W, C] lands in the `size` frame: (y0, x0, y1, x1)."""
+    if not keep_aspect:
+        return tf.constant([0.0, 0.0, size, size], tf.float32)
+    h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+    scale = tf.minimum(size / h, size / w)
+    new_h, new_w = tf.floor(h * scale), tf.floor(w * scale)  # as tf.image.resize_with_pad
+    top, left = tf.floor((size - h * scale) / 2), tf.floor((size - w * scale) / 2)
+    return tf.stack([top, left, top + new_h, left + new_w])
 
 
 def export_savedmodel(

@@ -157,3 +157,21 @@ def plot_curves(history: pd.DataFrame, path: str | os.PathLike[str], title: str 
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=9)
     return _save(fig, path)
+
+
+def plot_study_cams(
+    pictures: list[np.ndarray], titles: list[str], path: str | os.PathLike[str], title: str
+) -> Path:
+    """A study's contact sheet: its views' Grad-CAM overlays side by side, each at its own
+    aspect ratio, titled with its probability."""
+    widths = [p.shape[1] / p.shape[0] for p in pictures]
+    fig, axes = plt.subplots(
+        1, len(pictures), figsize=(max(3.0, 3 * sum(widths)), 3.6), squeeze=False,
+        gridspec_kw={"width_ratios": widths},
+    )  # fmt: skip
+    for ax, picture, text in zip(axes[0], pictures, titles, strict=True):
+        ax.imshow(picture)
+        ax.set_title(text, fontsize=9)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, path)

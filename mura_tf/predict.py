@@ -143,3 +143,67 @@ def study_table(predictions: pd.DataFrame, threshold: float = 0.5) -> pd.DataFra
     ).reset_index()
     table.insert(4, "abnormal", table["probability"] >= threshold)
     return table
+
+
+def study_slug(study: str, taken: set[str]) -> str:
+    """A file name for a study: its last folders joined (`valid_XR_ELBOW_patient1_study1_...`),
+    made unique among `taken` (which it joins)."""
+    parts = [p for p in Path(study).parts if p not in ("/", "\\")][-4:]
+    base = "_".join(parts).replace(" ", "_").lstrip("._") or "study"
+    slug, n = base, 1
+    while slug in taken:
+        n += 1
+        slug = f"{base}-{n}"
+    taken.add(slug)
+    return slug
+
+
+def write_cams(
+    cams: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]],
+    predictions: pd.DataFrame,
+    out_dir: str | os.PathLike[str],
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Path]:
+    """Grad-CAM overlays for every view, at the film's own size and aspect ratio
+    (`OUT/<study>/<view>.png`), and one contact sheet per study (`OUT/<study>.png`).
+
+    Args:
+        cams: the export's Grad-CAM (`mura_tf.serving.load_cam_serving`).
+        predictions: `predict_films` rows (path, study, probability).
+    Returns:
+        The contact sheets written, one per study.
+    """
+    import tensorflow as tf
+
+    from mura_tf.data.pipeline import decode_film
+    from mura_tf.gradcam import overlay, to_film
+    from mura_tf.io import write_with
+    from mura_tf.plots import plot_study_cams
+
+    out = Path(out_dir)
+    sheets, taken, done = [], set(), 0
+    for study, views in predictions.groupby("study", sort=False):
+        slug = study_slug(str(study), taken)
+        pictures, titles = [], []
+        data = [Path(p).read_bytes() for p in views["path"]]
+        _, maps, contents = cams(np.array(data, dtype=object))  # one batch per study
+        rows = zip(views.itertuples(), data, maps, contents, strict=True)
+        for row, encoded, cam, content in rows:
+            film = decode_film(tf.constant(encoded)).numpy()
+            picture = overlay(film, to_film(cam, content, film.shape[:2]))
+            name = Path(row.path).stem
+            write_with(out / slug / f"{name}.png", lambda tmp, p=picture: _save_png(p, tmp))
+            pictures.append(picture)
+            titles.append(f"{name}: {row.probability:.2f}")
+            done += 1
+            if progress is not None:
+                progress(done, len(predictions))
+        mean = views["probability"].mean()
+        verdict = "abnormal" if mean >= 0.5 else "normal"
+        title = f"{study}\nstudy probability {mean:.2f}: {verdict}"
+        sheets.append(plot_study_cams(pictures, titles, out / f"{slug}.png", title))
+    return sheets
+
+
+def _save_png(picture: np.ndarray, path: Path) -> None:
+    Image.fromarray(picture).save(path, format="PNG")

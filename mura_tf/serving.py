@@ -112,3 +112,27 @@ def load_image_serving(model: str | os.PathLike[str]):
         return loaded.serve(tf.cast(tf.stack(films), tf.float32)).numpy()
 
     return predict_old
+
+
+def load_cam_serving(model: str | os.PathLike[str]):
+    """Load a run's export for Grad-CAM; returns `cams(data)` mapping a string array `[N]` of
+    encoded films to `(probability [N], cam [N, S, S], content [N, 4])` (see `mura_tf.export`).
+
+    Raises:
+        ConfigError: the export has no `grad_cam_images` signature (exported before it).
+    """
+    import tensorflow as tf
+
+    path = find_export(model)
+    loaded = _load(path)
+    if not hasattr(loaded, "grad_cam_images"):
+        raise ConfigError(
+            f"{path} was exported before Grad-CAM was part of the export: run the recipe "
+            "with --overwrite to export it again, or leave out --cam"
+        )
+
+    def cams(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out = loaded.grad_cam_images(tf.constant(data, tf.string))
+        return out["probability"].numpy()[:, 0], out["cam"].numpy(), out["content"].numpy()
+
+    return cams

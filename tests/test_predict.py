@@ -2,6 +2,7 @@
 studies as folders, and one line for every kind of bad input."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -111,3 +112,35 @@ def test_bad_input_is_one_line(case, message, trained, synthetic_dir, tmp_path, 
         (out / "studies.csv").write_text("study\n")
     err = one_line_error(capsys, run_cli(predict, ["--model", model, *inputs, "--out", str(out)]))
     assert message in err
+
+
+@pytest.mark.parametrize("model", ["run", "export"])
+def test_predict_with_cam_in_a_fresh_process(model, trained, synthetic_dir, tmp_path):
+    """`python -m mura_tf predict --cam` on a folder of studies: an overlay per view at the
+    film's own size, a contact sheet per study, from a run folder or from its export."""
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    studies = tmp_path / "studies"
+    for folder in sorted((synthetic_dir / "MURA-v1.1" / "valid" / "XR_ELBOW").glob("*/*"))[:3]:
+        shutil.copytree(folder, studies / f"{folder.parent.name}-{folder.name}")
+    target = trained if model == "run" else trained / "export"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mura_tf", "predict", "--model", str(target), str(studies),
+         "--out", str(tmp_path / "p"), "--cam", str(tmp_path / "cam")],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    films = pd.read_csv(tmp_path / "p" / "predictions.csv")
+    sheets = sorted((tmp_path / "cam").glob("*.png"))
+    overlays = sorted((tmp_path / "cam").glob("*/*.png"))
+    assert len(sheets) == 3 and len(overlays) == len(films) >= 3
+    assert "Grad-CAM: " in result.stdout
+    for path in map(Path, films["path"]):  # each film's overlay: its folder, its name
+        drawn = [o for o in overlays if o.name == path.name and o.parent.name.endswith(
+            path.parent.name)]  # fmt: skip
+        assert len(drawn) == 1 and Image.open(drawn[0]).size == Image.open(path).size, path

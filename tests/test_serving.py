@@ -16,6 +16,7 @@ from PIL import Image
 
 from mura_tf.data.pipeline import load_image
 from mura_tf.export import export_savedmodel
+from mura_tf.models.heads import build_classifier, classification_head
 
 SIZE = 32
 # Every PNG mode MURA mixes, and a JPEG, at sizes MURA has (117-512 px, any aspect ratio).
@@ -36,15 +37,12 @@ def write_film(path, mode, size, seed):
 
 
 def tiny_classifier():
+    """What the recipes export (backbone -> pooling -> head), at toy size."""
     keras.utils.set_random_seed(0)
-    return keras.Sequential(
-        [
-            keras.Input((SIZE, SIZE, 3)),
-            keras.layers.Conv2D(4, 3, activation="relu"),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(1, activation="sigmoid"),
-        ]
-    )
+    inputs = keras.Input((SIZE, SIZE, 3))
+    features = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    backbone = keras.Model(inputs, features, name="tiny")
+    return build_classifier(backbone, classification_head("linear"), SIZE)
 
 
 # Runs in a fresh interpreter: TensorFlow alone, as a server would.
@@ -91,7 +89,7 @@ def test_serve_images_equals_the_pipeline_then_serve_in_a_fresh_process(tmp_path
     assert np.ptp(expected) > 1e-4  # the films differ, so a constant output would fail
 
 
-def test_saved_model_cli_lists_both_signatures(tmp_path):
+def test_saved_model_cli_lists_the_signatures(tmp_path):
     export = export_savedmodel(tiny_classifier(), "imagenet", SIZE, tmp_path / "export")
     cli = shutil.which("saved_model_cli")
     command = [cli] if cli else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
@@ -101,7 +99,7 @@ def test_saved_model_cli_lists_both_signatures(tmp_path):
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr[-2000:]
     text = shown.stdout
-    for name in ("serving_default", "serve", "serve_images"):
+    for name in ("serving_default", "serve", "serve_images", "grad_cam_images"):
         assert f"signature_def['{name}']" in text, name
     assert "dtype: DT_STRING" in text and "shape: (-1)" in text  # serve_images takes bytes
     assert f"shape: (-1, {SIZE}, {SIZE}, 3)" in text  # serve takes pixels

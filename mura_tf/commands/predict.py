@@ -3,7 +3,8 @@
 Images in one folder form one study (MURA's convention; `--per-image` turns that off), whose
 probability is the mean of its views', decided at 0.5. A MURA-layout folder (MURA-v1.1/ or
 its parent) is read through its catalogue, restricted by `--split` and `--part`. Prints one row
-per study and writes `predictions.csv` (per film) and `studies.csv` (per study) to `--out`.
+per study and writes `predictions.csv` (per film) and `studies.csv` (per study) to `--out`;
+`--cam DIR` adds a Grad-CAM overlay per view and a contact sheet per study.
 """
 
 from __future__ import annotations
@@ -49,17 +50,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--strict", action="store_true", help="stop at an unreadable file instead of skipping it"
     )
+    parser.add_argument(
+        "--cam", metavar="DIR",
+        help="also draw Grad-CAM: an overlay per view (DIR/STUDY/VIEW.png) and a contact "
+        "sheet per study (DIR/STUDY.png)",
+    )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace earlier CSVs in --out")
     args = parser.parse_args(argv)
 
     from mura_tf.io import write_text
     from mura_tf.predict import find_inputs, predict_films, study_table
-    from mura_tf.serving import load_image_serving
+    from mura_tf.serving import load_cam_serving, load_image_serving
 
     out = Path(args.out)
     if (out / "studies.csv").exists() and not args.overwrite:
         raise ConfigError(f"{out} already holds predictions: pass --overwrite, or another --out")
-    predict = load_image_serving(args.model)  # first: a wrong --model fails before any reading
+    # First: a wrong --model fails before any film is read.
+    predict = load_image_serving(args.model)
+    cams = load_cam_serving(args.model) if args.cam else None
 
     mura = [p for p in map(Path, args.inputs) if _is_mura_folder(p)]
     others = [p for p in args.inputs if Path(p) not in mura]
@@ -102,6 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\n{len(predictions)} films, {len(studies)} studies, "
         f"{int(studies['abnormal'].sum())} abnormal; wrote " + ", ".join(map(str, written))
     )
+    if cams is not None:
+        from mura_tf.predict import write_cams
+
+        sheets = write_cams(cams, predictions, args.cam, Progress("drawing Grad-CAM"))
+        print(
+            f"Grad-CAM: {len(predictions)} overlays and {len(sheets)} contact sheets in {args.cam}"
+        )
     return 0
 
 

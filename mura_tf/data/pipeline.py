@@ -88,6 +88,26 @@ def resize(image: tf.Tensor, size: int, keep_aspect: bool = False) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
 
 
+def _decode(data: tf.Tensor) -> tf.Tensor:
+    """PNG or JPEG bytes to uint8 `[H, W, 1]` (L, LA) or `[H, W, 3]` (RGB, RGBA)."""
+    image = tf.cond(
+        tf.io.is_jpeg(data),
+        # The accurate inverse DCT, as Pillow and libjpeg default to; TensorFlow's default
+        # (the fast one) is off by up to two grey levels.
+        lambda: tf.io.decode_jpeg(data, channels=0, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_png(data, channels=0, dtype=tf.uint8),
+    )
+    gray = tf.shape(image)[-1] <= 2  # L or LA
+    return tf.cond(gray, lambda: image[..., :1], lambda: image[..., :3])
+
+
+def decode_film(data: tf.Tensor) -> tf.Tensor:
+    """One encoded film (PNG of any MURA mode, or JPEG) at its own size, as `decode_and_resize`
+    reads it before resizing; uint8 `[H, W, 3]`."""
+    image = _decode(data)
+    return tf.cond(tf.shape(image)[-1] == 1, lambda: tf.tile(image, [1, 1, 3]), lambda: image)
+
+
 def decode_and_resize(data: tf.Tensor, size: int, keep_aspect: bool = False) -> tf.Tensor:
     """Decode one encoded film (PNG of any MURA mode, or JPEG) and resize it as training does.
 
@@ -100,16 +120,7 @@ def decode_and_resize(data: tf.Tensor, size: int, keep_aspect: bool = False) -> 
     Returns:
         uint8 `[size, size, 3]`.
     """
-    image = tf.cond(
-        tf.io.is_jpeg(data),
-        # The accurate inverse DCT, as Pillow and libjpeg default to; TensorFlow's default
-        # (the fast one) is off by up to two grey levels.
-        lambda: tf.io.decode_jpeg(data, channels=0, dct_method="INTEGER_ACCURATE"),
-        lambda: tf.io.decode_png(data, channels=0, dtype=tf.uint8),
-    )
-    gray = tf.shape(image)[-1] <= 2  # L or LA
-    image = tf.cond(gray, lambda: image[..., :1], lambda: image[..., :3])
-    image = resize(image, size, keep_aspect)
+    image = resize(_decode(data), size, keep_aspect)
     image = tf.cond(
         tf.shape(image)[-1] == 1, lambda: tf.tile(image, [1, 1, 3]), lambda: image[..., :3]
     )

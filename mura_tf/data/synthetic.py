@@ -5,7 +5,8 @@ start run on this. It keeps what matters to the code paths: patients with severa
 few patients imaged at two body parts), 1-5 views per study, PNGs in the modes MURA mixes (L,
 RGB, and a few LA, RGBA and 16-bit), a few hundred pixels a side, and MURA's share of abnormal
 studies per part. Each part has its own bone geometry, so the body-part task is learnable;
-abnormal studies show metal hardware or a fracture line in at least one view.
+abnormal studies show metal hardware or a fracture line in at least one view, and
+`lesions.csv` records the box around each one (to check where a model looks, `mura_tf.gradcam`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ ABNORMAL_SHARE = {
     "XR_WRIST": 0.38,
 }
 VIEWS_PER_STUDY = ((1, 2, 3, 4, 5), (0.08, 0.35, 0.4, 0.12, 0.05))
+# Where each abnormal view's lesion was drawn: path (as in the CSVs), kind, box in pixels.
+LESIONS_FILE = "lesions.csv"
 STUDIES_PER_PATIENT = ((1, 2, 3), (0.8, 0.15, 0.05))
 PNG_MODES = (("L", "RGB", "LA", "RGBA", "I;16"), (0.7, 0.15, 0.05, 0.05, 0.05))
 
@@ -131,8 +134,12 @@ def _draw_part(draw, part: str, w: int, h: int, rng: np.random.Generator) -> lis
     return bones
 
 
-def _draw_lesion(draw, metal, bones, kind: str, s: int, rng: np.random.Generator) -> None:
-    """Metal hardware (a saturated plate with screws) or a displaced fracture line on a bone."""
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
+
+
+def _draw_lesion(draw, metal, bones, kind: str, s: int, rng: np.random.Generator) -> Box:
+    """Metal hardware (a saturated plate with screws) or a displaced fracture line on a bone;
+    returns the box around what was drawn."""
     p0, p1, width = bones[int(rng.integers(len(bones)))]
     t = rng.uniform(0.3, 0.7)
     cx, cy = p0[0] + t * (p1[0] - p0[0]), p0[1] + t * (p1[1] - p0[1])
@@ -151,6 +158,8 @@ def _draw_lesion(draw, metal, bones, kind: str, s: int, rng: np.random.Generator
             sx, sy = cx + ux * half * k, cy + uy * half * k
             r = plate_w * 0.9
             metal.ellipse([sx - r, sy - r, sx + r, sy + r], fill=255)
+        ends = [(cx - ux * half, cy - uy * half), (cx + ux * half, cy + uy * half)]
+        margin = plate_w * 0.9
     else:
         # A clean break across the bone: a dark band a few percent of the image wide.
         half = width * 1.5
@@ -160,19 +169,41 @@ def _draw_lesion(draw, metal, bones, kind: str, s: int, rng: np.random.Generator
             (cx - (uy + ux * tilt) * half * f, cy + (ux - uy * tilt) * half * f) for f in (-1, 1)
         ]
         draw.line(ends, fill=int(rng.integers(0, 20)), width=gap)
+        margin = gap / 2
+    xs, ys = [x for x, _ in ends], [y for _, y in ends]
+    return min(xs) - margin, min(ys) - margin, max(xs) + margin, max(ys) + margin
+
+
+def _rotated_box(box: Box, angle: float, w: int, h: int) -> Box:
+    """The box around `box` after `Image.rotate(angle)` (counter-clockwise about the centre),
+    clipped to the image."""
+    t = np.radians(angle)
+    cx, cy = w / 2, h / 2
+    corners = [(x, y) for x in (box[0], box[2]) for y in (box[1], box[3])]
+    xs = [cx + (x - cx) * np.cos(t) + (y - cy) * np.sin(t) for x, y in corners]
+    ys = [cy - (x - cx) * np.sin(t) + (y - cy) * np.cos(t) for x, y in corners]
+    return (max(0.0, min(xs)), max(0.0, min(ys)), min(float(w), max(xs)), min(float(h), max(ys)))
 
 
 def render_view(
     part: str, lesion: str | None, w: int, h: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """One synthetic radiograph.
+    """One synthetic radiograph: `render_film` without the lesion's box."""
+    return render_film(part, lesion, w, h, rng)[0]
+
+
+def render_film(
+    part: str, lesion: str | None, w: int, h: int, rng: np.random.Generator
+) -> tuple[np.ndarray, Box | None]:
+    """One synthetic radiograph and where its lesion is.
 
     Args:
         part: canonical part name (`XR_ELBOW` ...).
         lesion: None, `hardware` or `fracture`.
         w, h: size in pixels.
     Returns:
-        uint8 `[h, w]` grayscale image: dark background, bright bones.
+        uint8 `[h, w]` grayscale image (dark background, bright bones) and the box
+        (x0, y0, x1, y1 in pixels) around the lesion, None without one.
     """
     canvas = Image.new("L", (w, h), 0)
     # Metal is drawn on its own layer so that it stays the brightest thing after exposure
@@ -180,8 +211,9 @@ def render_view(
     metal_layer = Image.new("L", (w, h), 0)
     draw = ImageDraw.Draw(canvas)
     bones = _draw_part(draw, part, w, h, rng)
+    box = None
     if lesion:
-        _draw_lesion(draw, ImageDraw.Draw(metal_layer), bones, lesion, min(w, h), rng)
+        box = _draw_lesion(draw, ImageDraw.Draw(metal_layer), bones, lesion, min(w, h), rng)
     # A side marker (the "L"/"R" letter plate) in a random corner, in both classes.
     m = int(0.06 * min(w, h))
     mx = int(rng.choice([0.04 * w, 0.9 * w]))
@@ -197,7 +229,7 @@ def render_view(
     x = x + rng.uniform(10, 35) + rng.uniform(-10, 10) * yy
     x = x * rng.uniform(0.7, 1.0) + rng.normal(0, rng.uniform(2, 6), size=x.shape)
     x = np.maximum(x, metal * rng.uniform(0.92, 1.0))
-    return np.clip(x, 0, 255).astype(np.uint8)
+    return np.clip(x, 0, 255).astype(np.uint8), box and _rotated_box(box, angle, w, h)
 
 
 def _encode(gray: np.ndarray, mode: str) -> Image.Image:
@@ -286,6 +318,7 @@ def generate_synthetic(
     csv_rows: dict[str, list[str]] = {
         f"{s}_{k}": [] for s in ("train", "valid") for k in ("image_paths", "labeled_studies")
     }
+    lesions = ["path,kind,x0,y0,x1,y1"]
     try:
         for i, study in enumerate(studies, 1):
             suffix = "positive" if study["label"] else "negative"
@@ -302,12 +335,14 @@ def generate_synthetic(
             kind = str(rng.choice(["hardware", "fracture"], p=[0.6, 0.4]))
             for v in range(study["views"]):
                 w, h = (int(rng.integers(config.min_side, config.max_side + 1)) for _ in range(2))
-                gray = render_view(study["part"], kind if v in lesion_views else None, w, h, rng)
+                lesion = kind if v in lesion_views else None
+                gray, box = render_film(study["part"], lesion, w, h, rng)
                 mode = str(rng.choice(PNG_MODES[0], p=PNG_MODES[1]))
                 _encode(gray, mode).save(folder / f"image{v + 1}.png")
-                csv_rows[f"{study['split']}_image_paths"].append(
-                    f"MURA-v1.1/{rel}/image{v + 1}.png"
-                )
+                path = f"MURA-v1.1/{rel}/image{v + 1}.png"
+                csv_rows[f"{study['split']}_image_paths"].append(path)
+                if box is not None:
+                    lesions.append(f"{path},{lesion}," + ",".join(f"{c:.1f}" for c in box))
             csv_rows[f"{study['split']}_labeled_studies"].append(
                 f"MURA-v1.1/{rel}/,{study['label']}"
             )
@@ -315,6 +350,7 @@ def generate_synthetic(
                 progress(i, len(studies))
         for name, rows in csv_rows.items():
             (tmp / f"{name}.csv").write_text("\n".join(rows) + "\n")
+        (tmp / LESIONS_FILE).write_text("\n".join(lesions) + "\n")
         (tmp / "SYNTHETIC.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
         if final.exists():
             old = out / f".MURA-v1.1.old-{os.getpid()}"
