@@ -12,6 +12,7 @@ folder `OUT/<recipe>/<part>/<run>/`:
     model.keras        the model handed over: the best dev epoch, however training ended
     export/            SavedModel: serve(float32 [N, S, S, 3] raw 0-255) -> probability [N, 1]
     predictions.csv    one row per test image
+    report.html        the run on one page (`mura_tf.run_report`)
     metrics.json       image/study/per-part metrics, the selected epoch and a fingerprint
                        of the first training batch; written last, so it marks a finished run
 
@@ -45,6 +46,7 @@ from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.heads import HEADS, build_classifier, classification_head
 from mura_tf.parts import PARTS
 from mura_tf.run_folder import finish_run
+from mura_tf.run_report import write_run_report
 from mura_tf.runs import Alias, OpenRun, RunConfig, opened, setting, write_config, write_metrics
 from mura_tf.train import OPTIMIZERS, TrainConfig, compile_classifier, mura_class_weights, train
 
@@ -347,6 +349,7 @@ def _run_experiment(exp: Experiment, run: OpenRun) -> RunResult:
         model, spec.normalization, exp.image_size, run_dir / "export", exp.keep_aspect
     )
     write_text(run_dir / "predictions.csv", predictions.to_csv(index=False, float_format="%.7g"))
+    write_run_report(run_dir, metrics)
     write_metrics(run_dir, metrics)
     return RunResult(run_dir, metrics, predictions, exp, extra)
 

@@ -145,14 +145,23 @@ def plot_fractions(rows: pd.DataFrame, path: str | os.PathLike[str], title: str 
     return _save(fig, path)
 
 
-def plot_curves(history: pd.DataFrame, path: str | os.PathLike[str], title: str = "") -> Path:
-    """Loss and accuracy per epoch, training and dev (report 000's figures)."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+def plot_curves(
+    history: pd.DataFrame,
+    path: str | os.PathLike[str],
+    title: str = "",
+    selected: int | None = None,
+    metrics: tuple[str, ...] = ("loss", "accuracy"),
+) -> Path:
+    """Loss and accuracy per epoch, training and dev (report 000's figures); `selected` (the
+    1-based epoch handed over) is marked."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.5), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
         for prefix, label in (("", "train"), ("val_", "dev")):
             column = prefix + metric
             if column in history:
                 ax.plot(history["epoch"] + 1, history[column], marker="o", label=label)
+        if selected is not None:
+            ax.axvline(selected, color="grey", ls="--", lw=1, label=f"handed over ({selected})")
         ax.set(xlabel="epoch", title=metric)
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=9)

@@ -3,7 +3,8 @@
 `run_pretraining` writes `OUT/simclr_pretrain/<parts>/<run>/`: `config.json`, `history.csv`,
 `logs/` (TensorBoard), `checkpoints/best.keras` (whole SimCLR model, best dev NT-Xent),
 `encoder.keras` (the backbone of that best epoch alone, what `simclr_finetune --encoder` loads)
-and `metrics.json` (the selected epoch's losses, and linear probes on the abnormality label of
+`report.html` (`mura_tf.run_report`) and `metrics.json` (the selected epoch's losses, and
+linear probes on the abnormality label of
 the pre-trained encoder and of the same encoder at its random initialisation, the baseline
 pre-training must beat; written last).
 """
@@ -28,6 +29,7 @@ from mura_tf.models.simclr import SimCLR
 from mura_tf.optimizers import LARS, scaled_learning_rate, warmup_cosine
 from mura_tf.probe import linear_probe
 from mura_tf.run_folder import finish_run
+from mura_tf.run_report import write_run_report
 from mura_tf.runs import OpenRun, RunConfig, opened, setting, write_config, write_metrics
 from mura_tf.train import TrainConfig, train
 
@@ -181,5 +183,6 @@ def _pretrain(cfg: PretrainConfig, run: OpenRun) -> PretrainResult:
         "linear_probe": probe(),
         "linear_probe_at_init": probe_before,
     }
+    write_run_report(run_dir, metrics)
     write_metrics(run_dir, metrics)
     return PretrainResult(run_dir, metrics, model)

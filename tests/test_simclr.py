@@ -66,6 +66,8 @@ def test_pretraining_writes_an_encoder_history_and_a_probe(pretrained):
     assert 0.0 <= metrics["linear_probe"]["study"]["auc"] <= 1.0
     encoder = keras.saving.load_model(pretrained / "encoder.keras")
     assert encoder.input_shape[1:] == (32, 32, 3)
+    page = (pretrained / "report.html").read_text()
+    assert "<h2>Linear probes (abnormality)</h2>" in page and "random initialisation" in page
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
-"""Collect runs into report 002's Table 4.
+"""Collect runs into report 002's Table 4, or write one run's report page.
 
-`mura-tf report --runs saved_models/ --out reports/`
+`mura-tf report --runs saved_models/ --out reports/`; `mura-tf report --run RUN` writes
+`RUN/report.html` again (`mura_tf.run_report`; every run writes it when it finishes).
 
 One row per (run, body part): Exp, Body Part, Learning rate, Epochs (pre-train + train),
 Accuracy, Precision, Recall (study level, MURA's protocol), plus Kappa and AUROC. Writes
@@ -23,11 +24,22 @@ from mura_tf.errors import ConfigError
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = command_parser(
-        "report", "Collect finished runs into report 002's Table 4 and figures."
+        "report",
+        "Collect finished runs into report 002's Table 4 and figures; or, with --run, write "
+        "one run's report.html again.",
     )
     parser.add_argument("--runs", default="saved_models", help="folder searched for finished runs")
     parser.add_argument("--out", default="reports", help="folder for the table and figures")
+    parser.add_argument("--run", help="a finished run folder: (re)write its report.html")
     args = parser.parse_args(argv)
+    if args.run:
+        from mura_tf.run_report import write_run_report
+        from mura_tf.runs import read_run
+
+        if read_run(args.run) is None:
+            raise ConfigError(f"--run {args.run} is not a finished run (no metrics.json)")
+        print(f"wrote {write_run_report(args.run)}")
+        return 0
     if not Path(args.runs).is_dir():
         raise ConfigError(f"--runs {args.runs} is not a folder")
     from mura_tf.results_table import collect, markdown

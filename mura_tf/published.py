@@ -1,0 +1,90 @@
+"""Published results for the experiments this project reproduces, to set beside a run's own.
+
+All of them come from real MURA (v1.1) with ImageNet weights; a run on the synthetic set is not
+comparable to them, and the run report says so.
+
+- The MURA paper (Rajpurkar et al., arXiv 1712.06957, Table 2, the model column): study-level
+  Cohen's kappa of DenseNet169 per body part on the paper's 207-study test set (radiologist
+  majority as gold standard), not on MURA's public valid split.
+- Report 000 (ResNet18 transfer learning, `../shared/seeds`): test accuracy per experiment.
+- Report 002 (DenseNet169 baseline and SimCLR fine-tuning, Table 4): study accuracy, precision
+  and recall per body part and label fraction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mura_tf.parts import PARTS
+
+MURA_PAPER = "MURA paper (Rajpurkar et al. 2017), Table 2"
+REPORT_000 = "report 000"
+REPORT_002 = "report 002, Table 4"
+
+# Study-level kappa of the paper's model per part; "all" is the paper's overall figure.
+MURA_PAPER_KAPPA = {
+    "XR_ELBOW": 0.710,
+    "XR_FINGER": 0.389,
+    "XR_FOREARM": 0.737,
+    "XR_HAND": 0.851,
+    "XR_HUMERUS": 0.600,
+    "XR_SHOULDER": 0.729,
+    "XR_WRIST": 0.931,
+    "all": 0.705,
+}
+
+# recipe -> (parts the report trained on, test accuracy)
+REPORT_000_ACCURACY = {
+    "resnet18_linear": ("all", 0.6951),
+    "resnet18_mlp": ("all", 0.7217),
+    "resnet18_bodypart": ("all", 0.591),
+    "resnet18_per_part": ("XR_HUMERUS", 0.8892),
+}
+
+# (experiment, part) -> (accuracy, precision, recall); experiments as report 002 names them.
+REPORT_002_TABLE_4 = {
+    ("Baseline", "XR_ELBOW"): (0.822, 0.506, 0.333),
+    ("Finetune 1pct", "XR_ELBOW"): (0.475, 0.460, 0.356),
+    ("Finetune 10pct", "XR_ELBOW"): (0.606, 0.629, 0.495),
+    ("Finetune 100pct", "XR_ELBOW"): (0.621, 0.635, 0.552),
+    ("Baseline", "XR_HAND"): (0.784, 0.479, 0.225),
+    ("Finetune 1pct", "XR_HAND"): (0.578, 0.472, 0.227),
+    ("Finetune 10pct", "XR_HAND"): (0.617, 0.582, 0.243),
+    ("Finetune 100pct", "XR_HAND"): (0.608, 0.560, 0.222),
+    ("Baseline", "XR_SHOULDER"): (0.778, 0.540, 0.475),
+    ("Finetune 1pct", "XR_SHOULDER"): (0.525, 0.514, 0.708),
+    ("Finetune 10pct", "XR_SHOULDER"): (0.589, 0.583, 0.593),
+    ("Finetune 100pct", "XR_SHOULDER"): (0.628, 0.633, 0.589),
+}
+
+
+@dataclass(frozen=True)
+class Published:
+    """One published figure: where from, for which part ("all": every part), which metric."""
+
+    source: str
+    experiment: str
+    part: str
+    metric: str
+    value: float
+
+
+def published_for(recipe: str, label: str, parts: list[str]) -> list[Published]:
+    """The published figures that correspond to a run of `recipe` (named `label` in tables)
+    on `parts` (canonical names): the same experiment in its report, and the MURA paper's
+    kappa per part (and overall, for a run on every part)."""
+    every_part = set(parts) == set(PARTS)
+    rows = []
+    if recipe in REPORT_000_ACCURACY:  # only where the run covers the report's parts
+        part, accuracy = REPORT_000_ACCURACY[recipe]
+        if (part == "all" and every_part) or part in parts:
+            rows.append(Published(REPORT_000, recipe, part, "accuracy", accuracy))
+    for (experiment, part), values in REPORT_002_TABLE_4.items():
+        if experiment == label and part in parts:
+            for metric, value in zip(("accuracy", "precision", "recall"), values, strict=True):
+                rows.append(Published(REPORT_002, experiment, part, metric, value))
+    for part in [*parts, "all"] if every_part else parts:
+        rows.append(
+            Published(MURA_PAPER, "DenseNet169 (paper)", part, "kappa", MURA_PAPER_KAPPA[part])
+        )
+    return rows

@@ -1,0 +1,227 @@
+"""`report.html`: one self-contained page per finished run (images embedded, no network).
+
+For a supervised run: the settings; image- and study-level metrics, overall and per part; the
+study-level ROC and confusion matrices; the training curves with the epoch handed over marked;
+per part, the most confident correct and the most confident wrong test studies with their
+views under Grad-CAM; and the published figures for the same experiment beside this run's
+(`mura_tf.published`). For SimCLR pre-training: the settings, the curves and the linear probes.
+
+Written by every run just before `metrics.json` (so a finished run always has one), and again
+on demand by `mura-tf report --run RUN`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from mura_tf.parts import short_name
+from mura_tf.published import published_for
+
+REPORT_FILE = "report.html"
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; } .note { background: #fff4d6; padding: 0.6em 1em; border-radius: 4px; }
+.muted { color: #777; font-size: 0.9em; } figure { margin: 1em 0; }
+"""
+
+# Marks an image that failed to load (and counts them on <body>, which the browser test reads).
+BROKEN_IMAGES = """
+<script>
+window.addEventListener("load", () => {
+  const broken = [...document.images].filter(i => !i.complete || i.naturalWidth === 0);
+  broken.forEach(i => i.replaceWith(`[image failed to load: ${i.alt}]`));
+  document.body.dataset.brokenImages = String(broken.length);
+  document.body.dataset.images = String(document.images.length + broken.length);
+});
+</script>
+"""
+
+
+def _png(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(frame: pd.DataFrame, index: bool = True) -> str:
+    return frame.to_html(index=index, border=0, float_format=lambda v: f"{v:.3f}", na_rep="")
+
+
+def _settings(run_config: dict, section: str) -> str:
+    settings = run_config.get(section, {})
+    rows = [(k, json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in settings.items()]
+    rows += [("data_dir", run_config.get("data_dir")), ("strategy", run_config.get("strategy"))]
+    frame = pd.DataFrame(rows, columns=["setting", "value"]).astype(str)
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in run_config.get("notes", []))
+    return _table(frame, index=False) + (f"<ul class=muted>{notes}</ul>" if notes else "")
+
+
+def _confident_studies(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Per part, the most confident correct and the most confident wrong test study."""
+    from mura_tf.metrics import study_predictions
+
+    studies = study_predictions(predictions)
+    studies["correct"] = (studies["probability"] >= 0.5) == (studies["label"] == 1)
+    studies["confidence"] = (studies["probability"] - 0.5).abs()
+    picked = (
+        studies.sort_values("confidence", ascending=False)
+        .groupby(["part", "correct"], sort=True)
+        .head(1)
+    )
+    return picked.sort_values(["part", "correct"], ascending=[True, False])
+
+
+def _published(run_config: dict, metrics: dict, label: str) -> str:
+    settings = run_config["experiment"]
+    parts = list(metrics["per_part"])
+    rows = []
+    for item in published_for(settings["recipe"], label, parts):
+        doc = metrics if item.part == "all" else metrics["per_part"].get(item.part)
+        # Report 000 counted test images; report 002 and the paper scored studies.
+        level = "image" if item.source.startswith("report 000") else "study"
+        mine = doc[level].get(item.metric) if doc else None
+        rows.append(
+            {
+                "source": item.source,
+                "experiment": item.experiment,
+                "part": "all" if item.part == "all" else short_name(item.part),
+                "metric": f"{level} {item.metric}",
+                "published": item.value,
+                "this run": mine,
+            }
+        )
+    return _table(pd.DataFrame(rows), index=False) if rows else "<p>none</p>"
+
+
+def build_report(run_dir: str | os.PathLike[str], metrics: dict | None = None) -> str:
+    """The report page of the run in `run_dir` as HTML text; `metrics` defaults to the run's
+    `metrics.json` (a run writes its report before that file, passing them in)."""
+    run_dir = Path(run_dir)
+    run_config = json.loads((run_dir / "config.json").read_text())
+    if metrics is None:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    section = "experiment" if "experiment" in run_config else "pretrain"
+    settings = run_config[section]
+    label = run_config.get("label") or settings.get("recipe", section)
+    body = [f"<h1>{html.escape(label)}: {html.escape(str(run_dir))}</h1>"]
+    if settings.get("synthetic") or "synthetic" in str(run_config.get("data_dir", "")):
+        body.append(
+            "<p class=note>Trained and tested on the synthetic MURA this project generates. "
+            "The published figures below come from real MURA with ImageNet weights: they show "
+            "what the experiment reaches there, not what this run should reach.</p>"
+        )
+    selected = metrics.get("selected_epoch") or {}
+    if selected:
+        how = "early stopping" if selected.get("stopped_early") else "all epochs run"
+        body.append(
+            f"<p>Model handed over: epoch {selected['epoch']} of {selected['epochs_run']} "
+            f"({how}), the best dev {html.escape(selected['monitor'])} = "
+            f"{selected['value']:.4f}.</p>"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = Path(tmp)
+        if section == "experiment":
+            body += _supervised_sections(run_dir, run_config, metrics, label, figures)
+        else:
+            body += _pretrain_sections(metrics)
+        history = run_dir / "history.csv"
+        if history.is_file():
+            from mura_tf.plots import plot_curves
+
+            frame = pd.read_csv(history)
+            shown = ("loss", "accuracy") if "accuracy" in frame else ("loss",)
+            curves = plot_curves(frame, figures / "curves.png", label, selected.get("epoch"), shown)
+            body += ["<h2>Training curves</h2>", _png(curves, "training curves")]
+    body += ["<h2>Settings</h2>", _settings(run_config, section)]
+    return (
+        "<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
+        f"<title>{html.escape(label)}: run report</title><style>{STYLE}</style></head>"
+        "<body>\n" + "\n".join(body) + BROKEN_IMAGES + "</body></html>\n"
+    )
+
+
+def _supervised_sections(
+    run_dir: Path, run_config: dict, metrics: dict, label: str, figures: Path
+) -> list[str]:
+    from mura_tf.metrics import metrics_table, study_predictions
+    from mura_tf.plots import plot_confusion, plot_roc
+
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    studies = study_predictions(predictions)
+    out = [
+        "<h2>Test metrics</h2>",
+        "<p class=muted>MURA's valid split; a study's probability is the mean of its views', "
+        "decided at 0.5.</p>",
+        _table(metrics_table(metrics)),
+        "<h2>ROC and confusion (study level)</h2>",
+        _png(plot_roc(studies, figures / "roc.png"), "ROC curves"),
+        _png(plot_confusion(studies, figures / "confusion.png"), "confusion matrices"),
+        "<h2>Published figures for this experiment</h2>",
+        _published(run_config, metrics, label),
+        "<h2>Most confident right and wrong test studies, with Grad-CAM</h2>",
+    ]
+    out += _confident_section(run_dir, predictions, figures)
+    return out
+
+
+def _confident_section(run_dir: Path, predictions: pd.DataFrame, figures: Path) -> list[str]:
+    from mura_tf.errors import ConfigError
+    from mura_tf.predict import write_cams
+    from mura_tf.serving import load_cam_serving
+
+    try:
+        cams = load_cam_serving(run_dir)
+    except ConfigError as e:
+        return [f"<p class=muted>No Grad-CAM: {html.escape(str(e))}</p>"]
+    out = []
+    for study in _confident_studies(predictions).itertuples():
+        verdict = "right" if study.correct else "wrong"
+        truth = "abnormal" if study.label == 1 else "normal"
+        views = predictions[predictions["study"] == study.study]
+        (sheet,) = write_cams(cams, views, figures / "cams")
+        out += [
+            f"<figure><figcaption>{short_name(study.part)}: most confident {verdict} "
+            f"(truth {truth}, probability {study.probability:.3f})</figcaption>",
+            _png(sheet, f"Grad-CAM of {study.study}"),
+            "</figure>",
+        ]
+    return out or ["<p>no test studies</p>"]
+
+
+def _pretrain_sections(metrics: dict) -> list[str]:
+    out = [
+        "<h2>Pre-training</h2>",
+        f"<p>Dev NT-Xent {metrics.get('val_loss', float('nan')):.3f}, train "
+        f"{metrics.get('loss', float('nan')):.3f}, contrastive accuracy "
+        f"{metrics.get('contrastive_accuracy', float('nan')):.3f}.</p>",
+    ]
+    probes = {
+        "pre-trained encoder": metrics.get("linear_probe"),
+        "random initialisation": metrics.get("linear_probe_at_init"),
+    }
+    rows = {
+        name: {f"{level} {k}": v for level in ("image", "study") for k, v in probe[level].items()}
+        for name, probe in probes.items()
+        if probe
+    }
+    if rows:
+        out += ["<h2>Linear probes (abnormality)</h2>", _table(pd.DataFrame(rows).T)]
+    return out
+
+
+def write_run_report(run_dir: str | os.PathLike[str], metrics: dict | None = None) -> Path:
+    """Write `RUN/report.html` atomically; see `build_report`."""
+    from mura_tf.io import write_text
+
+    return write_text(Path(run_dir) / REPORT_FILE, build_report(run_dir, metrics))
