@@ -40,6 +40,7 @@ from mura_tf.data.splits import Splits, label_fraction, make_splits
 from mura_tf.distribute import distribute_batches, local_copy, num_workers
 from mura_tf.errors import ConfigError
 from mura_tf.export import export_savedmodel
+from mura_tf.gradcam import film_cams
 from mura_tf.io import save_keras, write_json, write_text
 from mura_tf.metrics import macro_f1, study_level_metrics
 from mura_tf.models.backbones import backbone_spec, build_backbone
@@ -349,7 +350,8 @@ def _run_experiment(exp: Experiment, run: OpenRun) -> RunResult:
         model, spec.normalization, exp.image_size, run_dir / "export", exp.keep_aspect
     )
     write_text(run_dir / "predictions.csv", predictions.to_csv(index=False, float_format="%.7g"))
-    write_run_report(run_dir, metrics)
+    cams = film_cams(model, spec.normalization, exp.image_size, exp.keep_aspect)
+    write_run_report(run_dir, metrics, cams)
     write_metrics(run_dir, metrics)
     return RunResult(run_dir, metrics, predictions, exp, extra)
 

@@ -28,7 +28,7 @@ import tensorflow as tf
 from mura_tf.data.normalization import normalize
 from mura_tf.data.pipeline import decode_and_resize
 from mura_tf.errors import ConfigError
-from mura_tf.gradcam import grad_cam
+from mura_tf.gradcam import grad_cam_of_films
 
 
 @keras.saving.register_keras_serializable(package="mura_tf")
@@ -86,36 +86,9 @@ def export_archive(
     images = tf.TensorSpec([None], tf.string, name="images")
     archive.add_endpoint("serve_images", from_images, input_signature=[images])
 
-    def cam_images(data: tf.Tensor) -> dict[str, tf.Tensor]:
-        films = tf.map_fn(
-            lambda one: decode_and_resize(one, image_size, keep_aspect),
-            data,
-            fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8),
-        )
-        x = normalize(tf.cast(films, tf.float32), normalization)
-        probability, cam = grad_cam(model, x)
-        cam = tf.image.resize(cam[..., None], [image_size, image_size], method="bilinear")
-        content = tf.map_fn(
-            lambda one: _content_box(tf.shape(tf.io.decode_image(one, expand_animations=False)),
-                                     image_size, keep_aspect),
-            data,
-            fn_output_signature=tf.TensorSpec([4], tf.float32),
-        )  # fmt: skip
-        return {"probability": probability, "cam": cam[..., 0], "content": content}
-
+    cam_images = grad_cam_of_films(model, normalization, image_size, keep_aspect)
     archive.add_endpoint("grad_cam_images", cam_images, input_signature=[images])
     return archive
-
-
-def _content_box(shape: tf.Tensor, size: int, keep_aspect: bool) -> tf.Tensor:
-    """Where a film of `shape` [H, W, C] lands in the `size` frame: (y0, x0, y1, x1)."""
-    if not keep_aspect:
-        return tf.constant([0.0, 0.0, size, size], tf.float32)
-    h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
-    scale = tf.minimum(size / h, size / w)
-    new_h, new_w = tf.floor(h * scale), tf.floor(w * scale)  # as tf.image.resize_with_pad
-    top, left = tf.floor((size - h * scale) / 2), tf.floor((size - w * scale) / 2)
-    return tf.stack([top, left, top + new_h, left + new_w])
 
 
 def export_savedmodel(

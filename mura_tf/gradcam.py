@@ -13,9 +13,14 @@ or export can draw them; `overlay` puts one on its film.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 import numpy as np
 import tensorflow as tf
+
+from mura_tf.data.normalization import normalize
+from mura_tf.data.pipeline import decode_and_resize, decode_film
 
 
 def classifier_parts(model: keras.Model) -> tuple[keras.Model, keras.Model]:
@@ -63,6 +68,66 @@ def grad_cam(model: keras.Model, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tenso
     weights = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))
     return tf.sigmoid(logit), cam
+
+
+def grad_cam_of_films(
+    model: keras.Model, normalization: str, image_size: int, keep_aspect: bool = False
+) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
+    """Grad-CAM of encoded films, as the export's `grad_cam_images` computes it.
+
+    Returns:
+        `fn(data)` mapping a string tensor `[N]` of PNG or JPEG bytes to `probability`
+        `[N, 1]`, `cam` `[N, S, S]` (bilinearly upsampled to the model's input frame) and
+        `content` `[N, 4]` (y0, x0, y1, x1: the part of the frame the film fills, for
+        `to_film`).
+    """
+
+    def fn(data: tf.Tensor) -> dict[str, tf.Tensor]:
+        films = tf.map_fn(
+            lambda one: decode_and_resize(one, image_size, keep_aspect),
+            data,
+            fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8),
+        )
+        probability, cam = grad_cam(model, normalize(tf.cast(films, tf.float32), normalization))
+        cam = tf.image.resize(cam[..., None], [image_size, image_size], method="bilinear")
+        content = tf.map_fn(
+            lambda one: _content_box(tf.shape(decode_film(one)), image_size, keep_aspect),
+            data,
+            fn_output_signature=tf.TensorSpec([4], tf.float32),
+        )
+        return {"probability": probability, "cam": cam[..., 0], "content": content}
+
+    return fn
+
+
+def film_cams(
+    model: keras.Model, normalization: str, image_size: int, keep_aspect: bool = False
+) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """`grad_cam_of_films` on NumPy: encoded films (object array `[N]` of bytes) to
+    `(probability [N], cam [N, S, S], content [N, 4])`, the shape of
+    `mura_tf.serving.load_cam_serving`'s function, for a model still in memory."""
+    fn = tf.function(
+        grad_cam_of_films(model, normalization, image_size, keep_aspect),
+        input_signature=[tf.TensorSpec([None], tf.string)],
+    )
+
+    def cams(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out = fn(tf.constant(list(data), tf.string))
+        return out["probability"].numpy()[:, 0], out["cam"].numpy(), out["content"].numpy()
+
+    return cams
+
+
+def _content_box(shape: tf.Tensor, size: int, keep_aspect: bool) -> tf.Tensor:
+    """Where a film of `shape` [H, W, C] lands in the `size` frame: (y0, x0, y1, x1)."""
+    if not keep_aspect:
+        return tf.constant([0.0, 0.0, size, size], tf.float32)
+    h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+    scale = tf.minimum(size / h, size / w)
+    new_h, new_w = tf.floor(h * scale), tf.floor(w * scale)
+    # The offsets tf.image.resize_with_pad uses.
+    top, left = tf.floor((size - h * scale) / 2), tf.floor((size - w * scale) / 2)
+    return tf.stack([top, left, top + new_h, left + new_w])
 
 
 def to_film(cam: np.ndarray, content: np.ndarray, film_shape: tuple[int, int]) -> np.ndarray:

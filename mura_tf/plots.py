@@ -168,19 +168,30 @@ def plot_curves(
     return _save(fig, path)
 
 
-def plot_study_cams(
+def study_sheet(
     pictures: list[np.ndarray], titles: list[str], path: str | os.PathLike[str], title: str
 ) -> Path:
-    """A study's contact sheet: its views' Grad-CAM overlays side by side, each at its own
-    aspect ratio, titled with its probability."""
-    widths = [p.shape[1] / p.shape[0] for p in pictures]
-    fig, axes = plt.subplots(
-        1, len(pictures), figsize=(max(3.0, 3 * sum(widths)), 3.6), squeeze=False,
-        gridspec_kw={"width_ratios": widths},
-    )  # fmt: skip
-    for ax, picture, text in zip(axes[0], pictures, titles, strict=True):
-        ax.imshow(picture)
-        ax.set_title(text, fontsize=9)
-        ax.axis("off")
-    fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    """A study's contact sheet: its views (uint8 `[H, W, 3]`, e.g. Grad-CAM overlays) side by
+    side at a common height, each at its own aspect ratio and captioned, under `title`.
+
+    Drawn with Pillow rather than matplotlib: a run draws one per reported study.
+    """
+    from PIL import ImageDraw, ImageFont
+
+    height, gap, caption = 256, 8, 18
+    scaled = [
+        Image.fromarray(p).resize((max(1, round(p.shape[1] * height / p.shape[0])), height))
+        for p in pictures
+    ]
+    head = caption * (title.count("\n") + 1) + gap
+    width = sum(im.width for im in scaled) + gap * (len(scaled) + 1)
+    sheet = Image.new("RGB", (width, head + caption + height + gap), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=13)
+    draw.multiline_text((gap, gap // 2), title, fill="black", font=font, spacing=4)
+    x = gap
+    for im, text in zip(scaled, titles, strict=True):
+        draw.text((x, head), text, fill="black", font=font)
+        sheet.paste(im, (x, head + caption))
+        x += im.width + gap
+    return write_with(path, lambda tmp: sheet.save(tmp, format="PNG"))

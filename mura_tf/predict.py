@@ -178,7 +178,7 @@ def write_cams(
     from mura_tf.data.pipeline import decode_film
     from mura_tf.gradcam import overlay, to_film
     from mura_tf.io import write_with
-    from mura_tf.plots import plot_study_cams
+    from mura_tf.plots import study_sheet
 
     out = Path(out_dir)
     sheets, taken, done = [], set(), 0
@@ -201,7 +201,7 @@ def write_cams(
         mean = views["probability"].mean()
         verdict = "abnormal" if mean >= 0.5 else "normal"
         title = f"{study}\nstudy probability {mean:.2f}: {verdict}"
-        sheets.append(plot_study_cams(pictures, titles, out / f"{slug}.png", title))
+        sheets.append(study_sheet(pictures, titles, out / f"{slug}.png", title))
     return sheets
 
 

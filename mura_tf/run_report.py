@@ -17,14 +17,19 @@ import html
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mura_tf.parts import short_name
 from mura_tf.published import published_for
 
 REPORT_FILE = "report.html"
+
+# Encoded films (object array [N] of bytes) -> (probability [N], cam [N, S, S], content [N, 4]).
+Cams = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -104,9 +109,15 @@ def _published(run_config: dict, metrics: dict, label: str) -> str:
     return _table(pd.DataFrame(rows), index=False) if rows else "<p>none</p>"
 
 
-def build_report(run_dir: str | os.PathLike[str], metrics: dict | None = None) -> str:
-    """The report page of the run in `run_dir` as HTML text; `metrics` defaults to the run's
-    `metrics.json` (a run writes its report before that file, passing them in)."""
+def build_report(
+    run_dir: str | os.PathLike[str], metrics: dict | None = None, cams: Cams | None = None
+) -> str:
+    """The report page of the run in `run_dir` as HTML text.
+
+    `metrics` defaults to the run's `metrics.json` (a run writes its report before that file,
+    passing them in); `cams` (`mura_tf.gradcam.film_cams`: a run passes its model in memory)
+    defaults to the export's Grad-CAM.
+    """
     run_dir = Path(run_dir)
     run_config = json.loads((run_dir / "config.json").read_text())
     if metrics is None:
@@ -132,7 +143,7 @@ def build_report(run_dir: str | os.PathLike[str], metrics: dict | None = None) -
     with tempfile.TemporaryDirectory() as tmp:
         figures = Path(tmp)
         if section == "experiment":
-            body += _supervised_sections(run_dir, run_config, metrics, label, figures)
+            body += _supervised_sections(run_dir, run_config, metrics, label, figures, cams)
         else:
             body += _pretrain_sections(metrics)
         history = run_dir / "history.csv"
@@ -152,7 +163,12 @@ def build_report(run_dir: str | os.PathLike[str], metrics: dict | None = None) -
 
 
 def _supervised_sections(
-    run_dir: Path, run_config: dict, metrics: dict, label: str, figures: Path
+    run_dir: Path,
+    run_config: dict,
+    metrics: dict,
+    label: str,
+    figures: Path,
+    cams: Cams | None,
 ) -> list[str]:
     from mura_tf.metrics import metrics_table, study_predictions
     from mura_tf.plots import plot_confusion, plot_roc
@@ -171,17 +187,19 @@ def _supervised_sections(
         _published(run_config, metrics, label),
         "<h2>Most confident right and wrong test studies, with Grad-CAM</h2>",
     ]
-    out += _confident_section(run_dir, predictions, figures)
+    out += _confident_section(run_dir, predictions, figures, cams)
     return out
 
 
-def _confident_section(run_dir: Path, predictions: pd.DataFrame, figures: Path) -> list[str]:
+def _confident_section(
+    run_dir: Path, predictions: pd.DataFrame, figures: Path, cams: Cams | None
+) -> list[str]:
     from mura_tf.errors import ConfigError
     from mura_tf.predict import write_cams
     from mura_tf.serving import load_cam_serving
 
     try:
-        cams = load_cam_serving(run_dir)
+        cams = cams or load_cam_serving(run_dir)
     except ConfigError as e:
         return [f"<p class=muted>No Grad-CAM: {html.escape(str(e))}</p>"]
     out = []
@@ -220,8 +238,10 @@ def _pretrain_sections(metrics: dict) -> list[str]:
     return out
 
 
-def write_run_report(run_dir: str | os.PathLike[str], metrics: dict | None = None) -> Path:
+def write_run_report(
+    run_dir: str | os.PathLike[str], metrics: dict | None = None, cams: Cams | None = None
+) -> Path:
     """Write `RUN/report.html` atomically; see `build_report`."""
     from mura_tf.io import write_text
 
-    return write_text(Path(run_dir) / REPORT_FILE, build_report(run_dir, metrics))
+    return write_text(Path(run_dir) / REPORT_FILE, build_report(run_dir, metrics, cams))

@@ -18,6 +18,7 @@ from mura_tf.errors import ConfigError, MuraDataError
 def test_official_layout_and_headerless_csvs(synthetic_dir):
     root = synthetic_dir / "MURA-v1.1"
     assert sorted(p.name for p in root.glob("*.csv")) == [
+        "lesions.csv",  # the generator's side file (where it drew lesions), not MURA's
         "train_image_paths.csv",
         "train_labeled_studies.csv",
         "valid_image_paths.csv",
