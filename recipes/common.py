@@ -151,6 +151,7 @@ def _experiment(exp: Experiment) -> int:
     run_dir = result.run_dir
     print(f"\nrun folder:   {run_dir}")
     print(f"SavedModel:   {run_dir / 'export'}")
+    print(f"report:       {run_dir / 'report.html'}")
     print(f"TensorBoard:  tensorboard --logdir {shlex.quote(str(run_dir / 'logs'))}")
     if exp.synthetic:
         data = shlex.quote(exp.data_folder())
@@ -158,6 +159,7 @@ def _experiment(exp: Experiment) -> int:
         data = shlex.quote(exp.data_dir) if exp.data_dir else '"$MURA_DATA_DIR"'
     model = shlex.quote(str(run_dir / "export"))
     print(f"evaluate:     python -m mura_tf evaluate --model {model} --data-dir {data}")
+    print(f"predict:      python -m mura_tf predict --model {shlex.quote(str(run_dir))} FILMS...")
     return 0
 
 
@@ -185,6 +187,7 @@ def _pretrain(cfg: PretrainConfig) -> int:
     run_dir = shlex.quote(str(result.run_dir))
     print(f"\nrun folder:   {result.run_dir}")
     print(f"encoder:      {result.run_dir / 'encoder.keras'}")
+    print(f"report:       {result.run_dir / 'report.html'}")
     print(f"TensorBoard:  tensorboard --logdir {shlex.quote(str(result.run_dir / 'logs'))}")
     print(f"fine-tune:    python -m recipes.simclr_finetune --encoder {run_dir} --fraction 0.1")
     return 0
