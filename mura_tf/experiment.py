@@ -49,7 +49,14 @@ from mura_tf.parts import PARTS
 from mura_tf.run_folder import finish_run
 from mura_tf.run_report import write_run_report
 from mura_tf.runs import Alias, OpenRun, RunConfig, opened, setting, write_config, write_metrics
-from mura_tf.train import OPTIMIZERS, TrainConfig, compile_classifier, mura_class_weights, train
+from mura_tf.train import (
+    OPTIMIZERS,
+    TrainConfig,
+    compile_classifier,
+    mura_class_weights,
+    mura_part_class_weights,
+    train,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +101,15 @@ class Experiment(RunConfig):
         choices=("val_accuracy", "val_auc", "val_loss"),
     )
     class_weights: bool = setting(False, "weight the loss by the MURA paper's |N|/(|A|+|N|)")
+    class_weights_by_part: bool = setting(
+        False,
+        "weight the loss per body part, each by its own training studies' |N|/(|A|+|N|) "
+        "(the MURA paper)",
+        since="0.2",
+    )
+    rotation_degrees: float = setting(
+        10.0, "largest random rotation in degrees (with --augment rotate)", since="0.2"
+    )
     reduce_lr_on_plateau: bool = setting(
         False, "divide the learning rate by 10 when the dev metric stalls"
     )
@@ -150,7 +166,9 @@ def _pipeline(exp: Experiment, normalization: str, training: bool) -> PipelineCo
         image_size=exp.image_size,
         keep_aspect=exp.keep_aspect,
         normalization=normalization,
-        augment=AugmentConfig(ops=tuple(exp.augment) if training else ()),
+        augment=AugmentConfig(
+            ops=tuple(exp.augment) if training else (), rotation_degrees=exp.rotation_degrees
+        ),
         cache=exp.cache,
     )
 
@@ -193,7 +211,7 @@ def _fit_data(
     normalization: str,
     strategy: tf.distribute.Strategy,
     target: str = "label",
-    class_weight: dict[int, float] | None = None,
+    class_weight: np.ndarray | None = None,
 ) -> FitData:
     train_cfg = _pipeline(exp, normalization, training=True)
     eval_cfg = _pipeline(exp, normalization, training=False)
@@ -201,11 +219,16 @@ def _fit_data(
     def train_batches(batch_size: int, shard: int = 0, shards: int = 1) -> tf.data.Dataset:
         ds = make_dataset(
             splits.train, train_cfg, batch_size=batch_size, training=True, target=target,
-            seed=exp.seed, shard=(shard, shards),
+            seed=exp.seed, shard=(shard, shards), with_meta=class_weight is not None,
         )  # fmt: skip
         if class_weight is not None:  # fit cannot weight classes of distributed batches
-            w = tf.constant([class_weight[0], class_weight[1]], tf.float32)
-            ds = ds.map(lambda x, y: (x, y, tf.gather(w, tf.cast(y[:, 0], tf.int32))))
+            table = tf.constant(class_weight, tf.float32)  # [parts, 2]: (w_normal, w_abnormal)
+
+            def weigh(x, y, meta):
+                index = tf.stack([meta["part"], tf.cast(y[:, 0], tf.int32)], axis=-1)
+                return x, y, tf.gather_nd(table, index)
+
+            ds = ds.map(weigh)
         return ds
 
     def dev_batches(batch_size: int, shard: int = 0, shards: int = 1) -> tf.data.Dataset:
@@ -318,7 +341,12 @@ def _run_experiment(exp: Experiment, run: OpenRun) -> RunResult:
             exp, splits, backbone, spec.normalization, run_dir, strategy
         )
 
-    weights = mura_class_weights(splits.train["label"]) if exp.class_weights else None
+    weights = None
+    if exp.class_weights_by_part:
+        weights = mura_part_class_weights(splits.train)
+    elif exp.class_weights:  # one weighting for every part
+        overall = mura_class_weights(splits.train["label"])
+        weights = np.tile([[overall[0], overall[1]]], (len(PARTS), 1))
     data = _fit_data(exp, splits, spec.normalization, strategy, class_weight=weights)
     train_config = _train_config(exp, data)
     with strategy.scope():

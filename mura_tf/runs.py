@@ -69,10 +69,18 @@ class Flag:
     aliases: tuple[Alias, ...] = ()
 
 
-def setting(default: Any, help: str, **flag: Any) -> Any:
+def setting(default: Any, help: str, since: str | None = None, **flag: Any) -> Any:
     """A config field that is also a flag: `lr: float = setting(1e-3, "learning rate",
-    name="--lr")`. Keyword arguments are `Flag`'s."""
-    return field(default=default, metadata={"flag": Flag(help=help, **flag)})
+    name="--lr")`. Keyword arguments are `Flag`'s.
+
+    `since` marks a setting added after runs existed: at its default it is left out of the
+    hash that names the run folder (`RunConfig.identity`), so the same command still finds
+    the folder of a run started before the setting existed.
+    """
+    metadata = {"flag": Flag(help=help, **flag)}
+    if since is not None:
+        metadata["since"] = since
+    return field(default=default, metadata=metadata)
 
 
 def flag_of(config_type: type, name: str) -> str:
@@ -186,9 +194,15 @@ class RunConfig:
         out["part"] = self.parts_spec
         return out
 
+    def identity(self) -> dict:
+        """`settings()` without the later settings (`setting(since=...)`) left at their
+        default: what the run folder's name hashes."""
+        later = {f.name: f.default for f in dataclasses.fields(self) if "since" in f.metadata}
+        return {k: v for k, v in self.settings().items() if k not in later or v != later[k]}
+
     def run_dir(self) -> Path:
         return run_folder(
-            self.out, self.recipe, self.part, self.settings(), self.seed, self.run_name
+            self.out, self.recipe, self.part, self.identity(), self.seed, self.run_name
         )
 
     def data_folder(self) -> str:

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 from mura_tf.callbacks import RunCheckpoint, TrainingImages
 from mura_tf.compat.fused_batch_norm import follow_training_steps
 from mura_tf.errors import ConfigError, TrainingError
+from mura_tf.parts import PARTS
 from mura_tf.resume import Selection, load_state
 
 OPTIMIZERS = ("adam", "sgd", "adamw", "lars")
@@ -94,6 +96,30 @@ def mura_class_weights(labels) -> dict[int, float]:
     if total == 0 or abnormal in (0, total):
         raise ConfigError("class weights need both normal and abnormal training images")
     return {0: abnormal / total, 1: (total - abnormal) / total}
+
+
+def mura_part_class_weights(train: pd.DataFrame) -> np.ndarray:
+    """The MURA paper's weighting per body part, from each part's training studies.
+
+    Args:
+        train: training images with `part`, `study` and `label`.
+    Returns:
+        float32 `[len(PARTS), 2]`: row `PARTS.index(part)` is (w_normal, w_abnormal) =
+        (|A| / (|A| + |N|), |N| / (|A| + |N|)) over that part's studies; 1 for absent parts.
+    Raises:
+        ConfigError: a part holds studies of one label only.
+    """
+    table = np.ones((len(PARTS), 2), np.float32)
+    studies = train.drop_duplicates("study")
+    for part, group in studies.groupby("part"):
+        abnormal, total = int(group["label"].sum()), len(group)
+        if abnormal in (0, total):
+            raise ConfigError(
+                f"cannot weight {part} by class: its training studies are all "
+                f"{'abnormal' if abnormal else 'normal'}"
+            )
+        table[PARTS.index(part)] = (abnormal / total, (total - abnormal) / total)
+    return table
 
 
 def compile_classifier(

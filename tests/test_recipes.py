@@ -41,7 +41,7 @@ def test_every_recipe_module_keeps_the_one_contract():
     line is `recipes.common.run(CONFIG)`; its flags are exactly its config's flag fields."""
     from mura_tf.runs import RunConfig, flags
 
-    assert {"baseline_densenet", "simclr_pretrain", "simclr_finetune"} <= set(RECIPES)
+    assert {"baseline_densenet", "mura_paper", "simclr_pretrain", "simclr_finetune"} <= set(RECIPES)
     for name in RECIPES:
         module = importlib.import_module(f"recipes.{name}")
         assert isinstance(module.CONFIG, RunConfig) and module.CONFIG.recipe == name, name
@@ -79,6 +79,7 @@ def test_every_recipe_answers_help_in_a_fresh_process():
 # to end on the synthetic set.
 SMOKE_EXTRA = {
     "baseline_densenet": ["--backbone", "resnet18"],
+    "mura_paper": ["--backbone", "resnet18", "--part", "elbow,hand"],
     "resnet18_bodypart": ["--intermediate-epochs", "1"],
     "simclr_finetune": ["--backbone", "resnet18"],
     "simclr_pretrain": ["--backbone", "resnet18", "--batch-size", "8", "--part", "elbow"],

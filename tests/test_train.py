@@ -223,3 +223,51 @@ def test_a_run_folder_that_vanishes_mid_run_stops_with_one_line(tmp_path):
     with pytest.raises(DiskError, match="vanished"):
         run_epochs(callback, model, [0.6], start=1)
     assert not (tmp_path / "run").exists()  # not recreated half-empty
+
+
+def test_per_part_class_weights_follow_the_mura_paper_from_each_parts_studies():
+    import pandas as pd
+
+    from mura_tf.parts import PARTS
+    from mura_tf.train import mura_part_class_weights
+
+    # elbow: 3 studies, 1 abnormal (its 4 images must not count twice); hand: 4, 3 abnormal
+    train = pd.DataFrame(
+        {
+            "part": ["XR_ELBOW"] * 4 + ["XR_HAND"] * 4,
+            "study": ["e1", "e1", "e2", "e3", "h1", "h2", "h3", "h4"],
+            "label": [1, 1, 0, 0, 1, 1, 1, 0],
+        }
+    )
+    table = mura_part_class_weights(train)
+    np.testing.assert_allclose(table[PARTS.index("XR_ELBOW")], [1 / 3, 2 / 3], rtol=1e-6)
+    np.testing.assert_allclose(table[PARTS.index("XR_HAND")], [3 / 4, 1 / 4], rtol=1e-6)
+    np.testing.assert_allclose(table[PARTS.index("XR_WRIST")], [1, 1])  # no studies: unused
+    with pytest.raises(ConfigError, match="cannot weight XR_HAND by class: .* all abnormal"):
+        mura_part_class_weights(train[train["label"] == 1].assign(part="XR_HAND"))
+
+
+def test_per_part_weights_reach_every_training_image(synthetic_dir):
+    """Each training image of `--class-weights-by-part` carries its part's weight of its label."""
+    import tensorflow as tf
+
+    from mura_tf.data.mura import load_mura
+    from mura_tf.data.splits import make_splits
+    from mura_tf.experiment import Experiment, _fit_data
+    from mura_tf.parts import PARTS
+    from mura_tf.train import mura_part_class_weights
+
+    exp = Experiment(recipe="r", backbone="resnet18", part="elbow,hand", image_size=32,
+                     batch_size=4, class_weights_by_part=True, augment=())  # fmt: skip
+    splits = make_splits(load_mura(synthetic_dir, exp.part), 0.2, 0)
+    table = mura_part_class_weights(splits.train)
+    data = _fit_data(exp, splits, "imagenet", tf.distribute.get_strategy(), class_weight=table)
+    seen = []
+    for _, labels, weights in data.train:
+        seen += list(zip(labels.numpy()[:, 0], weights.numpy(), strict=True))
+    assert len(seen) == len(splits.train)
+    expected = sorted(
+        (float(row.label), float(table[PARTS.index(row.part), int(row.label)]))
+        for row in splits.train.itertuples()
+    )
+    np.testing.assert_allclose(sorted(map(tuple, np.array(seen, float))), expected, rtol=1e-6)
