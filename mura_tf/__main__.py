@@ -18,7 +18,8 @@ COMMANDS: dict[str, str] = {
     "explore": "count studies and images per split and part; sample films",
     "predict": "abnormality per study for your own films (PNG, JPEG) or a MURA folder",
     "evaluate": "evaluate a run's export on a MURA folder",
-    "report": "report 002's Table 4 and figures from finished runs",
+    "ensemble": "average finished runs into one model (a run folder with an export)",
+    "report": "report 002's Table 4 and figures from finished runs, or one run's report.html",
     "tfds-build": "build the TFDS dataset `mura` offline",
 }
 

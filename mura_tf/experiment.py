@@ -123,6 +123,12 @@ class Experiment(RunConfig):
     jit_compile: str = setting(
         "auto", "XLA compilation of the train step", choices=("auto", "true", "false")
     )
+    ensemble: int = setting(
+        1,
+        "train K seeds (--seed to --seed + K - 1), each a run of its own, then average them into "
+        "one model (mura_tf.ensemble), as the MURA paper did",
+        name="--ensemble",
+    )
     # The run's name in tables: "" is the recipe; "{mode}" is Finetune or Linear and "{pct}"
     # the label fraction in percent, which is otherwise appended when below 100%.
     label: str = field(default="", compare=False)
@@ -135,6 +141,9 @@ class Experiment(RunConfig):
         self._at_least("eval_batch_size", 1)
         self._at_least("patience", 0)
         self._at_least("intermediate_epochs", 0)
+        self._at_least("ensemble", 1)
+        if self.ensemble > 1 and self.strategy == "multi_worker":
+            raise ConfigError("--ensemble with --strategy multi_worker: train the seeds one by one")
         if not self.learning_rate > 0:
             raise ConfigError(f"--lr must be positive, got {self.learning_rate}")
         if not 0 < self.label_fraction <= 1:

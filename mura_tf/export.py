@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -48,9 +49,41 @@ class PixelNormalization(keras.layers.Layer):
 
 def serving_model(model: keras.Model, normalization: str, image_size: int) -> keras.Model:
     """Wrap `model` (normalised images -> probabilities) to take raw pixels instead."""
-    inputs = keras.Input((image_size, image_size, 3), dtype="float32", name="pixels")
-    outputs = model(PixelNormalization(normalization, name="normalize")(inputs), training=False)
-    return keras.Model(inputs, outputs, name="mura_serving")
+    return ensemble_serving_model([(model, normalization)], image_size)
+
+
+def ensemble_serving_model(
+    members: Sequence[tuple[keras.Model, str]], image_size: int
+) -> keras.Model:
+    """Raw pixels `[N, S, S, 3]` -> the mean of the members' probabilities `[N, 1]`; each
+    member is a classifier and the normalisation its backbone expects."""
+    if len(members) == 1:
+        model, normalization = members[0]
+        inputs = keras.Input((image_size, image_size, 3), dtype="float32", name="pixels")
+        outputs = model(PixelNormalization(normalization, name="normalize")(inputs), training=False)
+        return keras.Model(inputs, outputs, name="mura_serving")
+    # A subclassed model: functional graphs need unique layer names, and members trained by the
+    # same recipe share theirs.
+    ensemble = MeanOfMembers(members, name="mura_serving")
+    ensemble(keras.ops.zeros((1, image_size, image_size, 3)))
+    return ensemble
+
+
+class MeanOfMembers(keras.Model):
+    """The mean probability of several classifiers, each on its own normalisation of the same
+    raw pixels."""
+
+    def __init__(self, members: Sequence[tuple[keras.Model, str]], **kwargs):
+        super().__init__(**kwargs)
+        self.classifiers = [model for model, _ in members]
+        self.normalizations = [normalization for _, normalization in members]
+
+    def call(self, pixels, training=False):
+        outputs = [
+            model(normalize(pixels, normalization), training=False)
+            for model, normalization in zip(self.classifiers, self.normalizations, strict=True)
+        ]
+        return keras.ops.mean(keras.ops.stack(outputs, axis=0), axis=0)
 
 
 def replace_dir(tmp: Path, target: Path) -> None:
@@ -65,11 +98,12 @@ def replace_dir(tmp: Path, target: Path) -> None:
 
 
 def export_archive(
-    model: keras.Model, normalization: str, image_size: int, keep_aspect: bool = False
+    members: Sequence[tuple[keras.Model, str]], image_size: int, keep_aspect: bool = False
 ) -> keras.export.ExportArchive:
-    """The SavedModel of `model` (normalised images -> probabilities) with the module
-    docstring's two signatures."""
-    serving = serving_model(model, normalization, image_size)
+    """The SavedModel of the mean of `members` (classifier, its normalisation), one member for a
+    single run, with the module docstring's signatures. An ensemble's Grad-CAM is the mean of
+    its members' maps."""
+    serving = ensemble_serving_model(members, image_size)
     archive = keras.export.ExportArchive()
     archive.track(serving)
     pixels = tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="pixels")
@@ -86,7 +120,16 @@ def export_archive(
     images = tf.TensorSpec([None], tf.string, name="images")
     archive.add_endpoint("serve_images", from_images, input_signature=[images])
 
-    cam_images = grad_cam_of_films(model, normalization, image_size, keep_aspect)
+    cams = [grad_cam_of_films(m, norm, image_size, keep_aspect) for m, norm in members]
+
+    def cam_images(data: tf.Tensor) -> dict[str, tf.Tensor]:
+        outs = [cam(data) for cam in cams]
+        return {
+            "probability": tf.add_n([o["probability"] for o in outs]) / len(outs),
+            "cam": tf.add_n([o["cam"] for o in outs]) / len(outs),
+            "content": outs[0]["content"],
+        }
+
     archive.add_endpoint("grad_cam_images", cam_images, input_signature=[images])
     return archive
 
@@ -99,6 +142,17 @@ def export_savedmodel(
     keep_aspect: bool = False,
 ) -> Path:
     """Write `model` as a SavedModel at `path` (atomically); see `export_archive`."""
+    return export_ensemble([(model, normalization)], image_size, path, keep_aspect)
+
+
+def export_ensemble(
+    members: Sequence[tuple[keras.Model, str]],
+    image_size: int,
+    path: str | os.PathLike[str],
+    keep_aspect: bool = False,
+) -> Path:
+    """Write the mean of `members` (classifier, normalisation) as a SavedModel at `path`
+    (atomically), with the same signatures as a single run's."""
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -106,7 +160,7 @@ def export_savedmodel(
     except OSError as e:
         raise ConfigError(f"cannot write {target}: {e.strerror}; choose a writable --out") from None
     try:
-        export_archive(model, normalization, image_size, keep_aspect).write_out(
+        export_archive(members, image_size, keep_aspect).write_out(
             str(tmp / "savedmodel"), verbose=False
         )
         (tmp / "savedmodel").rename(tmp / "ready")

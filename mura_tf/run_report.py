@@ -88,7 +88,7 @@ def _confident_studies(predictions: pd.DataFrame) -> pd.DataFrame:
 
 
 def _published(run_config: dict, metrics: dict, label: str) -> str:
-    settings = run_config["experiment"]
+    settings = next(run_config[k] for k in ("experiment", "ensemble") if k in run_config)
     parts = list(metrics["per_part"])
     rows = []
     for item in published_for(settings["recipe"], label, parts):
@@ -122,7 +122,7 @@ def build_report(
     run_config = json.loads((run_dir / "config.json").read_text())
     if metrics is None:
         metrics = json.loads((run_dir / "metrics.json").read_text())
-    section = "experiment" if "experiment" in run_config else "pretrain"
+    section = next(k for k in ("experiment", "ensemble", "pretrain") if k in run_config)
     settings = run_config[section]
     label = run_config.get("label") or settings.get("recipe", section)
     body = [f"<h1>{html.escape(label)}: {html.escape(str(run_dir))}</h1>"]
@@ -142,7 +142,7 @@ def build_report(
         )
     with tempfile.TemporaryDirectory() as tmp:
         figures = Path(tmp)
-        if section == "experiment":
+        if section != "pretrain":
             body += _supervised_sections(run_dir, run_config, metrics, label, figures, cams)
         else:
             body += _pretrain_sections(metrics)

@@ -100,8 +100,11 @@ def flags(config_type: type) -> list[tuple[dataclasses.Field, Flag]]:
 
 # Where and on how many devices a run happens does not change what it computes (so a run
 # interrupted on one machine resumes from its folder on another), and neither do its name,
-# notes and table label: none of them is part of the settings that name the run.
-NOT_SETTINGS = frozenset({"out", "run_name", "overwrite", "strict", "notes", "strategy", "label"})
+# notes and table label, nor whether it is one of several seeds averaged (`--ensemble`): none
+# of them is part of the settings that name the run.
+NOT_SETTINGS = frozenset(
+    {"out", "run_name", "overwrite", "strict", "notes", "strategy", "label", "ensemble"}
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -305,7 +308,7 @@ class FinishedRun:
     """A finished run as written by `write_config` and `write_metrics`."""
 
     run_dir: Path
-    section: str  # "experiment" (supervised, fine-tuning) or "pretrain"
+    section: str  # "experiment" (supervised, fine-tuning), "ensemble" or "pretrain"
     settings: dict
     config: dict
     metrics: dict
@@ -323,7 +326,7 @@ def read_run(run_dir: str | os.PathLike[str]) -> FinishedRun | None:
     if not (config_path.is_file() and metrics_path.is_file()):
         return None
     config = json.loads(config_path.read_text())
-    section = next((k for k in ("experiment", "pretrain") if k in config), None)
+    section = next((k for k in ("experiment", "ensemble", "pretrain") if k in config), None)
     if section is None:
         return None
     return FinishedRun(

@@ -131,10 +131,38 @@ def run(
     return run_cli(main, argv)
 
 
+def _ensemble(exp: Experiment) -> int:
+    """`--ensemble K`: the K seeds, each resumable and kept as a run of its own (a finished one
+    is not trained again), then their ensemble beside them."""
+    from mura_tf.ensemble import build_ensemble
+    from mura_tf.experiment import run_experiment
+    from mura_tf.metrics import metrics_table
+    from mura_tf.runs import read_run
+
+    members = [dataclasses.replace(exp, seed=exp.seed + k, ensemble=1) for k in range(exp.ensemble)]
+    for k, member in enumerate(members, 1):
+        if read_run(member.run_dir()) is not None and not exp.overwrite:
+            print(f"member {k}/{exp.ensemble}: seed {member.seed} already finished")
+            continue
+        print(f"member {k}/{exp.ensemble}: seed {member.seed}")
+        run_experiment(member)
+    first = members[0].run_dir()
+    out = first.with_name(f"ensemble{exp.ensemble}-{first.name}")
+    result = build_ensemble([m.run_dir() for m in members], out, exp.overwrite)
+    print(f"\nEnsemble of {exp.ensemble} seeds (mean of their probabilities), test metrics")
+    print(metrics_table(result.metrics).to_string())
+    print(f"\nrun folder:   {out}")
+    print(f"SavedModel:   {out / 'export'}")
+    print(f"report:       {out / 'report.html'}")
+    return 0
+
+
 def _experiment(exp: Experiment) -> int:
     from mura_tf.experiment import run_experiment
     from mura_tf.metrics import metrics_table
 
+    if exp.ensemble > 1:
+        return _ensemble(exp)
     result = run_experiment(exp)
     if not result.metrics:  # a multi-worker run's other workers; worker 0 reports
         print(f"worker finished; worker 0 writes the run's results ({result.run_dir})")

@@ -1,0 +1,133 @@
+"""Ensembles of finished runs: one model whose probability is the mean of its members'.
+
+The MURA paper's final model averaged five DenseNet169s (the five of lowest dev loss among
+those it trained). Here the members are given (`mura-tf ensemble RUN ...`) or are the K seeds
+of a recipe (`--ensemble K`), all kept, equally weighted. An ensemble is a run folder like any
+other: `config.json` (section "ensemble": the members and the rule), `predictions.csv` (the
+mean of the members' test probabilities), `metrics.json`, `report.html`, and `export/` with a
+single run's signatures (`mura_tf.export`), so `evaluate` and `predict` treat it as one run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mura_tf.errors import ConfigError
+from mura_tf.runs import CONFIG_FILE, FinishedRun, read_run
+
+RULE = "mean of the members' probabilities; every member kept, equally weighted"
+
+
+@dataclass(frozen=True)
+class EnsembleResult:
+    run_dir: Path
+    metrics: dict
+    predictions: pd.DataFrame
+
+
+def finished_members(run_dirs: Sequence[str | os.PathLike[str]]) -> list[FinishedRun]:
+    """The runs to combine, checked: finished supervised runs of one input size and framing,
+    tested on the same films.
+
+    Raises:
+        ConfigError: naming the run that does not fit.
+    """
+    if len(run_dirs) < 2:
+        raise ConfigError("an ensemble needs at least two runs")
+    runs = []
+    for run_dir in run_dirs:
+        run = read_run(run_dir)
+        if run is None or run.section not in ("experiment", "ensemble"):
+            raise ConfigError(f"{run_dir} is not a finished supervised run (no metrics.json)")
+        runs.append(run)
+    first = runs[0]
+    for run in runs[1:]:
+        for key in ("image_size", "keep_aspect"):
+            if run.settings.get(key) != first.settings.get(key):
+                raise ConfigError(
+                    f"{run.run_dir} has {key} {run.settings.get(key)}, {first.run_dir} has "
+                    f"{first.settings.get(key)}: the members of an ensemble take the same input"
+                )
+        if _test_paths(run) != _test_paths(first):
+            raise ConfigError(
+                f"{run.run_dir} was tested on other films than {first.run_dir}: combine runs "
+                "of the same parts and data"
+            )
+    return runs
+
+
+def _test_paths(run: FinishedRun) -> set[str]:
+    return set(pd.read_csv(run.run_dir / "predictions.csv", usecols=["path"])["path"])
+
+
+def mean_predictions(runs: Sequence[FinishedRun]) -> pd.DataFrame:
+    """The first member's test rows with `probability` the mean of every member's."""
+    frames = [pd.read_csv(run.run_dir / "predictions.csv") for run in runs]
+    mean = pd.concat([f.set_index("path")["probability"] for f in frames], axis=1).mean(axis=1)
+    return frames[0].assign(probability=frames[0]["path"].map(mean).to_numpy())
+
+
+def build_ensemble(
+    run_dirs: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    overwrite: bool = False,
+) -> EnsembleResult:
+    """Combine finished runs into the ensemble run folder `out_dir` (see the module docstring).
+
+    Raises:
+        ConfigError: the runs do not fit together, or `out_dir` holds a finished run and
+            `overwrite` is false.
+    """
+    import keras
+
+    import mura_tf.models.backbones  # noqa: F401 - registers the layers model.keras files use
+    from mura_tf.export import export_ensemble
+    from mura_tf.io import disk_errors, write_json, write_text
+    from mura_tf.metrics import study_level_metrics
+    from mura_tf.run_folder import open_run
+    from mura_tf.run_report import write_run_report
+    from mura_tf.runs import write_metrics
+
+    runs = finished_members(run_dirs)
+    first = runs[0]
+    recipes = sorted({run.settings.get("recipe", "?") for run in runs})
+    out = Path(out_dir)
+    with open_run(out, overwrite), disk_errors(out):
+        settings = {
+            "recipe": recipes[0] if len(recipes) == 1 else "+".join(recipes),
+            "members": [str(run.run_dir) for run in runs],
+            "rule": RULE,
+            "part": first.settings.get("part"),
+            "image_size": first.settings["image_size"],
+            "keep_aspect": first.settings.get("keep_aspect", False),
+            "synthetic": any(run.settings.get("synthetic") for run in runs),
+        }
+        write_json(
+            out / CONFIG_FILE,
+            {
+                "ensemble": settings,
+                "data_dir": first.config.get("data_dir"),
+                "label": f"{first.label} x{len(runs)}",
+                "notes": [],
+            },
+        )
+        predictions = mean_predictions(runs)
+        metrics = study_level_metrics(predictions)
+        metrics["members"] = [
+            {"run": str(run.run_dir), "selected_epoch": run.metrics.get("selected_epoch")}
+            for run in runs
+        ]
+        members = [
+            (keras.saving.load_model(run.run_dir / "model.keras"), run.config["normalization"])
+            for run in runs
+        ]
+        export_ensemble(members, settings["image_size"], out / "export", settings["keep_aspect"])
+        write_text(out / "predictions.csv", predictions.to_csv(index=False, float_format="%.7g"))
+        write_run_report(out, metrics)
+        write_metrics(out, metrics)
+    return EnsembleResult(out, metrics, predictions)

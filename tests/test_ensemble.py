@@ -1,0 +1,94 @@
+"""Ensembles: three small runs averaged into one run folder whose export, reloaded in a fresh
+process that never imports mura_tf, gives the mean of the members' predictions."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mura_tf.cli import run as run_cli
+from mura_tf.commands.ensemble import main as ensemble_main
+from recipes.common import run
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_dir, tmp_path_factory):
+    """`resnet18_mlp --ensemble 3`: three seeds, each a run, and their ensemble beside them."""
+    from recipes.resnet18_mlp import CONFIG
+
+    out = tmp_path_factory.mktemp("members")
+    argv = ["--data-dir", str(synthetic_dir), "--out", str(out), "--part", "elbow",
+            "--image-size", "32", "--epochs", "1", "--max-steps", "1", "--weights", "none",
+            "--ensemble", "3"]  # fmt: skip
+    assert run(CONFIG, argv=argv) == 0
+    finished = sorted(p.parent for p in out.rglob("metrics.json"))
+    members = [p for p in finished if not p.name.startswith("ensemble")]
+    (ensemble,) = [p for p in finished if p.name.startswith("ensemble3-")]
+    return members, ensemble
+
+
+FRESH = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf
+    loaded = tf.saved_model.load(sys.argv[1])
+    paths = sys.argv[2:]
+    out = loaded.serve_images(tf.constant([open(p, "rb").read() for p in paths])).numpy()
+    print(json.dumps({"mura_tf": any(m.startswith("mura_tf") for m in sys.modules),
+                      "probability": out[:, 0].tolist()}))
+    """
+)
+
+
+def test_an_ensemble_of_three_seeds_is_the_mean_of_its_members(trained, tmp_path):
+    members, out = trained
+    assert [m.name.split("-")[0] for m in members] == ["seed0", "seed1", "seed2"]
+    assert out.name == f"ensemble3-{members[0].name}"
+    for item in ("config.json", "metrics.json", "predictions.csv", "report.html",
+                 "export/saved_model.pb"):  # fmt: skip
+        assert (out / item).exists(), item
+    config = json.loads((out / "config.json").read_text())
+    assert config["ensemble"]["members"] == [str(m) for m in members]
+
+    frames = [pd.read_csv(m / "predictions.csv").set_index("path") for m in members]
+    mean = sum(f["probability"] for f in frames) / 3
+    own = pd.read_csv(out / "predictions.csv").set_index("path")
+    np.testing.assert_allclose(own["probability"], mean.loc[own.index], atol=1e-6)
+    assert not np.allclose(frames[0]["probability"], frames[1]["probability"])  # they differ
+
+    paths = list(own.index[:12])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    fresh = subprocess.run(
+        [sys.executable, "-c", FRESH, str(out / "export"), *paths],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    answer = json.loads(fresh.stdout.strip().splitlines()[-1])
+    assert answer["mura_tf"] is False
+    np.testing.assert_allclose(answer["probability"], mean.loc[paths], atol=1e-6)
+
+
+def test_the_ensemble_command_combines_given_runs(trained, tmp_path):
+    members, _ = trained
+    out = tmp_path / "two"
+    assert run_cli(ensemble_main, [str(members[0]), str(members[2]), "--out", str(out)]) == 0
+    frames = [pd.read_csv(m / "predictions.csv").set_index("path") for m in members[::2]]
+    own = pd.read_csv(out / "predictions.csv").set_index("path")
+    mean = (frames[0]["probability"] + frames[1]["probability"]) / 2
+    np.testing.assert_allclose(own["probability"], mean.loc[own.index], atol=1e-6)
+    assert json.loads((out / "metrics.json").read_text())["n_images"] == len(own)
+
+
+def test_members_that_do_not_fit_are_one_line(trained, tmp_path, capsys):
+    members, _ = trained
+    assert run_cli(ensemble_main, [str(members[0]), "--out", str(tmp_path / "e")]) == 2
+    assert "at least two runs" in capsys.readouterr().err
+    assert (
+        run_cli(ensemble_main, [str(members[0]), str(tmp_path), "--out", str(tmp_path / "e")]) == 2
+    )
+    assert "is not a finished supervised run" in capsys.readouterr().err
