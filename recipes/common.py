@@ -134,9 +134,9 @@ def run(
 def _ensemble(exp: Experiment) -> int:
     """`--ensemble K`: the K seeds, each resumable and kept as a run of its own (a finished one
     is not trained again), then their ensemble beside them."""
+    from mura_tf.commands.ensemble import print_ensemble
     from mura_tf.ensemble import build_ensemble
     from mura_tf.experiment import run_experiment
-    from mura_tf.metrics import metrics_table
     from mura_tf.runs import read_run
 
     members = [dataclasses.replace(exp, seed=exp.seed + k, ensemble=1) for k in range(exp.ensemble)]
@@ -149,11 +149,7 @@ def _ensemble(exp: Experiment) -> int:
     first = members[0].run_dir()
     out = first.with_name(f"ensemble{exp.ensemble}-{first.name}")
     result = build_ensemble([m.run_dir() for m in members], out, exp.overwrite)
-    print(f"\nEnsemble of {exp.ensemble} seeds (mean of their probabilities), test metrics")
-    print(metrics_table(result.metrics).to_string())
-    print(f"\nrun folder:   {out}")
-    print(f"SavedModel:   {out / 'export'}")
-    print(f"report:       {out / 'report.html'}")
+    print_ensemble(result, f"{exp.ensemble} seeds")
     return 0
 
 

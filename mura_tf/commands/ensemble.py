@@ -22,15 +22,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from mura_tf.ensemble import build_ensemble
-    from mura_tf.metrics import metrics_table
 
     result = build_ensemble(args.runs, args.out, args.overwrite)
-    print(f"Ensemble of {len(args.runs)} runs (mean of their probabilities), test metrics:")
+    print_ensemble(result, f"{len(args.runs)} runs")
+    return 0
+
+
+def print_ensemble(result, members: str) -> None:
+    """The closing printout of an ensemble (also `--ensemble K` on a recipe)."""
+    from mura_tf.metrics import metrics_table
+
+    print(f"\nEnsemble of {members} (mean of their probabilities), test metrics")
     print(metrics_table(result.metrics).to_string())
     print(f"\nrun folder:   {result.run_dir}")
     print(f"SavedModel:   {result.run_dir / 'export'}")
     print(f"report:       {result.run_dir / 'report.html'}")
-    return 0
 
 
 if __name__ == "__main__":
