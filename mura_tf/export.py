@@ -47,11 +47,6 @@ class PixelNormalization(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
-def serving_model(model: keras.Model, normalization: str, image_size: int) -> keras.Model:
-    """Wrap `model` (normalised images -> probabilities) to take raw pixels instead."""
-    return ensemble_serving_model([(model, normalization)], image_size)
-
-
 def ensemble_serving_model(
     members: Sequence[tuple[keras.Model, str]], image_size: int
 ) -> keras.Model:
