@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from mura_tf.compat.fused_batch_norm import follow_training_steps
     from mura_tf.data.mura import load_mura
     from mura_tf.data.splits import make_splits
-    from mura_tf.experiment import _fit_data, _train_config
+    from mura_tf.experiment import fit_data, train_config
     from mura_tf.models.backbones import backbone_spec, build_backbone
     from mura_tf.models.heads import build_classifier, classification_head
     from mura_tf.presets import synthetic_preset
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     splits = make_splits(load_mura(exp.data_folder(), exp.part), exp.dev_fraction, exp.seed)
     spec = backbone_spec(exp.backbone)
-    data = _fit_data(exp, splits, spec.normalization, tf.distribute.get_strategy())
+    data = fit_data(exp, splits, spec.normalization, tf.distribute.get_strategy())
     keras.utils.set_random_seed(exp.seed)
     backbone = build_backbone(exp.backbone, exp.image_size, exp.weights)
     norms = [
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     model = build_classifier(
         backbone, classification_head(exp.head), exp.image_size, exp.freeze_backbone
     )
-    compile_classifier(model, _train_config(exp, data))
+    compile_classifier(model, train_config(exp, data))
     if not args.keras_momentum:
         follow_training_steps(model, model.optimizer.iterations)
     loss_fn = keras.losses.BinaryCrossentropy()

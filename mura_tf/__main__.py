@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "predict": "abnormality per study for your own films (PNG, JPEG) or a MURA folder",
     "evaluate": "evaluate a run's export on a MURA folder",
     "ensemble": "average finished runs into one model (a run folder with an export)",
+    "cascade": "route each study to its body part's model (part router + per-part runs)",
     "report": "report 002's Table 4 and figures from finished runs, or one run's report.html",
     "tfds-build": "build the TFDS dataset `mura` offline",
 }

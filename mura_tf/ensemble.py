@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from mura_tf.errors import ConfigError
-from mura_tf.runs import CONFIG_FILE, FinishedRun, read_run
+from mura_tf.runs import ABNORMALITY_SECTIONS, CONFIG_FILE, FinishedRun, read_run
 
 RULE = "mean of the members' probabilities; every member kept, equally weighted"
 
@@ -42,7 +42,7 @@ def finished_members(run_dirs: Sequence[str | os.PathLike[str]]) -> list[Finishe
     runs = []
     for run_dir in run_dirs:
         run = read_run(run_dir)
-        if run is None or run.section not in ("experiment", "ensemble"):
+        if run is None or run.section not in ABNORMALITY_SECTIONS:
             raise ConfigError(f"{run_dir} is not a finished supervised run (no metrics.json)")
         runs.append(run)
     first = runs[0]

@@ -182,7 +182,7 @@ def _pipeline(exp: Experiment, normalization: str, training: bool) -> PipelineCo
     )
 
 
-def _train_config(exp: Experiment, data: FitData, epochs: int | None = None) -> TrainConfig:
+def train_config(exp: Experiment, data: FitData, epochs: int | None = None) -> TrainConfig:
     return TrainConfig(
         epochs=epochs or exp.epochs,
         optimizer=exp.optimizer,
@@ -214,7 +214,7 @@ class FitData:
     first_pixels: np.ndarray
 
 
-def _fit_data(
+def fit_data(
     exp: Experiment,
     splits: Splits,
     normalization: str,
@@ -285,8 +285,8 @@ def _body_part_stage(
     Returns the trained hidden layer of the best dev epoch (kept for the binary stage) and
     the stage's metrics.
     """
-    data = _fit_data(exp, splits, normalization, strategy, target="part")
-    config = _train_config(exp, data, exp.intermediate_epochs)
+    data = fit_data(exp, splits, normalization, strategy, target="part")
+    config = train_config(exp, data, exp.intermediate_epochs)
     with strategy.scope():
         head = classification_head("mlp", outputs=len(PARTS), name="part_head")
         model = build_classifier(
@@ -336,7 +336,7 @@ def _run_experiment(exp: Experiment, run: OpenRun) -> RunResult:
     spec = backbone_spec(exp.backbone)
     counts = {name: int(len(getattr(splits, name))) for name in ("train", "dev", "test")}
     write_config(run, exp, data_dir, images=counts, normalization=spec.normalization)
-    write_text(run_dir / "splits.csv", _split_table(splits).to_csv(index=False))
+    write_text(run_dir / "splits.csv", split_table(splits).to_csv(index=False))
 
     keras.utils.set_random_seed(exp.seed)
     if exp.mixed_precision:
@@ -356,8 +356,8 @@ def _run_experiment(exp: Experiment, run: OpenRun) -> RunResult:
     elif exp.class_weights:  # one weighting for every part
         overall = mura_class_weights(splits.train["label"])
         weights = np.tile([[overall[0], overall[1]]], (len(PARTS), 1))
-    data = _fit_data(exp, splits, spec.normalization, strategy, class_weight=weights)
-    train_config = _train_config(exp, data)
+    data = fit_data(exp, splits, spec.normalization, strategy, class_weight=weights)
+    fit_config = train_config(exp, data)
     with strategy.scope():
         head = classification_head(exp.head)
         if hidden is not None:  # keep the body-part stage's hidden layer, replace the output
@@ -366,8 +366,8 @@ def _run_experiment(exp: Experiment, run: OpenRun) -> RunResult:
                 name="head",
             )
         model = build_classifier(backbone, head, exp.image_size, exp.freeze_backbone)
-        compile_classifier(model, train_config)
-    result = train(model, data.train, data.dev, run_dir, train_config, sample=data.first_pixels)
+        compile_classifier(model, fit_config)
+    result = train(model, data.train, data.dev, run_dir, fit_config, sample=data.first_pixels)
     save_keras(model, run_dir / "model.keras")
     if num_workers(strategy) > 1:
         if run.worker:
@@ -393,7 +393,7 @@ def _run_experiment(exp: Experiment, run: OpenRun) -> RunResult:
     return RunResult(run_dir, metrics, predictions, exp, extra)
 
 
-def _split_table(splits: Splits) -> pd.DataFrame:
+def split_table(splits: Splits) -> pd.DataFrame:
     """`path, split` for every image used: which images trained, selected and tested."""
     return pd.concat(
         [getattr(splits, name)[["path"]].assign(split=name) for name in ("train", "dev", "test")],

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
@@ -98,23 +98,6 @@ def export_archive(
     """The SavedModel of the mean of `members` (classifier, its normalisation), one member for a
     single run, with the module docstring's signatures. An ensemble's Grad-CAM is the mean of
     its members' maps."""
-    serving = ensemble_serving_model(members, image_size)
-    archive = keras.export.ExportArchive()
-    archive.track(serving)
-    pixels = tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="pixels")
-    archive.add_endpoint("serve", lambda x: serving(x, training=False), input_signature=[pixels])
-
-    def from_images(data: tf.Tensor) -> tf.Tensor:
-        films = tf.map_fn(
-            lambda one: decode_and_resize(one, image_size, keep_aspect),
-            data,
-            fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8),
-        )
-        return serving(tf.cast(films, tf.float32), training=False)
-
-    images = tf.TensorSpec([None], tf.string, name="images")
-    archive.add_endpoint("serve_images", from_images, input_signature=[images])
-
     cams = [grad_cam_of_films(m, norm, image_size, keep_aspect) for m, norm in members]
 
     def cam_images(data: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -125,7 +108,43 @@ def export_archive(
             "content": outs[0]["content"],
         }
 
-    archive.add_endpoint("grad_cam_images", cam_images, input_signature=[images])
+    serving = ensemble_serving_model(members, image_size)
+    return serving_archive(serving, image_size, keep_aspect, cam_images)
+
+
+def films_to_pixels(data: tf.Tensor, image_size: int, keep_aspect: bool) -> tf.Tensor:
+    """Encoded films string `[N]` -> float32 `[N, S, S, 3]` raw 0-255, as training read them."""
+    films = tf.map_fn(
+        lambda one: decode_and_resize(one, image_size, keep_aspect),
+        data,
+        fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8),
+    )
+    return tf.cast(films, tf.float32)
+
+
+PIXELS = "pixels"
+IMAGES = tf.TensorSpec([None], tf.string, name="images")
+
+
+def serving_archive(
+    serving: keras.Model,
+    image_size: int,
+    keep_aspect: bool,
+    grad_cam_images: Callable[[tf.Tensor], dict[str, tf.Tensor]],
+) -> keras.export.ExportArchive:
+    """An archive with the module docstring's signatures: `serving` (raw pixels `[N, S, S, 3]`
+    -> probability `[N, 1]`) as `serve`, the same on encoded films as `serve_images`, and
+    `grad_cam_images` (encoded films -> probability, cam, content)."""
+    archive = keras.export.ExportArchive()
+    archive.track(serving)
+    pixels = tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name=PIXELS)
+    archive.add_endpoint("serve", lambda x: serving(x, training=False), input_signature=[pixels])
+    archive.add_endpoint(
+        "serve_images",
+        lambda data: serving(films_to_pixels(data, image_size, keep_aspect), training=False),
+        input_signature=[IMAGES],
+    )
+    archive.add_endpoint("grad_cam_images", grad_cam_images, input_signature=[IMAGES])
     return archive
 
 
@@ -148,6 +167,12 @@ def export_ensemble(
 ) -> Path:
     """Write the mean of `members` (classifier, normalisation) as a SavedModel at `path`
     (atomically), with the same signatures as a single run's."""
+    return write_archive(export_archive(members, image_size, keep_aspect), path)
+
+
+def write_archive(archive: keras.export.ExportArchive, path: str | os.PathLike[str]) -> Path:
+    """Write `archive` as a SavedModel at `path`: in a temporary folder beside it, then renamed
+    over any earlier one, so `path` is never half-written."""
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -155,12 +180,9 @@ def export_ensemble(
     except OSError as e:
         raise ConfigError(f"cannot write {target}: {e.strerror}; choose a writable --out") from None
     try:
-        export_archive(members, image_size, keep_aspect).write_out(
-            str(tmp / "savedmodel"), verbose=False
-        )
+        archive.write_out(str(tmp / "savedmodel"), verbose=False)
         (tmp / "savedmodel").rename(tmp / "ready")
-        ready = tmp / "ready"
-        replace_dir(ready, target)
+        replace_dir(tmp / "ready", target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -107,41 +107,62 @@ def find_inputs(paths: Sequence[str | os.PathLike[str]], per_image: bool = False
 
 
 def predict_films(
-    predict: Callable[[np.ndarray], np.ndarray],
+    predict: Callable[[np.ndarray], np.ndarray] | None,
     films: pd.DataFrame,
     batch_size: int = 32,
     progress: Callable[[int, int], None] | None = None,
+    predict_study: Callable[[np.ndarray], tuple[np.ndarray, int]] | None = None,
 ) -> pd.DataFrame:
-    """`films` with a `probability` column.
+    """`films` with a `probability` column (and `routed_part` with `predict_study`).
 
     Args:
         predict: encoded images, a string array `[N]`, to probabilities `[N, 1]` (the export's
             `serve_images`, see `mura_tf.serving.load_image_serving`).
+        predict_study: for an export that routes whole studies (a part-router cascade,
+            `mura_tf.serving.load_study_serving`): the films of one study to their
+            probabilities and the part they were routed to; used instead of `predict`.
     """
     out = np.zeros(len(films), np.float32)
     paths = films["path"].tolist()
+
+    def read(rows) -> np.ndarray:
+        return np.array([Path(paths[i]).read_bytes() for i in rows], dtype=object)
+
+    if predict_study is not None:
+        routed = np.empty(len(films), dtype=object)
+        done = 0
+        for rows in films.groupby("study", sort=False).indices.values():
+            probabilities, part = predict_study(read(rows))
+            out[rows] = np.asarray(probabilities).reshape(-1)
+            routed[rows] = PARTS[part]
+            done += len(rows)
+            if progress is not None:
+                progress(done, len(paths))
+        return films.assign(probability=out, routed_part=routed)
     for start in range(0, len(paths), batch_size):
-        chunk = paths[start : start + batch_size]
-        data = np.array([Path(p).read_bytes() for p in chunk], dtype=object)
-        out[start : start + len(chunk)] = np.asarray(predict(data)).reshape(-1)
+        rows = range(start, min(start + batch_size, len(paths)))
+        out[start : start + len(rows)] = np.asarray(predict(read(rows))).reshape(-1)
         if progress is not None:
-            progress(start + len(chunk), len(paths))
+            progress(start + len(rows), len(paths))
     return films.assign(probability=out)
 
 
 def study_table(predictions: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
     """One row per study, in the order first seen: `study`, `part`, `views`, `probability` (the
     mean of its views', the MURA paper's rule), `abnormal` (probability >= threshold), `label`
-    (when the folders say it) and `view_probabilities` (space-separated, in file order)."""
+    (when the folders say it), `view_probabilities` (space-separated, in file order) and, from
+    a part-router cascade, `routed_part` (the part whose model scored it)."""
     groups = predictions.groupby("study", sort=False)
+    routed = {"routed_part": ("routed_part", "first")} if "routed_part" in predictions else {}
     table = groups.agg(
         part=("part", "first"),
+        **routed,
         views=("path", "size"),
         probability=("probability", "mean"),
         label=("label", "first"),
         view_probabilities=("probability", lambda p: " ".join(f"{v:.3f}" for v in p)),
     ).reset_index()
-    table.insert(4, "abnormal", table["probability"] >= threshold)
+    table.insert(4 + len(routed), "abnormal", table["probability"] >= threshold)
     return table
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from mura_tf.parts import short_name
 from mura_tf.published import published_for
+from mura_tf.runs import ABNORMALITY_SECTIONS, SECTIONS
 
 REPORT_FILE = "report.html"
 
@@ -88,7 +89,7 @@ def _confident_studies(predictions: pd.DataFrame) -> pd.DataFrame:
 
 
 def _published(run_config: dict, metrics: dict, label: str) -> str:
-    settings = next(run_config[k] for k in ("experiment", "ensemble") if k in run_config)
+    settings = next(run_config[k] for k in ABNORMALITY_SECTIONS if k in run_config)
     parts = list(metrics["per_part"])
     rows = []
     for item in published_for(settings["recipe"], label, parts):
@@ -122,7 +123,7 @@ def build_report(
     run_config = json.loads((run_dir / "config.json").read_text())
     if metrics is None:
         metrics = json.loads((run_dir / "metrics.json").read_text())
-    section = next(k for k in ("experiment", "ensemble", "pretrain") if k in run_config)
+    section = next(k for k in SECTIONS if k in run_config)
     settings = run_config[section]
     label = run_config.get("label") or settings.get("recipe", section)
     body = [f"<h1>{html.escape(label)}: {html.escape(str(run_dir))}</h1>"]
@@ -142,9 +143,11 @@ def build_report(
         )
     with tempfile.TemporaryDirectory() as tmp:
         figures = Path(tmp)
-        if section != "pretrain":
+        if section in ABNORMALITY_SECTIONS:
             body += _supervised_sections(run_dir, run_config, metrics, label, figures, cams)
-        else:
+        if "router" in metrics:
+            body += _router_section(metrics["router"], section)
+        if section == "pretrain":
             body += _pretrain_sections(metrics)
         history = run_dir / "history.csv"
         if history.is_file():
@@ -215,6 +218,29 @@ def _confident_section(
             "</figure>",
         ]
     return out or ["<p>no test studies</p>"]
+
+
+def _router_section(routing: dict, section: str) -> list[str]:
+    """The body-part routing (`mura_tf.router.routing_metrics`): scores and confusion."""
+    from mura_tf.router import confusion_frame
+
+    image, study = routing["image"], routing["study"]
+    scores = pd.DataFrame(
+        {"accuracy": [image["accuracy"], study["accuracy"]],
+         "macro F1": [image["macro_f1"], study["macro_f1"]],
+         "n": [image["n"], study["n"]]},
+        index=["views (each view's own part)", "studies (majority vote of the views)"],
+    )  # fmt: skip
+    title = "Body-part routing of the test studies" if section == "cascade" else "Body parts"
+    return [
+        f"<h2>{title}</h2>",
+        _table(scores),
+        f"<p>{routing['wrong_part_studies']} of {routing['studies']} test studies went to the "
+        f"wrong part; in {routing['views_disagreed_studies']} the views disagreed and the "
+        "majority decided.</p>",
+        "<p class=muted>Study counts: rows the true part, columns the part routed to.</p>",
+        _table(confusion_frame(routing)),
+    ]
 
 
 def _pretrain_sections(metrics: dict) -> list[str]:

@@ -302,13 +302,20 @@ def write_metrics(run_dir: Path, metrics: dict) -> None:
 
 # --- Reading finished runs ----------------------------------------------------------------------
 
+# config.json's section of each kind of run: supervised and fine-tuning runs, ensembles
+# (`mura_tf.ensemble`), part-router cascades (`mura_tf.cascade`), body-part routers
+# (`mura_tf.router`) and SimCLR pre-training.
+SECTIONS = ("experiment", "ensemble", "cascade", "router", "pretrain")
+# The kinds whose export answers "is this study abnormal?".
+ABNORMALITY_SECTIONS = ("experiment", "ensemble", "cascade")
+
 
 @dataclass(frozen=True)
 class FinishedRun:
     """A finished run as written by `write_config` and `write_metrics`."""
 
     run_dir: Path
-    section: str  # "experiment" (supervised, fine-tuning), "ensemble" or "pretrain"
+    section: str  # one of SECTIONS
     settings: dict
     config: dict
     metrics: dict
@@ -326,7 +333,7 @@ def read_run(run_dir: str | os.PathLike[str]) -> FinishedRun | None:
     if not (config_path.is_file() and metrics_path.is_file()):
         return None
     config = json.loads(config_path.read_text())
-    section = next((k for k in ("experiment", "ensemble", "pretrain") if k in config), None)
+    section = next((k for k in SECTIONS if k in config), None)
     if section is None:
         return None
     return FinishedRun(

@@ -114,6 +114,25 @@ def load_image_serving(model: str | os.PathLike[str]):
     return predict_old
 
 
+def load_study_serving(model: str | os.PathLike[str]):
+    """For an export that routes each study as a whole (a part-router cascade,
+    `mura_tf.cascade`): `predict_study(data)` mapping the encoded films of one study, a string
+    array `[N]`, to `(probabilities [N, 1], part)`, `part` the index in `PARTS` of the model
+    that scored them. None for an export without the `serve_study_images` signature.
+    """
+    import tensorflow as tf
+
+    loaded = _load(find_export(model))
+    if not hasattr(loaded, "serve_study_images"):
+        return None
+
+    def predict_study(data: np.ndarray) -> tuple[np.ndarray, int]:
+        out = loaded.serve_study_images(tf.constant(data, tf.string))
+        return out["probability"].numpy(), int(out["part"].numpy())
+
+    return predict_study
+
+
 def load_cam_serving(model: str | os.PathLike[str]):
     """Load a run's export for Grad-CAM; returns `cams(data)` mapping a string array `[N]` of
     encoded films to `(probability [N], cam [N, S, S], content [N, 4])` (see `mura_tf.export`).

@@ -16,6 +16,7 @@ from mura_tf.experiment import Experiment
 from mura_tf.parts import PARTS, short_name
 from mura_tf.presets import synthetic_preset
 from mura_tf.pretrain import PretrainConfig
+from mura_tf.router import RouterConfig
 from mura_tf.runs import RunConfig, flags
 
 C = TypeVar("C", bound=RunConfig)
@@ -126,6 +127,8 @@ def run(
             print(note)
         if isinstance(chosen, PretrainConfig):
             return _pretrain(chosen)
+        if isinstance(chosen, RouterConfig):
+            return _router(chosen)
         return _experiment(chosen)
 
     return run_cli(main, argv)
@@ -184,6 +187,32 @@ def _experiment(exp: Experiment) -> int:
     model = shlex.quote(str(run_dir / "export"))
     print(f"evaluate:     python -m mura_tf evaluate --model {model} --data-dir {data}")
     print(f"predict:      python -m mura_tf predict --model {shlex.quote(str(run_dir))} FILMS...")
+    return 0
+
+
+def _router(cfg: RouterConfig) -> int:
+    from mura_tf.router import confusion_frame, run_router
+
+    result = run_router(cfg)
+    routing = result.metrics["router"]
+    print("\nBody-part routing of the test films (MURA valid split)")
+    print(
+        f"views:   accuracy {routing['image']['accuracy']:.3f}, macro F1 "
+        f"{routing['image']['macro_f1']:.3f} ({routing['image']['n']} films)"
+    )
+    print(
+        f"studies: accuracy {routing['study']['accuracy']:.3f} by majority vote of the views "
+        f"({routing['wrong_part_studies']} of {routing['studies']} to the wrong part; views "
+        f"disagreed in {routing['views_disagreed_studies']})"
+    )
+    print(confusion_frame(routing).to_string())
+    print(f"\nmodel handed over: {describe_selection(result.metrics['selected_epoch'])}")
+    print(f"\nrun folder:   {result.run_dir}")
+    print(f"report:       {result.run_dir / 'report.html'}")
+    print(
+        f"cascade:      python -m mura_tf cascade --router {shlex.quote(str(result.run_dir))} "
+        "--experts PART_RUN... [--fallback ALL_PARTS_RUN] --out DIR"
+    )
     return 0
 
 

@@ -253,7 +253,7 @@ def test_per_part_weights_reach_every_training_image(synthetic_dir):
 
     from mura_tf.data.mura import load_mura
     from mura_tf.data.splits import make_splits
-    from mura_tf.experiment import Experiment, _fit_data
+    from mura_tf.experiment import Experiment, fit_data
     from mura_tf.parts import PARTS
     from mura_tf.train import mura_part_class_weights
 
@@ -261,7 +261,7 @@ def test_per_part_weights_reach_every_training_image(synthetic_dir):
                      batch_size=4, class_weights_by_part=True, augment=())  # fmt: skip
     splits = make_splits(load_mura(synthetic_dir, exp.part), 0.2, 0)
     table = mura_part_class_weights(splits.train)
-    data = _fit_data(exp, splits, "imagenet", tf.distribute.get_strategy(), class_weight=table)
+    data = fit_data(exp, splits, "imagenet", tf.distribute.get_strategy(), class_weight=table)
     seen = []
     for _, labels, weights in data.train:
         seen += list(zip(labels.numpy()[:, 0], weights.numpy(), strict=True))

@@ -38,11 +38,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mura_tf.io import write_json, write_text
     from mura_tf.metrics import metrics_table, study_level_metrics, study_predictions
     from mura_tf.plots import plot_confusion, plot_roc
-    from mura_tf.serving import load_serving, predict_frame
+    from mura_tf.predict import predict_films
+    from mura_tf.serving import load_serving, load_study_serving, predict_frame
 
     serve, image_size = load_serving(args.model)
+    predict_study = load_study_serving(args.model)
     frame = load_mura(args.data_dir, args.part, splits=(args.split,))
-    predictions = predict_frame(serve, image_size, frame, args.batch_size)
+    if predict_study is None:
+        predictions = predict_frame(serve, image_size, frame, args.batch_size)
+    else:  # a part-router cascade routes each study by the vote of its views
+        predictions = predict_films(None, frame, predict_study=predict_study)
     metrics = study_level_metrics(predictions)
     print(metrics_table(metrics).to_string())
     out = (

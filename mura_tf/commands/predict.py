@@ -60,13 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from mura_tf.io import write_text
     from mura_tf.predict import find_inputs, predict_films, study_table
-    from mura_tf.serving import load_cam_serving, load_image_serving
+    from mura_tf.serving import load_cam_serving, load_image_serving, load_study_serving
 
     out = Path(args.out)
     if (out / "studies.csv").exists() and not args.overwrite:
         raise ConfigError(f"{out} already holds predictions: pass --overwrite, or another --out")
     # First: a wrong --model fails before any film is read.
     predict = load_image_serving(args.model)
+    predict_study = load_study_serving(args.model)  # a cascade routes whole studies
     cams = load_cam_serving(args.model) if args.cam else None
 
     mura = [p for p in map(Path, args.inputs) if _is_mura_folder(p)]
@@ -93,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.per_image:
         films = films.assign(study=films["path"])
 
-    predictions = predict_films(predict, films, args.batch_size, Progress("predicting"))
+    predictions = predict_films(
+        predict, films, args.batch_size, Progress("predicting"), predict_study
+    )
     studies = study_table(predictions)
     shown = studies.head(SHOWN_STUDIES).assign(
         probability=lambda t: t["probability"].map("{:.3f}".format),
