@@ -49,9 +49,7 @@ def test_each_study_goes_to_the_part_its_views_vote_for(cascade):
     columns = [f"p_{p.removeprefix('XR_').lower()}" for p in ("XR_ELBOW", "XR_HAND")]
     # Hand computation: each view's most likely of the router's parts, then the majority per
     # study, ties to the larger summed probability.
-    view = np.where(
-        predictions[columns[0]] >= predictions[columns[1]], "XR_ELBOW", "XR_HAND"
-    )
+    view = np.where(predictions[columns[0]] >= predictions[columns[1]], "XR_ELBOW", "XR_HAND")
     np.testing.assert_array_equal(predictions["view_part"], view)
     for _, rows in predictions.groupby("study"):
         votes = rows["view_part"].value_counts()
