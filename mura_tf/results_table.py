@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from mura_tf.parts import short_name
-from mura_tf.runs import finished_runs, read_run
+from mura_tf.runs import ABNORMALITY_SECTIONS, finished_runs, read_run
 
 COLUMNS = [
     "Exp",
@@ -28,17 +28,6 @@ COLUMNS = [
 ]
 
 
-def _experiment_name(settings: dict) -> str:
-    recipe = settings.get("recipe", "?")
-    fraction = settings.get("label_fraction", 1.0)
-    if recipe == "simclr_finetune":
-        mode = "Linear" if settings.get("freeze_backbone") else "Finetune"
-        return f"{mode} {fraction * 100:g}pct"
-    if recipe == "baseline_densenet":
-        return "Baseline" if fraction == 1.0 else f"Baseline {fraction * 100:g}pct"
-    return recipe if fraction == 1.0 else f"{recipe} {fraction * 100:g}pct"
-
-
 def _pretrain_epochs(settings: dict) -> int | None:
     """The pre-training epochs of the encoder a run started from, if it started from one."""
     weights = settings.get("weights") or ""
@@ -50,21 +39,23 @@ def _pretrain_epochs(settings: dict) -> int | None:
 
 
 def collect(runs: str | Path) -> pd.DataFrame:
-    """Every finished supervised or fine-tuning run under `runs` as Table 4 rows."""
+    """Every finished supervised or fine-tuning run, ensemble and cascade under `runs` as
+    Table 4 rows."""
     rows = []
     for run in finished_runs(runs):
-        if run.section != "experiment" or "per_part" not in run.metrics:
-            continue  # pre-training runs have no table row
+        if run.section not in ABNORMALITY_SECTIONS or "per_part" not in run.metrics:
+            continue  # pre-training and router runs have no table row
         settings = run.settings
         pre = _pretrain_epochs(settings)
-        epochs = f"{pre}+{settings['epochs']}" if pre else str(settings["epochs"])
+        epochs = str(settings.get("epochs", ""))  # an ensemble or cascade has none of its own
+        epochs = f"{pre}+{epochs}" if pre else epochs
         for part, doc in run.metrics["per_part"].items():
             study = doc["study"]
             rows.append(
                 {
                     "Exp": run.label,
                     "Body Part": short_name(part).capitalize(),
-                    "Learning rate": settings["learning_rate"],
+                    "Learning rate": settings.get("learning_rate"),
                     "Epochs": epochs,
                     "Accuracy": study["accuracy"],
                     "Precision": study["precision"],
@@ -83,7 +74,7 @@ def markdown(table: pd.DataFrame) -> str:
     shown = table[COLUMNS[:9]].copy()
     for column in ["Accuracy", "Precision", "Recall", "Kappa", "AUROC"]:
         shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
-    shown["Learning rate"] = shown["Learning rate"].map(lambda v: f"{v:g}")
+    shown["Learning rate"] = shown["Learning rate"].map(lambda v: "" if pd.isna(v) else f"{v:g}")
     lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
     lines += [
         "| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)

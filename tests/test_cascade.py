@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import accuracy_score, confusion_matrix
+from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix
 
 from mura_tf.cli import run as run_cli
 from mura_tf.commands.cascade import main as cascade_main
@@ -168,3 +168,30 @@ def test_a_part_without_a_model_stops_with_one_line(cascade, tmp_path):
         plan_cascade(cascade["expert"], [cascade["expert"]], cascade["fallback"])
     with pytest.raises(ConfigError, match="two experts for elbow"):
         plan_cascade(cascade["router"], [cascade["expert"], cascade["expert"]])
+
+
+def test_report_compare_sets_the_systems_side_by_side(cascade, tmp_path):
+    from mura_tf.commands.report import main as report_main
+
+    runs = [cascade["fallback"], cascade["expert"], cascade["cascade"]]
+    assert run_cli(report_main, ["--compare", *map(str, runs), "--out", str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "comparison.csv")
+    systems = list(dict.fromkeys(table["system"]))
+    assert systems == ["resnet18_mlp", "resnet18_mlp (per part)", "Part-router cascade",
+                       "cascade given the true parts", "MURA paper (its test set)"]  # fmt: skip
+    # Independent reference: the cascade's elbow kappa from its films by hand, with sklearn.
+    films = pd.read_csv(cascade["cascade"] / "predictions.csv")
+    elbow = films[films["part"] == "XR_ELBOW"].groupby("study")
+    studies = elbow.agg(label=("label", "first"), probability=("probability", "mean"))
+    expected = cohen_kappa_score(studies["label"], studies["probability"] >= 0.5)
+    got = table.query("system == 'Part-router cascade' and part == 'elbow' and metric == 'kappa'")
+    assert got["value"].item() == pytest.approx(expected, abs=1e-9)
+    paper = table.query("system == 'MURA paper (its test set)' and part == 'wrist'")
+    assert paper["value"].item() == 0.931
+    # The per-part row holds only the expert's part.
+    per_part = table[table["system"] == "resnet18_mlp (per part)"]
+    assert set(per_part["part"]) == {"elbow", "all"}
+    text = (tmp_path / "comparison.md").read_text()
+    assert "| Study Kappa |" in text and "| Study AUROC |" in text
+    for metric in ("kappa", "auc", "accuracy"):
+        assert (tmp_path / f"comparison_{metric}.png").stat().st_size > 1000

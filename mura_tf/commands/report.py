@@ -1,7 +1,9 @@
 """Collect runs into report 002's Table 4, or write one run's report page.
 
 `mura-tf report --runs saved_models/ --out reports/`; `mura-tf report --run RUN` writes
-`RUN/report.html` again (`mura_tf.run_report`; every run writes it when it finishes).
+`RUN/report.html` again (`mura_tf.run_report`; every run writes it when it finishes);
+`mura-tf report --compare RUN... --out reports/` sets runs side by side per body part
+(`mura_tf.comparison`: comparison.md, comparison.csv, comparison_<metric>.png).
 
 One row per (run, body part): Exp, Body Part, Learning rate, Epochs (pre-train + train),
 Accuracy, Precision, Recall (study level, MURA's protocol), plus Kappa and AUROC. Writes
@@ -31,7 +33,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", default="saved_models", help="folder searched for finished runs")
     parser.add_argument("--out", default="reports", help="folder for the table and figures")
     parser.add_argument("--run", help="a finished run folder: (re)write its report.html")
+    parser.add_argument(
+        "--compare", nargs="+", metavar="RUN",
+        help="compare these finished runs side by side per body part (study kappa, AUROC, "
+        "accuracy) with the MURA paper's kappas: an all-parts run, per-part runs, a cascade, "
+        "an ensemble ...",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.compare:
+        return _compare(args.compare, Path(args.out))
     if args.run:
         from mura_tf.run_report import write_run_report
         from mura_tf.runs import read_run
@@ -69,6 +79,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             written.append(
                 plot_curves(pd.read_csv(history), out / "curves" / f"{name}.png", title=name)
             )
+    print(text)
+    print(f"wrote {len(written)} files to {out}")
+    return 0
+
+
+def _compare(run_dirs: list[str], out: Path) -> int:
+    from mura_tf.comparison import METRICS, compare, comparison_rows, markdown, wide
+    from mura_tf.io import write_text
+    from mura_tf.plots import plot_comparison
+
+    table = compare(comparison_rows(run_dirs))
+    text = markdown(table)
+    written = [
+        write_text(out / "comparison.md", text),
+        write_text(out / "comparison.csv", table.to_csv(index=False, float_format="%.6g")),
+    ]
+    for metric, title in METRICS.items():
+        written.append(
+            plot_comparison(
+                wide(table, metric), out / f"comparison_{metric}.png", f"Study {title} per part"
+            )
+        )
     print(text)
     print(f"wrote {len(written)} files to {out}")
     return 0
