@@ -145,21 +145,26 @@ def plot_fractions(rows: pd.DataFrame, path: str | os.PathLike[str], title: str 
     return _save(fig, path)
 
 
-def plot_comparison(frame: pd.DataFrame, path: str | os.PathLike[str], title: str) -> Path:
-    """Grouped bars: one group per body part (columns of `frame`), one bar per system (rows).
-    Missing values (a system without that part) leave a gap."""
+def plot_comparison(
+    frame: pd.DataFrame, path: str | os.PathLike[str], title: str, reference: str = ""
+) -> Path:
+    """Grouped bars: one group per body part (columns of `frame`), one bar per system (rows),
+    the row named `reference` hatched (a published figure, not a run). Missing values (a
+    system without that part) leave a gap."""
     systems, parts = list(frame.index), list(frame.columns)
     width = 0.8 / max(len(systems), 1)
     x = np.arange(len(parts))
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(parts) + 2), 4))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(parts) + 2) + 2.5, 4))
     for k, system in enumerate(systems):
         values = frame.loc[system].astype(float).to_numpy()
-        ax.bar(x + (k - (len(systems) - 1) / 2) * width, values, width, label=system)
+        style = {"hatch": "//", "alpha": 0.6} if system == reference else {}
+        ax.bar(x + (k - (len(systems) - 1) / 2) * width, values, width, label=system, **style)
     ax.set_xticks(x, parts, fontsize=9)
     ax.axhline(0, color="#999", linewidth=0.6)
     ax.set_ylim(min(0.0, float(np.nanmin(frame.to_numpy(dtype=float), initial=0))), 1)
     ax.set_title(title)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fig.tight_layout()
     return _save(fig, path)
 
 

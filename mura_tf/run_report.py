@@ -17,7 +17,7 @@ import html
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -128,10 +128,15 @@ def build_report(
     label = run_config.get("label") or settings.get("recipe", section)
     body = [f"<h1>{html.escape(label)}: {html.escape(str(run_dir))}</h1>"]
     if settings.get("synthetic") or "synthetic" in str(run_config.get("data_dir", "")):
+        published = (
+            " The published figures below come from real MURA with ImageNet weights: they show "
+            "what the experiment reaches there, not what this run should reach."
+            if section in ABNORMALITY_SECTIONS
+            else ""
+        )
         body.append(
-            "<p class=note>Trained and tested on the synthetic MURA this project generates. "
-            "The published figures below come from real MURA with ImageNet weights: they show "
-            "what the experiment reaches there, not what this run should reach.</p>"
+            "<p class=note>Trained and tested on the synthetic MURA this project generates."
+            f"{published}</p>"
         )
     selected = metrics.get("selected_epoch") or {}
     if selected:
@@ -143,10 +148,13 @@ def build_report(
         )
     with tempfile.TemporaryDirectory() as tmp:
         figures = Path(tmp)
-        if section in ABNORMALITY_SECTIONS:
-            body += _supervised_sections(run_dir, run_config, metrics, label, figures, cams)
-        if "router" in metrics:
-            body += _router_section(metrics["router"], section)
+        routing = _router_section(metrics["router"], section) if "router" in metrics else []
+        if section in ABNORMALITY_SECTIONS:  # a cascade's routing right below its metrics
+            body += _supervised_sections(
+                run_dir, run_config, metrics, label, figures, cams, after_metrics=routing
+            )
+        else:
+            body += routing
         if section == "pretrain":
             body += _pretrain_sections(metrics)
         history = run_dir / "history.csv"
@@ -172,6 +180,7 @@ def _supervised_sections(
     label: str,
     figures: Path,
     cams: Cams | None,
+    after_metrics: Sequence[str] = (),
 ) -> list[str]:
     from mura_tf.metrics import metrics_table, study_predictions
     from mura_tf.plots import plot_confusion, plot_roc
@@ -183,6 +192,7 @@ def _supervised_sections(
         "<p class=muted>MURA's valid split; a study's probability is the mean of its views', "
         "decided at 0.5.</p>",
         _table(metrics_table(metrics)),
+        *after_metrics,
         "<h2>ROC and confusion (study level)</h2>",
         _png(plot_roc(studies, figures / "roc.png"), "ROC curves"),
         _png(plot_confusion(studies, figures / "confusion.png"), "confusion matrices"),

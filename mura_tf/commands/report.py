@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _compare(run_dirs: list[str], out: Path) -> int:
-    from mura_tf.comparison import METRICS, compare, comparison_rows, markdown, wide
+    from mura_tf.comparison import METRICS, PAPER_ROW, compare, comparison_rows, markdown, wide
     from mura_tf.io import write_text
     from mura_tf.plots import plot_comparison
 
@@ -98,7 +98,10 @@ def _compare(run_dirs: list[str], out: Path) -> int:
     for metric, title in METRICS.items():
         written.append(
             plot_comparison(
-                wide(table, metric), out / f"comparison_{metric}.png", f"Study {title} per part"
+                wide(table, metric),
+                out / f"comparison_{metric}.png",
+                f"Study {title} per part",
+                reference=PAPER_ROW,
             )
         )
     print(text)

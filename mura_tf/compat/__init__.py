@@ -10,6 +10,8 @@ traceback from deep inside Keras or a silent slowdown.
   MultiWorkerMirroredStrategy (keras-team/keras#20585, open upstream).
 - `fused_batch_norm`: Keras's `BatchNormalization` computed by TensorFlow's fused kernel
   (Keras 3 on TensorFlow builds it from separate ops; benchmarks/README.md).
+- `empty_batch`: a model skipped on an empty slice, where TensorFlow's CPU conv2d returns a
+  zero-image batch unchanged (a cascade's expert that no film in a batch goes to).
 
 To try a newer Keras: `pip install "keras==X.Y.*"` beside this checkout, then
 `python -m pytest tests/test_compat.py tests/test_batch_norm.py tests/test_distribute.py`; if
