@@ -184,9 +184,11 @@ def write_cams(
     predictions: pd.DataFrame,
     out_dir: str | os.PathLike[str],
     progress: Callable[[int, int], None] | None = None,
+    batch_size: int = 32,
 ) -> list[Path]:
     """Grad-CAM overlays for every view, at the film's own size and aspect ratio
-    (`OUT/<study>/<view>.png`), and one contact sheet per study (`OUT/<study>.png`).
+    (`OUT/<study>/<view>.png`), and one contact sheet per study (`OUT/<study>.png`), in the
+    order the studies first appear. The maps are computed `batch_size` films at a time.
 
     Args:
         cams: the export's Grad-CAM (`mura_tf.serving.load_cam_serving`).
@@ -202,15 +204,22 @@ def write_cams(
     from mura_tf.plots import study_sheet
 
     out = Path(out_dir)
+    encoded = [Path(p).read_bytes() for p in predictions["path"]]
+    maps, contents = [], []
+    for start in range(0, len(encoded), batch_size):
+        _, m, c = cams(np.array(encoded[start : start + batch_size], dtype=object))
+        maps.append(m)
+        contents.append(c)
+    maps, contents = np.concatenate(maps), np.concatenate(contents)
     sheets, taken, done = [], set(), 0
-    for study, views in predictions.groupby("study", sort=False):
+    for study, rows_of in predictions.groupby("study", sort=False).indices.items():
+        views = predictions.iloc[rows_of]
         slug = study_slug(str(study), taken)
         pictures, titles = [], []
-        data = [Path(p).read_bytes() for p in views["path"]]
-        _, maps, contents = cams(np.array(data, dtype=object))  # one batch per study
-        rows = zip(views.itertuples(), data, maps, contents, strict=True)
-        for row, encoded, cam, content in rows:
-            film = decode_film(tf.constant(encoded)).numpy()
+        data = [encoded[i] for i in rows_of]
+        rows = zip(views.itertuples(), data, maps[rows_of], contents[rows_of], strict=True)
+        for row, one, cam, content in rows:
+            film = decode_film(tf.constant(one)).numpy()
             picture = overlay(film, to_film(cam, content, film.shape[:2]))
             name = Path(row.path).stem
             write_with(out / slug / f"{name}.png", lambda tmp, p=picture: _save_png(p, tmp))

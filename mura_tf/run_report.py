@@ -215,12 +215,15 @@ def _confident_section(
         cams = cams or load_cam_serving(run_dir)
     except ConfigError as e:
         return [f"<p class=muted>No Grad-CAM: {html.escape(str(e))}</p>"]
+    picked = list(_confident_studies(predictions).itertuples())
+    if not picked:
+        return ["<p>no test studies</p>"]
+    views = pd.concat([predictions[predictions["study"] == s.study] for s in picked])
+    sheets = write_cams(cams, views, figures / "cams")  # one sheet per study, in picked order
     out = []
-    for study in _confident_studies(predictions).itertuples():
+    for study, sheet in zip(picked, sheets, strict=True):
         verdict = "right" if study.correct else "wrong"
         truth = "abnormal" if study.label == 1 else "normal"
-        views = predictions[predictions["study"] == study.study]
-        (sheet,) = write_cams(cams, views, figures / "cams")
         out += [
             f"<figure><figcaption>{short_name(study.part)}: most confident {verdict} "
             f"(truth {truth}, probability {study.probability:.3f})</figcaption>",

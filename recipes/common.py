@@ -209,6 +209,7 @@ def _router(cfg: RouterConfig) -> int:
     print(f"\nmodel handed over: {describe_selection(result.metrics['selected_epoch'])}")
     print(f"\nrun folder:   {result.run_dir}")
     print(f"report:       {result.run_dir / 'report.html'}")
+    print(f"TensorBoard:  tensorboard --logdir {shlex.quote(str(result.run_dir / 'logs'))}")
     print(
         f"cascade:      python -m mura_tf cascade --router {shlex.quote(str(result.run_dir))} "
         "--experts PART_RUN... [--fallback ALL_PARTS_RUN] --out DIR"

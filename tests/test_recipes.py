@@ -115,6 +115,13 @@ def test_every_recipe_runs_end_to_end_on_tiny_images(name, synthetic_dir, tmp_pa
         encoder = keras.saving.load_model(run_dir / "encoder.keras")
         assert encoder.input_shape[1:] == (32, 32, 3) and "encoder handed over" in printed
         return
+    if name == "part_router":
+        routing = finished.metrics["router"]
+        assert "Body-part routing" in printed and "model handed over: epoch 1 of 1" in printed
+        assert sum(map(sum, routing["confusion"])) == routing["studies"]
+        router = keras.saving.load_model(run_dir / "model.keras")
+        assert router.output_shape == (None, 7)
+        return
     assert "study_auc" in printed and "model handed over: epoch 1 of 1" in printed
     for item in ("model.keras", "export/saved_model.pb", "predictions.csv"):
         assert (run_dir / item).exists(), item
