@@ -1,9 +1,19 @@
-"""Side-by-side runs of two frameworks: one long-lived worker process each, timed alternately.
+"""Side-by-side runs of two frameworks: one long-lived worker process each, timed alternately,
+at steady state.
 
 Each framework lives in its own process so that neither one's thread pools spin while the other
-is measured, and so that each process's peak RSS is its own. The parent asks the workers in
-turn to run one repetition and collects the timings, so slow drift of the machine (thermal,
-other load) hits both sides alike.
+is measured, and so that each process's peak RSS is its own. Steady state, in two steps:
+
+1. Warm-up, in each worker by itself: repetitions run untimed until the last `WINDOW` rates
+   lie within `TOLERANCE` of their median (or `MAX_WARMUP_SECONDS` pass: then the worker says
+   it did not settle). PyTorch's first steps run at half its later rate, TensorFlow's first
+   ones trace: a fixed warm-up count favours whichever side warms faster.
+2. Timing: the parent asks the workers in turn for one repetition (A B A B ...), so slow drift
+   of the machine hits both sides alike, at least `repeats` times and on until each side's
+   spread ((max - min) / median of its repetitions) is within `TOLERANCE`, or `max_repeats`.
+
+The table gives each side's median, spread and repetitions, and the ratio of the medians with
+the range of the paired ratios (repetition i of one side over repetition i of the other).
 """
 
 from __future__ import annotations
@@ -18,6 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 MARK = "@@bench "
+WINDOW = 3
+TOLERANCE = 0.05
+MAX_WARMUP_SECONDS = 240.0
 
 
 @dataclass
@@ -33,6 +46,34 @@ class Side:
     def median(self) -> float:
         return statistics.median(self.rates)
 
+    @property
+    def spread(self) -> float:
+        """(max - min) / median of the repetitions."""
+        return spread(self.rates)
+
+
+def spread(rates: list[float]) -> float:
+    """(max - min) / median; 0 for fewer than two rates."""
+    if len(rates) < 2:
+        return 0.0
+    return (max(rates) - min(rates)) / statistics.median(rates)
+
+
+def settle(run_once: Callable[[], float], max_seconds: float = MAX_WARMUP_SECONDS) -> dict:
+    """Run `run_once` until its last `WINDOW` rates are within `TOLERANCE` of each other (or
+    `max_seconds` pass); returns what the warm-up saw, for the worker's info."""
+    rates: list[float] = []
+    start = time.perf_counter()
+    while True:
+        rates.append(run_once())
+        settled = len(rates) >= WINDOW and spread(rates[-WINDOW:]) <= TOLERANCE
+        if settled or time.perf_counter() - start >= max_seconds:
+            return {
+                "warmup_repetitions": len(rates),
+                "warmup_rates": [round(r, 2) for r in rates],
+                "settled": settled,
+            }
+
 
 def reply(message: dict) -> None:
     """Worker side: one marked JSON line on stdout (anything else printed there is ignored)."""
@@ -40,14 +81,20 @@ def reply(message: dict) -> None:
     sys.stdout.flush()
 
 
-def serve(setup: Callable[[], tuple[Callable[[], float], dict]]) -> None:
-    """Worker main loop: `setup()` builds and warms up, returning (run_once -> images/s, info).
+def serve(
+    setup: Callable[[], tuple[Callable[[], float], dict]],
+    settle_seconds: float = MAX_WARMUP_SECONDS,
+) -> None:
+    """Worker main loop: `setup()` builds (and traces), returning (run_once -> images/s, info);
+    then repetitions run untimed until the rate settles (`settle`, at most `settle_seconds`;
+    0: one repetition).
 
     Then each line `run` on stdin runs one repetition; `stop` reports peak RSS and exits.
     """
     import resource
 
     run_once, info = setup()
+    info = {**info, **settle(run_once, settle_seconds)}
     reply({"ready": True, "info": info})
     for line in sys.stdin:
         if line.strip() == "run":
@@ -106,32 +153,82 @@ class Worker:
         return peak
 
 
-def alternate(workers: list[Worker], repeats: int, progress=None) -> list[Side]:
-    """Run `repeats` repetitions on each worker in turn (A B A B ...); stop them all."""
+def alternate(
+    workers: list[Worker], repeats: int, progress=None, max_repeats: int | None = None
+) -> list[Side]:
+    """Run repetitions on each worker in turn (A B A B ...) until the last `repeats` of every
+    side agree within `TOLERANCE`, or `max_repeats` (default 3 x `repeats`) are done; stop
+    them all. Each side's measurement is its last `repeats` repetitions (all of them are in
+    its info, `timed_rates`)."""
     rates: dict[str, list[float]] = {w.name: [] for w in workers}
+    limit = max(repeats, max_repeats or 3 * repeats)
+
+    def unsettled() -> bool:
+        return any(spread(v[-repeats:]) > TOLERANCE for v in rates.values())
+
     try:
-        for r in range(repeats):
+        r = 0
+        while r < repeats or (r < limit and unsettled()):
+            r += 1
             for w in workers:
                 rates[w.name].append(w.run())
                 if progress:
-                    progress(
-                        f"repetition {r + 1}/{repeats} {w.name}: {rates[w.name][-1]:.2f} img/s"
-                    )
-        return [Side(w.name, rates[w.name], w.stop(), w.info) for w in workers]
+                    progress(f"repetition {r} {w.name}: {rates[w.name][-1]:.2f} img/s")
+        return [
+            Side(
+                w.name,
+                rates[w.name][-repeats:],
+                w.stop(),
+                {**w.info, "timed_rates": [round(x, 2) for x in rates[w.name]]},
+            )  # fmt: skip
+            for w in workers
+        ]
     finally:
         for w in workers:
             if w.process.poll() is None:
                 w.process.kill()
 
 
-def compare(module: str, argv: list[str], sides: list[str], repeats: int) -> None:
+def add_steady_flags(parser) -> None:
+    """`--repeats`, `--max-repeats` and `--settle-seconds` on a benchmark's parser."""
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed repetitions per side, at least (default 5)"
+    )
+    parser.add_argument(
+        "--max-repeats", type=int, default=None,
+        help=f"go on until each side's spread is within {TOLERANCE:.0%}, up to this many "
+        "(default: 3 x --repeats)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--settle-seconds", type=float, default=MAX_WARMUP_SECONDS,
+        help=f"longest warm-up per side, until the last {WINDOW} rates agree within "
+        f"{TOLERANCE:.0%} (default {MAX_WARMUP_SECONDS:.0f}; 0: one untimed repetition)",
+    )  # fmt: skip
+
+
+def compare(
+    module: str, argv: list[str], sides: list[str], repeats: int, max_repeats: int | None = None
+) -> None:
     """Start a worker per side (`python -m module *argv --worker SIDE`), alternate, print."""
     env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
     workers = [Worker(s, ["-m", module, *argv, "--worker", s], env) for s in sides]
-    results = alternate(workers, repeats, lambda m: print(m, file=sys.stderr))
+    results = alternate(workers, repeats, lambda m: print(m, file=sys.stderr), max_repeats)
     for side in results:
         print(f"{side.name}: {side.info}")
+        if side.info.get("settled") is False:
+            print(f"warning: {side.name} did not settle within {MAX_WARMUP_SECONDS:.0f} s")
     print(table(results))
+    if len(results) == 2:
+        print(ratio_line(*results))
+
+
+def ratio_line(a: Side, b: Side) -> str:
+    """`a / b`: the ratio of the medians and the range of the paired repetitions' ratios."""
+    paired = [x / y for x, y in zip(a.rates, b.rates, strict=False)]
+    return (
+        f"{a.name} / {b.name}: {a.median / b.median:.2f}x (paired repetitions "
+        f"{min(paired):.2f}-{max(paired):.2f}x; spreads {a.spread:.0%} and {b.spread:.0%})"
+    )
 
 
 def batch_rate(iterator, batches: int, batch_size: int) -> Callable[[], float]:
@@ -147,14 +244,17 @@ def batch_rate(iterator, batches: int, batch_size: int) -> Callable[[], float]:
 
 
 def table(sides: list[Side], unit: str = "img/s") -> str:
-    """A small Markdown table: median, all repetitions, peak RSS, ratio to the last side."""
+    """A small Markdown table: median, all repetitions, peak RSS, ratio to the last side,
+    spread ((max - min) / median)."""
     reference = sides[-1].median
-    rows = [f"| side | median {unit} | repetitions | peak RSS MB | ratio to {sides[-1].name} |"]
-    rows.append("|---|---|---|---|---|")
+    rows = [
+        f"| side | median {unit} | repetitions | peak RSS MB | ratio to {sides[-1].name} | spread |"
+    ]
+    rows.append("|---|---|---|---|---|---|")
     for s in sides:
         reps = ", ".join(f"{r:.2f}" for r in s.rates)
         rows.append(
             f"| {s.name} | {s.median:.2f} | {reps} | {s.peak_rss_mb:.0f} | "
-            f"{s.median / reference:.2f} |"
+            f"{s.median / reference:.2f} | {s.spread:.0%} |"
         )
     return "\n".join(rows)

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks.harness import batch_rate, compare, serve, without_only
+from benchmarks.harness import add_steady_flags, batch_rate, compare, serve, without_only
 
 # MURA's images are ~300-512 px a side (most 512 on the long side).
 MURA_LIKE = dict(min_side=300, max_side=512)
@@ -128,7 +128,7 @@ def parser() -> argparse.ArgumentParser:
         help="timed batches per repetition; many more than either side prefetches while the "
         "other is measured (default 100)",
     )
-    p.add_argument("--repeats", type=int, default=3, help="alternating repetitions per side")
+    add_steady_flags(p)
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers / tf.data threads")
     p.add_argument(
         "--deterministic",
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     frame = synthetic_frame(args.images, root)
     if args.worker:
         side = _keras_side if args.worker == "keras" else _torch_side
-        serve(lambda: side(args, frame))
+        serve(lambda: side(args, frame), args.settle_seconds)
         return 0
     print(
         f"{len(frame)} synthetic PNGs, batch {args.batch}, {args.size}x{args.size}, "
@@ -165,7 +165,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     forwarded = without_only(argv)
     sides = [s for s in ("keras", "torch") if args.only in (None, s)]
-    compare("benchmarks.pipeline", [*forwarded, "--root", str(root)], sides, args.repeats)
+    compare(
+        "benchmarks.pipeline",
+        [*forwarded, "--root", str(root)],
+        sides,
+        args.repeats,
+        args.max_repeats,
+    )
     return 0
 
 

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from benchmarks.harness import compare, serve, without_only
+from benchmarks.harness import add_steady_flags, compare, serve, without_only
 
 MODELS = ("resnet18", "densenet169", "resnet50")
 
@@ -115,7 +115,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=224, help="image side in pixels (default 224)")
     p.add_argument("--steps", type=int, default=5, help="timed steps per repetition")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (tracing)")
-    p.add_argument("--repeats", type=int, default=3, help="alternating repetitions per side")
+    add_steady_flags(p)
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
     p.add_argument(
         "--jit-compile",
@@ -142,16 +142,20 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) < 1:
             parser().error(f"--{name} must be at least 1")
     if args.worker:
-        serve(lambda: (_keras_side if args.worker == "keras" else _torch_side)(args))
+        serve(
+            lambda: (_keras_side if args.worker == "keras" else _torch_side)(args),
+            args.settle_seconds,
+        )
         return 0
     forwarded = without_only(argv if argv is not None else sys.argv[1:])
     sides = [s for s in ("keras", "torch") if args.only in (None, s)]
     print(
         f"{args.model}, batch {args.batch}, {args.size}x{args.size}, {args.steps} steps x "
-        f"{args.repeats} repetitions per side; starting workers (tracing can take minutes)",
+        f"at least {args.repeats} repetitions per side after the warm-up; starting workers "
+        "(tracing can take minutes)",
         file=sys.stderr,
     )
-    compare("benchmarks.train_step", forwarded, sides, args.repeats)
+    compare("benchmarks.train_step", forwarded, sides, args.repeats, args.max_repeats)
     return 0
 
 

@@ -13,6 +13,39 @@ def test_without_only_drops_the_flag_and_its_value():
     assert without_only(argv) == ["--model", "resnet18", "--steps", "2"]
 
 
+def test_warm_up_runs_until_the_rate_settles():
+    from benchmarks.harness import settle
+
+    rates = iter([1.0, 5.0, 9.0, 10.0, 10.2, 10.1, 30.0])
+    info = settle(lambda: next(rates), max_seconds=60)
+    assert info["settled"] and info["warmup_repetitions"] == 6  # 10.0, 10.2, 10.1 agree
+    assert settle(lambda: 1.0, max_seconds=0)["warmup_repetitions"] == 1
+
+
+def test_alternation_goes_on_until_the_spread_is_small():
+    from benchmarks.harness import alternate
+
+    class Fake:
+        def __init__(self, name, rates):
+            self.name, self.rates, self.info = name, iter(rates), {}
+            self.process = type("P", (), {"poll": lambda self: 0})()
+
+        def run(self):
+            return next(self.rates)
+
+        def stop(self):
+            return 1.0
+
+    noisy = Fake("keras", [5, 9, 7, 7.1, 7.0, 7.05, 6.9, 7.0])
+    calm = Fake("torch", [4.0] * 8)
+    keras_side, torch_side = alternate([noisy, calm], repeats=3, max_repeats=20)
+    # 5, 9, 7 disagree; the last three agree within 5% after the fifth repetition.
+    assert keras_side.rates == [7, 7.1, 7.0] and keras_side.info["timed_rates"][0] == 5
+    assert len(torch_side.info["timed_rates"]) == 5
+    capped = alternate([Fake("a", [5, 9, 7, 8, 6]), Fake("b", [4.0] * 5)], 3, max_repeats=4)
+    assert capped[0].rates == [9, 7, 8]
+
+
 def test_table_reports_medians_and_ratios():
     sides = [Side("keras", [3.0, 5.0, 4.0], 100, {}), Side("torch", [2.0, 2.0, 1.0], 50, {})]
     text = table(sides)
@@ -22,7 +55,8 @@ def test_table_reports_medians_and_ratios():
 
 def test_train_step_benchmark_runs_the_project_model(capsys):
     argv = ["--model", "resnet18", "--size", "32", "--batch", "2", "--steps", "1"]
-    argv += ["--warmup", "1", "--repeats", "2", "--only", "keras"]
+    argv += ["--warmup", "1", "--repeats", "2", "--max-repeats", "2", "--settle-seconds", "0"]
+    argv += ["--only", "keras"]
     assert train_step.main(argv) == 0
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("| keras |"))
@@ -33,7 +67,8 @@ def test_train_step_benchmark_runs_the_project_model(capsys):
 
 def test_pipeline_benchmark_reads_synthetic_pngs(capsys, tmp_path):
     argv = ["--images", "30", "--size", "32", "--batch", "4", "--batches", "2"]
-    argv += ["--repeats", "1", "--only", "keras", "--root", str(tmp_path)]
+    argv += ["--repeats", "1", "--max-repeats", "1", "--settle-seconds", "0"]
+    argv += ["--only", "keras", "--root", str(tmp_path)]
     assert pipeline.main(argv) == 0
     out = capsys.readouterr().out
     assert float(next(x for x in out.splitlines() if x.startswith("| keras |")).split("|")[2]) > 0
@@ -65,3 +100,13 @@ def test_main_job_seed_table_reads_each_runs_metrics(capsys, tmp_path, monkeypat
         kappa = json.loads(metrics.read_text())["study"]["kappa"]
         assert row.split("|")[5].strip() == f"{kappa:.3f}"
     assert "CPU: " in out and "worst seed study kappa" in out
+
+
+def test_inference_benchmark_serves_encoded_films(capsys, tmp_path):
+    from benchmarks import inference
+
+    argv = ["--size", "32", "--batch", "4", "--batches", "1", "--films", "8", "--repeats", "1"]
+    argv += ["--max-repeats", "1", "--settle-seconds", "0", "--only", "keras"]
+    assert inference.main([*argv, "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert float(next(x for x in out.splitlines() if x.startswith("| keras |")).split("|")[2]) > 0

@@ -1,0 +1,159 @@
+"""Inference throughput, encoded film to probability: the project's export against PyTorch.
+
+    python -m benchmarks.inference --model resnet18 --size 256 --batch 16
+
+What `mura-tf predict` and `mura-tf evaluate` do per film. The Keras side builds the model the
+recipes build (random weights), exports it with `mura_tf.export.export_savedmodel`, loads the
+SavedModel with `tf.saved_model.load` and calls its `serve_images` signature on batches of
+PNG bytes (decode, RGB, resize, normalise and the forward pass all inside the SavedModel). The
+PyTorch side does the same work the usual way: Pillow decode and RGB, torchvision resize and
+normalise, torchvision's same architecture in `eval()` under `torch.inference_mode()`. Both
+read the same synthetic MURA PNGs (300-512 px, MURA's modes) from memory, on the same cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.harness import add_steady_flags, compare, serve, without_only
+from benchmarks.pipeline import synthetic_frame
+
+MODELS = ("resnet18", "densenet169", "resnet50")
+
+
+def _films(frame, count: int) -> list[bytes]:
+    paths = list(frame["path"])[:count]
+    return [Path(p).read_bytes() for p in paths]
+
+
+def _batches(films: list[bytes], batch: int):
+    while True:
+        for start in range(0, len(films) - batch + 1, batch):
+            yield films[start : start + batch]
+
+
+def _rate(step, films: list[bytes], args):
+    batches = _batches(films, args.batch)
+
+    def run_once() -> float:
+        start = time.perf_counter()
+        for _ in range(args.batches):
+            step(next(batches))
+        return args.batches * args.batch / (time.perf_counter() - start)
+
+    return run_once
+
+
+def _keras_side(args, films) -> tuple:
+    import mura_tf  # noqa: F401, I001 - first: it sets TensorFlow's flags before TF loads
+    import keras
+    import tensorflow as tf
+
+    from mura_tf.export import export_savedmodel
+    from mura_tf.models.backbones import backbone_spec, build_backbone
+    from mura_tf.models.heads import build_classifier, classification_head
+
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    keras.utils.set_random_seed(0)
+    model = build_classifier(
+        build_backbone(args.model, args.size, "none"), classification_head("linear"), args.size
+    )
+    folder = Path(tempfile.mkdtemp(prefix="inference-bench-"))
+    export_savedmodel(model, backbone_spec(args.model).normalization, args.size, folder / "export")
+    loaded = tf.saved_model.load(str(folder / "export"))
+
+    def step(batch: list[bytes]) -> None:
+        loaded.serve_images(tf.constant(batch, tf.string)).numpy()
+
+    step(films[: args.batch])  # trace
+    info = {"framework": f"keras {keras.__version__} / tensorflow {tf.__version__}"}
+    return _rate(step, films, args), info
+
+
+def _torch_side(args, films) -> tuple:
+    import torch
+    import torchvision
+    from PIL import Image
+    from torchvision import transforms
+
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, args.model)(weights=None, num_classes=1).eval()
+    prepare = transforms.Compose(
+        [
+            transforms.Resize((args.size, args.size)),
+            transforms.ToTensor(),
+            transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+        ]
+    )
+
+    def step(batch: list[bytes]) -> None:
+        with torch.inference_mode():
+            x = torch.stack([prepare(Image.open(io.BytesIO(b)).convert("RGB")) for b in batch])
+            torch.sigmoid(model(x)).numpy()
+
+    step(films[: args.batch])
+    info = {"framework": f"torch {torch.__version__} / torchvision {torchvision.__version__}"}
+    return _rate(step, films, args), info
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.inference",
+        description="Films/s from PNG bytes to abnormality probability: the project's "
+        "SavedModel (serve_images) against PyTorch, alternating in one invocation.",
+    )
+    p.add_argument("--model", choices=MODELS, default="resnet18")
+    p.add_argument("--size", type=int, default=256, help="model input side (default 256)")
+    p.add_argument("--batch", type=int, default=16, help="films per call (default 16)")
+    p.add_argument("--batches", type=int, default=8, help="timed batches per repetition")
+    p.add_argument("--films", type=int, default=128, help="distinct films cycled (default 128)")
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
+    add_steady_flags(p)
+    p.add_argument("--root", default=None, help="where the synthetic PNGs go (default: cache)")
+    p.add_argument("--only", choices=("keras", "torch"), help="run one side only")
+    p.add_argument("--worker", choices=("keras", "torch"), help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(argv if argv is not None else sys.argv[1:])
+    args = parser().parse_args(argv)
+    for name in ("size", "batch", "batches", "films", "repeats"):
+        if getattr(args, name) < 1:
+            parser().error(f"--{name} must be at least 1")
+    if args.films < args.batch:
+        parser().error(f"--films ({args.films}) must be at least --batch ({args.batch})")
+    from mura_tf.data.synthetic import cache_root
+
+    root = Path(args.root) if args.root else cache_root() / "benchmarks"
+    films = _films(synthetic_frame(args.films, root), args.films)
+    if args.worker:
+        side = _keras_side if args.worker == "keras" else _torch_side
+        serve(lambda: side(args, films), args.settle_seconds)
+        return 0
+    print(
+        f"{args.model}, {len(films)} PNG films cycled, batch {args.batch}, {args.size}x"
+        f"{args.size}, {args.batches} batches per repetition; starting workers",
+        file=sys.stderr,
+    )
+    sides = [s for s in ("keras", "torch") if args.only in (None, s)]
+    compare(
+        "benchmarks.inference",
+        [*without_only(argv), "--root", str(root)],
+        sides,
+        args.repeats,
+        args.max_repeats,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
