@@ -71,7 +71,7 @@ def settle(run_once: Callable[[], float], max_seconds: float = MAX_WARMUP_SECOND
             return {
                 "warmup_repetitions": len(rates),
                 "warmup_rates": [round(r, 2) for r in rates],
-                "settled": settled,
+                "settled": settled if max_seconds > 0 else None,  # None: not asked to settle
             }
 
 
@@ -231,14 +231,24 @@ def ratio_line(a: Side, b: Side) -> str:
     )
 
 
-def batch_rate(iterator, batches: int, batch_size: int) -> Callable[[], float]:
-    """A `run_once` for `serve`: images/s of drawing `batches` batches from `iterator`."""
+def batch_rate(
+    make_iterator: Callable[[], object], batches: int, batch_size: int, warm: int = 3
+) -> Callable[[], float]:
+    """A `run_once` for `serve`: images/s of drawing `batches` batches from a fresh iterator
+    (`make_iterator()`), after `warm` untimed ones. The iterator is dropped after each
+    repetition: an input pipeline left running would go on preparing batches in background
+    threads while the other side is timed, taking its cores and banking batches for later."""
 
     def run_once() -> float:
+        iterator = make_iterator()
+        for _ in range(warm):
+            next(iterator)
         start = time.perf_counter()
         for _ in range(batches):
             next(iterator)
-        return batches * batch_size / (time.perf_counter() - start)
+        rate = batches * batch_size / (time.perf_counter() - start)
+        del iterator
+        return rate
 
     return run_once
 

@@ -59,8 +59,11 @@ def _keras_side(args, films) -> tuple:
     from mura_tf.models.backbones import backbone_spec, build_backbone
     from mura_tf.models.heads import build_classifier, classification_head
 
+    from mura_tf.precision import policy_name
+
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    keras.mixed_precision.set_global_policy(policy_name(args.mixed_precision))
     keras.utils.set_random_seed(0)
     model = build_classifier(
         build_backbone(args.model, args.size, "none"), classification_head("linear"), args.size
@@ -73,7 +76,10 @@ def _keras_side(args, films) -> tuple:
         loaded.serve_images(tf.constant(batch, tf.string)).numpy()
 
     step(films[: args.batch])  # trace
-    info = {"framework": f"keras {keras.__version__} / tensorflow {tf.__version__}"}
+    info = {
+        "framework": f"keras {keras.__version__} / tensorflow {tf.__version__}",
+        "dtype_policy": keras.mixed_precision.global_policy().name,
+    }
     return _rate(step, films, args), info
 
 
@@ -118,6 +124,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
     add_steady_flags(p)
     p.add_argument("--root", default=None, help="where the synthetic PNGs go (default: cache)")
+    p.add_argument(
+        "--mixed-precision", choices=("auto", "on", "off"), default="off",
+        help="Keras side: the recipes' --mixed-precision (mura_tf.precision; default off)",
+    )  # fmt: skip
     p.add_argument("--only", choices=("keras", "torch"), help="run one side only")
     p.add_argument("--worker", choices=("keras", "torch"), help=argparse.SUPPRESS)
     return p

@@ -52,10 +52,7 @@ def _keras_side(args, frame) -> tuple:
     )
     kwargs = {} if args.deterministic is None else {"deterministic": args.deterministic}
     ds = make_dataset(frame, config, batch_size=args.batch, training=True, **kwargs).repeat()
-    iterator = iter(ds)
-    next(iterator)
-
-    run_once = batch_rate(iterator, args.batches, args.batch)
+    run_once = batch_rate(lambda: iter(ds), args.batches, args.batch)
 
     return run_once, {"framework": f"tf.data {tf.__version__}", "images": len(frame)}
 
@@ -100,10 +97,7 @@ def _torch_side(args, frame) -> tuple:
         while True:
             yield from loader
 
-    iterator = batches()
-    next(iterator)
-
-    run_once = batch_rate(iterator, args.batches, args.batch)
+    run_once = batch_rate(batches, args.batches, args.batch)
 
     info = {
         "framework": f"torch {torch.__version__} / torchvision {torchvision.__version__}",

@@ -31,8 +31,11 @@ def _keras_side(args) -> tuple:
     from mura_tf.models.heads import build_classifier, classification_head
     from mura_tf.train import TrainConfig, compile_classifier
 
+    from mura_tf.precision import policy_name
+
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    keras.mixed_precision.set_global_policy(policy_name(args.mixed_precision))
     keras.utils.set_random_seed(0)
     backbone = build_backbone(
         args.model, args.size, "none", fused_batch_norm=args.fused_batch_norm != "false"
@@ -63,6 +66,7 @@ def _keras_side(args) -> tuple:
 
     info = {
         "framework": f"keras {keras.__version__} / tensorflow {tf.__version__}",
+        "dtype_policy": keras.mixed_precision.global_policy().name,
         "jit_compile": str(model.jit_compile),
         "fused_batch_norm": args.fused_batch_norm,
         "params": model.count_params(),
@@ -129,6 +133,10 @@ def parser() -> argparse.ArgumentParser:
         default="true",
         help="Keras side: the project's fused batch norm (default) or Keras's own",
     )
+    p.add_argument(
+        "--mixed-precision", choices=("auto", "on", "off"), default="off",
+        help="Keras side: the recipes' --mixed-precision (mura_tf.precision; default off)",
+    )  # fmt: skip
     p.add_argument("--only", choices=("keras", "torch"), help="run one side only")
     p.add_argument("--worker", choices=("keras", "torch"), help=argparse.SUPPRESS)
     return p

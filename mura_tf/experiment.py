@@ -46,6 +46,7 @@ from mura_tf.metrics import macro_f1, study_level_metrics
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.heads import HEADS, build_classifier, classification_head
 from mura_tf.parts import PARTS
+from mura_tf.precision import MODES, precision
 from mura_tf.run_folder import finish_run
 from mura_tf.run_report import write_run_report
 from mura_tf.runs import Alias, OpenRun, RunConfig, opened, setting, write_config, write_metrics
@@ -119,7 +120,12 @@ class Experiment(RunConfig):
     label_fraction: float = setting(
         1.0, "share of labelled training studies to use (0.01, 0.1, 1.0)", name="--fraction"
     )
-    mixed_precision: bool = setting(False, "float16 compute (helps on GPUs with tensor cores)")
+    mixed_precision: str = setting(
+        "off",
+        "bfloat16 compute on CPUs with AVX-512 BF16 or AMX, float16 on GPUs with tensor cores, "
+        "float32 variables: auto (only where that hardware is), on, off (mura_tf.precision)",
+        choices=MODES,
+    )
     jit_compile: str = setting(
         "auto", "XLA compilation of the train step", choices=("auto", "true", "false")
     )
@@ -142,12 +148,27 @@ class Experiment(RunConfig):
         self._at_least("patience", 0)
         self._at_least("intermediate_epochs", 0)
         self._at_least("ensemble", 1)
+        if isinstance(self.mixed_precision, bool):  # a config.json of version 0.2 or earlier
+            object.__setattr__(self, "mixed_precision", "on" if self.mixed_precision else "off")
+        if self.mixed_precision not in MODES:
+            raise ConfigError(
+                f"--mixed-precision must be one of {', '.join(MODES)}, got {self.mixed_precision!r}"
+            )
         if self.ensemble > 1 and self.strategy == "multi_worker":
             raise ConfigError("--ensemble with --strategy multi_worker: train the seeds one by one")
         if not self.learning_rate > 0:
             raise ConfigError(f"--lr must be positive, got {self.learning_rate}")
         if not 0 < self.label_fraction <= 1:
             raise ConfigError(f"--fraction must be in (0, 1], got {self.label_fraction}")
+
+    def settings(self) -> dict:
+        out = super().settings()
+        # Version 0.2 and earlier stored a bool here: "off" and "on" keep that spelling, so the
+        # runs of those versions (folders named by a hash of the settings) are found again.
+        out["mixed_precision"] = {"off": False, "on": True}.get(
+            self.mixed_precision, self.mixed_precision
+        )
+        return out
 
     def table_label(self) -> str:
         pct = f"{self.label_fraction * 100:g}"
@@ -315,11 +336,11 @@ def run_experiment(exp: Experiment) -> RunResult:
     folder, the others keep their checkpoints and backups in `RUN/worker<i>/` and return
     without evaluating (`RunResult.metrics` is empty for them).
     """
-    with opened(exp) as run:
-        return _run_experiment(exp, run)
+    with opened(exp) as run, precision(exp.mixed_precision) as policy:
+        return _run_experiment(exp, run, policy)
 
 
-def _run_experiment(exp: Experiment, run: OpenRun) -> RunResult:
+def _run_experiment(exp: Experiment, run: OpenRun, policy: str) -> RunResult:
     strategy, run_dir = run.strategy, run.run_dir
     data_dir = exp.data_folder()
     frame = load_mura(data_dir, exp.part, strict=exp.strict)
@@ -335,12 +356,12 @@ def _run_experiment(exp: Experiment, run: OpenRun) -> RunResult:
         )
     spec = backbone_spec(exp.backbone)
     counts = {name: int(len(getattr(splits, name))) for name in ("train", "dev", "test")}
-    write_config(run, exp, data_dir, images=counts, normalization=spec.normalization)
+    write_config(
+        run, exp, data_dir, images=counts, normalization=spec.normalization, dtype_policy=policy
+    )
     write_text(run_dir / "splits.csv", split_table(splits).to_csv(index=False))
 
     keras.utils.set_random_seed(exp.seed)
-    if exp.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
     with strategy.scope():
         backbone = build_backbone(exp.backbone, exp.image_size, exp.weights)
     extra: dict = {}

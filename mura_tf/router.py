@@ -32,6 +32,7 @@ from mura_tf.io import save_keras, write_text
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.heads import build_classifier, classification_head
 from mura_tf.parts import PARTS, short_name
+from mura_tf.precision import precision
 from mura_tf.run_report import write_run_report
 from mura_tf.runs import opened, write_config, write_metrics
 from mura_tf.train import compile_classifier, train
@@ -165,7 +166,7 @@ class RouterResult:
 
 def run_router(cfg: RouterConfig) -> RouterResult:
     """Train and test a body-part router; see the module docstring for what it writes."""
-    with opened(cfg) as run:
+    with opened(cfg) as run, precision(cfg.mixed_precision) as policy:
         run_dir = run.run_dir
         data_dir = cfg.data_folder()
         splits = make_splits(
@@ -175,7 +176,10 @@ def run_router(cfg: RouterConfig) -> RouterResult:
             raise ConfigError(f"{data_dir} has no valid split to test the router on")
         spec = backbone_spec(cfg.backbone)
         counts = {name: int(len(getattr(splits, name))) for name in ("train", "dev", "test")}
-        write_config(run, cfg, data_dir, images=counts, normalization=spec.normalization)
+        write_config(
+            run, cfg, data_dir, images=counts, normalization=spec.normalization,
+            dtype_policy=policy,
+        )  # fmt: skip
         write_text(run_dir / "splits.csv", split_table(splits).to_csv(index=False))
 
         keras.utils.set_random_seed(cfg.seed)

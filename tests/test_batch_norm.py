@@ -106,3 +106,24 @@ def test_moving_statistics_average_over_no_more_steps_than_training_took(step):
     np.testing.assert_allclose(
         fused.moving_variance.numpy(), momentum * before[1] + (1 - momentum) * variance, rtol=1e-4
     )
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_fused_layer_under_bfloat16_matches_keras(training):
+    """Under mixed_bfloat16 the fused kernel takes bfloat16 inputs; Keras's layer casts them to
+    float32. Both round the output to bfloat16 (8 bits of mantissa): equal to that rounding."""
+    from mura_tf.precision import precision
+
+    x = tf.constant(RNG.normal(2.0, 3.0, (4, 5, 6, 7)).astype("float32"))
+    with precision("on"):
+        reference, fused = _pair(x.shape)
+        xb = tf.cast(x, tf.bfloat16)
+        want, got = reference(xb, training=training), fused(xb, training=training)
+    assert got.dtype == want.dtype == tf.bfloat16
+    np.testing.assert_allclose(
+        tf.cast(got, tf.float32), tf.cast(want, tf.float32), rtol=2e-2, atol=2e-2
+    )
+    np.testing.assert_allclose(fused.moving_mean, reference.moving_mean, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        fused.moving_variance, reference.moving_variance, rtol=1e-4, atol=1e-4
+    )

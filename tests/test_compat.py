@@ -15,9 +15,19 @@ def op_types(function, *specs) -> set[str]:
     return {op.type for op in graph.get_operations()}
 
 
-@pytest.mark.parametrize("name", ["resnet18", "densenet169"])
-def test_a_traced_training_step_runs_the_fused_batch_norm_kernels(name):
-    model = build_classifier(build_backbone(name, 32, "none"), classification_head("linear"), 32)
+@pytest.mark.parametrize(
+    "name, policy",
+    [("resnet18", "float32"), ("densenet169", "float32"), ("resnet18", "mixed_bfloat16")],
+)
+def test_a_traced_training_step_runs_the_fused_batch_norm_kernels(name, policy):
+    from mura_tf.precision import precision
+
+    with precision("off" if policy == "float32" else "on") as chosen:
+        assert chosen == policy  # no GPU here: "on" is bfloat16
+        model = build_classifier(
+            build_backbone(name, 32, "none"), classification_head("linear"), 32
+        )
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored
     loss_fn = keras.losses.BinaryCrossentropy()
 
     @tf.function
@@ -26,10 +36,13 @@ def test_a_traced_training_step_runs_the_fused_batch_norm_kernels(name):
             loss = loss_fn(labels, model(images, training=True))
         return tape.gradient(loss, model.trainable_variables)
 
-    ops = op_types(
-        train_step, tf.TensorSpec([2, 32, 32, 3], tf.float32), tf.TensorSpec([2, 1], tf.float32)
-    )
+    specs = tf.TensorSpec([2, 32, 32, 3], tf.float32), tf.TensorSpec([2, 1], tf.float32)
+    graph = train_step.get_concrete_function(*specs).graph
+    ops = {op.type for op in graph.get_operations()}
     assert {"FusedBatchNormV3", "FusedBatchNormGradV3"} <= ops
+    fused = [op for op in graph.get_operations() if op.type == "FusedBatchNormV3"]
+    want = tf.bfloat16 if policy == "mixed_bfloat16" else tf.float32
+    assert {op.get_attr("T") for op in fused} == {want.as_datatype_enum}
     # Keras's unfused computation would show up as moments (Mean of SquaredDifference).
     assert "SquaredDifference" not in ops
 

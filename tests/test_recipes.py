@@ -86,6 +86,8 @@ SMOKE_EXTRA = {
     "baseline_densenet": ["--backbone", "resnet18"],
     "mura_paper": ["--backbone", "resnet18", "--part", "elbow,hand"],
     "resnet18_bodypart": ["--intermediate-epochs", "1"],
+    # One recipe in mixed precision (bfloat16 on a CPU): it trains, exports and reports too.
+    "resnet18_linear": ["--mixed-precision", "on"],
     "simclr_finetune": ["--backbone", "resnet18"],
     "simclr_pretrain": ["--backbone", "resnet18", "--batch-size", "8", "--part", "elbow"],
 }
@@ -123,6 +125,9 @@ def test_every_recipe_runs_end_to_end_on_tiny_images(name, synthetic_dir, tmp_pa
         assert router.output_shape == (None, 7)
         return
     assert "study_auc" in printed and "model handed over: epoch 1 of 1" in printed
+    mixed = name == "resnet18_linear"
+    assert finished.config["dtype_policy"] == ("mixed_bfloat16" if mixed else "float32")
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
     for item in ("model.keras", "export/saved_model.pb", "predictions.csv"):
         assert (run_dir / item).exists(), item
     metrics = finished.metrics
@@ -348,3 +353,15 @@ def test_baseline_densenet_is_report_002s_experiment_and_classifies():
     )
     out = model(keras.random.uniform((2, 32, 32, 3)))
     assert out.shape == (2, 1) and bool(keras.ops.all((out >= 0) & (out <= 1)))
+
+
+def test_mixed_precision_modes_and_the_old_boolean():
+    from mura_tf.errors import ConfigError
+    from mura_tf.experiment import Experiment
+
+    old = Experiment(recipe="x", mixed_precision=False)  # a config.json of version 0.2
+    assert old.mixed_precision == "off" and old.settings()["mixed_precision"] is False
+    assert Experiment(recipe="x").settings() == old.settings()  # same folder name as before
+    assert Experiment(recipe="x", mixed_precision="auto").settings()["mixed_precision"] == "auto"
+    with pytest.raises(ConfigError, match="--mixed-precision must be one of auto, on, off"):
+        Experiment(recipe="x", mixed_precision="fp8")

@@ -34,7 +34,7 @@ def _fusable(layer: keras.layers.BatchNormalization, inputs, mask) -> bool:
         mask is None
         and len(inputs.shape) == 4
         and layer.axis in (3, -1)
-        and inputs.dtype == tf.float32
+        and inputs.dtype in (tf.float32, tf.bfloat16, tf.float16)
         and not layer.renorm
         and not layer.synchronized
     )
@@ -47,10 +47,13 @@ def fused_batch_norm_call(
 
     The same results as Keras's own `call` to float rounding, moving statistics included (they
     keep Keras's biased batch variance). Inputs the fused kernel does not take (masks, ranks
-    other than 4, other axes, renorm, synchronised statistics, non-float32) go to Keras's code.
+    other than 4, other axes, renorm, synchronised statistics, other dtypes) go to Keras's code.
+    Under mixed precision the inputs are bfloat16 or float16 and the kernel computes the
+    statistics in float32 (scale, offset and moving statistics stay float32 variables), as
+    Keras's own layer does by casting.
 
     Args:
-        inputs: float32 `[B, H, W, C]`.
+        inputs: float32, bfloat16 or float16 `[B, H, W, C]`.
     Returns:
         `[B, H, W, C]`, normalised with batch statistics when training a trainable layer, with
         the moving ones otherwise.
