@@ -88,10 +88,18 @@ _SPARE_BYTES = 4 << 20
 def keras_bytes(model) -> int:
     """About how many bytes `model.save` or `save_weights` writes: every variable of the model
     and of its optimizer."""
+    import numpy as np
+
     variables = list(model.variables)
     if getattr(model, "optimizer", None) is not None:
         variables += list(model.optimizer.variables)
-    return sum(int(v.numpy().nbytes) if hasattr(v, "numpy") else 0 for v in variables)
+    # From shapes and dtypes: reading every variable back (`numpy()`) cost ~0.1 s a save
+    # for DenseNet169 and its optimizer.
+    return sum(
+        int(np.prod(v.shape, dtype=np.int64)) * np.dtype(v.dtype).itemsize
+        for v in variables
+        if hasattr(v, "shape") and hasattr(v, "dtype")
+    )
 
 
 def ensure_free_space(folder: str | os.PathLike[str], nbytes: int) -> None:
