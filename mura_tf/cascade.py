@@ -38,7 +38,13 @@ from mura_tf.compat.empty_batch import unless_empty
 from mura_tf.data.normalization import normalize
 from mura_tf.errors import ConfigError
 from mura_tf.parts import PARTS, parse_parts, short_name
-from mura_tf.router import routable_mask, routed_frame, routing_metrics, study_votes
+from mura_tf.router import (
+    routable_mask,
+    routed_frame,
+    routing_metrics,
+    study_votes,
+    view_parts,
+)
 from mura_tf.runs import ABNORMALITY_SECTIONS, CONFIG_FILE, FinishedRun, read_run
 
 RULE = (
@@ -128,14 +134,10 @@ def plan_cascade(
             f"the router {router_dir} never routes to {', '.join(map(short_name, unused))}: "
             "leave those experts out, or train the router on their parts"
         )
-    for run in [*experts.values()]:
-        for key in ("image_size", "keep_aspect"):
-            mine, theirs = run.settings.get(key, False), router.settings.get(key, False)
-            if mine != theirs:
-                raise ConfigError(
-                    f"{run.run_dir} has {key} {mine}, the router {theirs}: a cascade's models "
-                    "take the same input"
-                )
+    for run in experts.values():
+        mismatch = run.input_mismatch(router)
+        if mismatch:
+            raise ConfigError(f"{mismatch} (the router): a cascade's models take the same input")
     return CascadePlan(router, experts, fallback, routed)
 
 
@@ -166,8 +168,7 @@ class PartCascade(keras.Model):
 
     def route_views(self, probabilities: tf.Tensor) -> tf.Tensor:
         """int32 `[N]`: each film's most likely routable part (index into `PARTS`)."""
-        masked = tf.where(tf.constant(self.routable)[tf.newaxis], probabilities, -1.0)
-        return tf.cast(tf.argmax(masked, axis=-1), tf.int32)
+        return view_parts(probabilities, tf.constant(self.routable))
 
     def route_study(self, probabilities: tf.Tensor) -> tf.Tensor:
         """int32 scalar: the part the views of one study vote for."""
@@ -210,7 +211,7 @@ def cascade_model(plan: CascadePlan) -> PartCascade:
         load(plan.router), [load(run) for run in members], expert_of_part,
         routable_mask(plan.parts), name="mura_cascade",
     )  # fmt: skip
-    size = plan.router.settings["image_size"]
+    size = plan.router.input_frame["image_size"]
     model(tf.zeros((1, size, size, 3)))
     return model
 
@@ -264,12 +265,7 @@ def _test_predictions(
     (`probability`) and, for comparison, by its true part's (`probability_true_part`)."""
     from mura_tf.data.pipeline import PipelineConfig, make_dataset
 
-    settings = plan.router.settings
-    config = PipelineConfig(
-        image_size=settings["image_size"],
-        keep_aspect=settings.get("keep_aspect", False),
-        normalization="raw",
-    )
+    config = PipelineConfig(**plan.router.input_frame, normalization="raw")
 
     def batches():
         return make_dataset(frame, config, batch_size=batch_size)
@@ -279,17 +275,19 @@ def _test_predictions(
     )
     routed = routed_frame(frame, probabilities, plan.parts)
 
-    def scores(parts: np.ndarray) -> np.ndarray:
-        out, start = [], 0
-        for x, _ in batches():
-            n = int(x.shape[0])
-            out.append(model.abnormality(x, tf.constant(parts[start : start + n])).numpy()[:, 0])
-            start += n
-        return np.concatenate(out)
-
+    to_routed = routed["routed_part"].map(PARTS.index).to_numpy(np.int32)
+    to_true = routed["part"].map(PARTS.index).to_numpy(np.int32)
+    by_routed, by_true, start = [], [], 0
+    for x, _ in batches():  # one more pass: each film decoded once for both scores
+        rows = slice(start, start + int(x.shape[0]))
+        start = rows.stop
+        scored = model.abnormality(x, tf.constant(to_routed[rows])).numpy()[:, 0]
+        by_routed.append(scored)
+        if not np.array_equal(to_routed[rows], to_true[rows]):  # a study went elsewhere
+            scored = model.abnormality(x, tf.constant(to_true[rows])).numpy()[:, 0]
+        by_true.append(scored)
     return routed.assign(
-        probability=scores(routed["routed_part"].map(PARTS.index).to_numpy(np.int32)),
-        probability_true_part=scores(routed["part"].map(PARTS.index).to_numpy(np.int32)),
+        probability=np.concatenate(by_routed), probability_true_part=np.concatenate(by_true)
     )
 
 
@@ -318,7 +316,7 @@ def build_cascade(
 
     out = Path(out_dir)
     router = plan.router
-    size, keep_aspect = router.settings["image_size"], router.settings.get("keep_aspect", False)
+    size, keep_aspect = router.input_frame["image_size"], router.input_frame["keep_aspect"]
     with open_run(out, overwrite), disk_errors(out):
         experts = {short_name(p): str(plan.experts[p].run_dir) for p in plan.parts}
         settings = {

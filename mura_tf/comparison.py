@@ -56,27 +56,35 @@ def comparison_rows(run_dirs: Sequence[str | os.PathLike[str]]) -> list[Row]:
                 "cascade, with metrics.json)"
             )
         runs.append(run)
-    rows: list[Row] = []
+    # Single-part runs of one label become one row, where the first of them stands.
+    order: list[FinishedRun | str] = []
     merged: dict[str, list[FinishedRun]] = {}
     for run in runs:
-        frame = pd.read_csv(run.run_dir / "predictions.csv")
         single = len(parse_parts(run.settings.get("part") or "all")) == 1
         if single and run.section != "cascade":
             if run.label not in merged:
                 merged[run.label] = []
-                rows.append(Row(f"{run.label} (per part)", pd.DataFrame(), ()))
+                order.append(run.label)
             merged[run.label].append(run)
+        else:
+            order.append(run)
+    rows: list[Row] = []
+    for item in order:
+        if isinstance(item, str):
+            group = merged[item]
+            frame = pd.concat([_predictions(run) for run in group], ignore_index=True)
+            rows.append(Row(f"{item} (per part)", frame, tuple(str(r.run_dir) for r in group)))
             continue
-        rows.append(Row(run.label, frame, (str(run.run_dir),)))
-        if run.section == "cascade":
+        frame = _predictions(item)
+        rows.append(Row(item.label, frame, (str(item.run_dir),)))
+        if item.section == "cascade":
             oracle = frame.assign(probability=frame["probability_true_part"])
-            rows.append(Row(TRUE_PARTS_ROW, oracle, (str(run.run_dir),)))
-    for label, group in merged.items():
-        index = next(i for i, r in enumerate(rows) if r.name == f"{label} (per part)")
-        frames = [pd.read_csv(run.run_dir / "predictions.csv") for run in group]
-        runs_of = tuple(str(run.run_dir) for run in group)
-        rows[index] = Row(rows[index].name, pd.concat(frames, ignore_index=True), runs_of)
+            rows.append(Row(TRUE_PARTS_ROW, oracle, (str(item.run_dir),)))
     return rows
+
+
+def _predictions(run: FinishedRun) -> pd.DataFrame:
+    return pd.read_csv(run.run_dir / "predictions.csv")
 
 
 def compare(rows: Sequence[Row]) -> pd.DataFrame:

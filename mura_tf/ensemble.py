@@ -47,12 +47,9 @@ def finished_members(run_dirs: Sequence[str | os.PathLike[str]]) -> list[Finishe
         runs.append(run)
     first = runs[0]
     for run in runs[1:]:
-        for key in ("image_size", "keep_aspect"):
-            if run.settings.get(key) != first.settings.get(key):
-                raise ConfigError(
-                    f"{run.run_dir} has {key} {run.settings.get(key)}, {first.run_dir} has "
-                    f"{first.settings.get(key)}: the members of an ensemble take the same input"
-                )
+        mismatch = run.input_mismatch(first)
+        if mismatch:
+            raise ConfigError(f"{mismatch}: the members of an ensemble take the same input")
         if _test_paths(run) != _test_paths(first):
             raise ConfigError(
                 f"{run.run_dir} was tested on other films than {first.run_dir}: combine runs "
@@ -103,8 +100,7 @@ def build_ensemble(
             "members": [str(run.run_dir) for run in runs],
             "rule": RULE,
             "part": first.settings.get("part"),
-            "image_size": first.settings["image_size"],
-            "keep_aspect": first.settings.get("keep_aspect", False),
+            **first.input_frame,
             "synthetic": any(run.settings.get("synthetic") for run in runs),
         }
         write_json(

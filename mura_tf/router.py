@@ -62,6 +62,18 @@ class RouterConfig(Experiment):
             raise ConfigError("a router takes no class weights: they weigh abnormality")
 
 
+def view_parts(probabilities: tf.Tensor, routable: tf.Tensor) -> tf.Tensor:
+    """int32 `[V]`: each view's most likely routable part (index into `PARTS`).
+
+    Args:
+        probabilities: float `[V, 7]`, the router's part probabilities.
+        routable: bool `[7]`, the parts a view may be routed to (the router's parts).
+    """
+    probabilities = tf.convert_to_tensor(probabilities, tf.float32)
+    masked = tf.where(tf.convert_to_tensor(routable)[tf.newaxis], probabilities, -1.0)
+    return tf.cast(tf.argmax(masked, axis=-1), tf.int32)
+
+
 def study_votes(
     probabilities: tf.Tensor, study_ids: tf.Tensor, n_studies: int | tf.Tensor, routable: tf.Tensor
 ) -> tf.Tensor:
@@ -76,8 +88,8 @@ def study_votes(
         to the one of larger summed probability.
     """
     probabilities = tf.convert_to_tensor(probabilities, tf.float32)
-    masked = tf.where(routable[tf.newaxis], probabilities, -1.0)
-    views = tf.one_hot(tf.argmax(masked, axis=-1), len(PARTS))
+    routable = tf.convert_to_tensor(routable)
+    views = tf.one_hot(view_parts(probabilities, routable), len(PARTS))
     counts = tf.math.unsorted_segment_sum(views, study_ids, n_studies)
     summed = tf.math.unsorted_segment_sum(probabilities, study_ids, n_studies)
     n_views = tf.reduce_sum(counts, axis=-1, keepdims=True)
@@ -98,11 +110,10 @@ def routed_frame(
     """`frame` (test films with `study`) plus `view_part` (each view's own most likely part),
     `routed_part` (its study's vote) and `p_<part>` (the router's probabilities `[V, 7]`)."""
     routable = routable_mask(parts)
-    masked = np.where(routable[None], probabilities, -1.0)
     codes, uniques = pd.factorize(frame["study"])
     votes = study_votes(probabilities, codes.astype(np.int32), len(uniques), routable).numpy()
     out = frame.assign(
-        view_part=[PARTS[i] for i in masked.argmax(axis=1)],
+        view_part=[PARTS[i] for i in view_parts(probabilities, routable).numpy()],
         routed_part=[PARTS[votes[c]] for c in codes],
     )
     for i, part in enumerate(PARTS):

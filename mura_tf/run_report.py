@@ -230,7 +230,7 @@ def _confident_section(
             _png(sheet, f"Grad-CAM of {study.study}"),
             "</figure>",
         ]
-    return out or ["<p>no test studies</p>"]
+    return out
 
 
 def _router_section(routing: dict, section: str) -> list[str]:

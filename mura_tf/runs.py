@@ -325,6 +325,24 @@ class FinishedRun:
         """The run's name in tables: the recipe's label, or the recipe."""
         return self.config.get("label") or self.settings.get("recipe", self.section)
 
+    @property
+    def input_frame(self) -> dict:
+        """What the run's models take: `image_size` and `keep_aspect` (pad instead of stretch).
+        Runs combined into one model (ensemble, cascade) must agree on it."""
+        return {
+            "image_size": self.settings["image_size"],
+            "keep_aspect": bool(self.settings.get("keep_aspect", False)),
+        }
+
+    def input_mismatch(self, other: FinishedRun) -> str | None:
+        """How this run's input differs from `other`'s ("RUN has image_size 64, OTHER has
+        32"), or None where they agree."""
+        mine, theirs = self.input_frame, other.input_frame
+        for key, value in mine.items():
+            if value != theirs[key]:
+                return f"{self.run_dir} has {key} {value}, {other.run_dir} has {theirs[key]}"
+        return None
+
 
 def read_run(run_dir: str | os.PathLike[str]) -> FinishedRun | None:
     """The finished run in `run_dir`, or None (unfinished, or not a run folder)."""
