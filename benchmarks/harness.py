@@ -18,6 +18,7 @@ the range of the paired ratios (repetition i of one side over repetition i of th
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -189,8 +190,13 @@ def alternate(
                 w.process.kill()
 
 
-def add_steady_flags(parser) -> None:
-    """`--repeats`, `--max-repeats` and `--settle-seconds` on a benchmark's parser."""
+SIDES = ("keras", "torch")
+
+
+def add_side_flags(parser, mixed_precision: bool = False) -> None:
+    """A benchmark's shared flags: `--repeats`, `--max-repeats`, `--settle-seconds`, `--only`,
+    the hidden `--worker`, and with `mixed_precision` the recipes' `--mixed-precision` for the
+    Keras side."""
     parser.add_argument(
         "--repeats", type=int, default=5, help="timed repetitions per side, at least (default 5)"
     )
@@ -204,6 +210,33 @@ def add_steady_flags(parser) -> None:
         help=f"longest warm-up per side, until the last {WINDOW} rates agree within "
         f"{TOLERANCE:.0%} (default {MAX_WARMUP_SECONDS:.0f}; 0: one untimed repetition)",
     )  # fmt: skip
+    if mixed_precision:
+        parser.add_argument(
+            "--mixed-precision", choices=("auto", "on", "off"), default="off",
+            help="Keras side: the recipes' --mixed-precision (mura_tf.precision; default off)",
+        )  # fmt: skip
+    parser.add_argument("--only", choices=SIDES, help="run one side only")
+    parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
+
+
+def run_sides(
+    module: str,
+    args,
+    argv: list[str],
+    setups: dict[str, Callable[[], tuple[Callable[[], float], dict]]],
+    banner: str,
+    extra_argv: tuple[str, ...] = (),
+) -> int:
+    """A benchmark's main after parsing: as a worker (`--worker SIDE`), serve that side's setup;
+    as the parent, print `banner` and compare the sides `--only` leaves, each worker started
+    as `python -m module` with this command line (less `--only`) and `extra_argv`."""
+    if args.worker:
+        serve(setups[args.worker], args.settle_seconds)
+        return 0
+    print(banner, file=sys.stderr)
+    sides = [s for s in SIDES if args.only in (None, s)]
+    compare(module, [*without_only(argv), *extra_argv], sides, args.repeats, args.max_repeats)
+    return 0
 
 
 def compare(

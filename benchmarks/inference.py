@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.harness import add_steady_flags, compare, serve, without_only
+from benchmarks.harness import add_side_flags, run_sides
 from benchmarks.pipeline import synthetic_frame
 
 MODELS = ("resnet18", "densenet169", "resnet50")
@@ -122,14 +122,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batches", type=int, default=8, help="timed batches per repetition")
     p.add_argument("--films", type=int, default=128, help="distinct films cycled (default 128)")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
-    add_steady_flags(p)
+    add_side_flags(p, mixed_precision=True)
     p.add_argument("--root", default=None, help="where the synthetic PNGs go (default: cache)")
-    p.add_argument(
-        "--mixed-precision", choices=("auto", "on", "off"), default="off",
-        help="Keras side: the recipes' --mixed-precision (mura_tf.precision; default off)",
-    )  # fmt: skip
-    p.add_argument("--only", choices=("keras", "torch"), help="run one side only")
-    p.add_argument("--worker", choices=("keras", "torch"), help=argparse.SUPPRESS)
     return p
 
 
@@ -145,24 +139,12 @@ def main(argv: list[str] | None = None) -> int:
 
     root = Path(args.root) if args.root else cache_root() / "benchmarks"
     films = _films(synthetic_frame(args.films, root), args.films)
-    if args.worker:
-        side = _keras_side if args.worker == "keras" else _torch_side
-        serve(lambda: side(args, films), args.settle_seconds)
-        return 0
-    print(
+    banner = (
         f"{args.model}, {len(films)} PNG films cycled, batch {args.batch}, {args.size}x"
-        f"{args.size}, {args.batches} batches per repetition; starting workers",
-        file=sys.stderr,
+        f"{args.size}, {args.batches} batches per repetition; starting workers"
     )
-    sides = [s for s in ("keras", "torch") if args.only in (None, s)]
-    compare(
-        "benchmarks.inference",
-        [*without_only(argv), "--root", str(root)],
-        sides,
-        args.repeats,
-        args.max_repeats,
-    )
-    return 0
+    setups = {"keras": lambda: _keras_side(args, films), "torch": lambda: _torch_side(args, films)}
+    return run_sides("benchmarks.inference", args, argv, setups, banner, ("--root", str(root)))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks.harness import add_steady_flags, batch_rate, compare, serve, without_only
+from benchmarks.harness import add_side_flags, batch_rate, run_sides
 
 # MURA's images are ~300-512 px a side (most 512 on the long side).
 MURA_LIKE = dict(min_side=300, max_side=512)
@@ -122,7 +122,7 @@ def parser() -> argparse.ArgumentParser:
         help="timed batches per repetition; many more than either side prefetches while the "
         "other is measured (default 100)",
     )
-    add_steady_flags(p)
+    add_side_flags(p)
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers / tf.data threads")
     p.add_argument(
         "--deterministic",
@@ -131,8 +131,6 @@ def parser() -> argparse.ArgumentParser:
         help="override make_dataset's default element order for the tf.data side",
     )
     p.add_argument("--root", default=None, help="where the synthetic PNGs go (default: cache)")
-    p.add_argument("--only", choices=("keras", "torch"), help="run one side only")
-    p.add_argument("--worker", choices=("keras", "torch"), help=argparse.SUPPRESS)
     return p
 
 
@@ -148,25 +146,13 @@ def main(argv: list[str] | None = None) -> int:
 
     root = Path(args.root) if args.root else cache_root() / "benchmarks"
     frame = synthetic_frame(args.images, root)
-    if args.worker:
-        side = _keras_side if args.worker == "keras" else _torch_side
-        serve(lambda: side(args, frame), args.settle_seconds)
-        return 0
-    print(
+    banner = (
         f"{len(frame)} synthetic PNGs, batch {args.batch}, {args.size}x{args.size}, "
-        f"{args.workers} workers, {args.batches} batches x {args.repeats} repetitions per side",
-        file=sys.stderr,
+        f"{args.workers} workers, {args.batches} batches x at least {args.repeats} repetitions "
+        "per side"
     )
-    forwarded = without_only(argv)
-    sides = [s for s in ("keras", "torch") if args.only in (None, s)]
-    compare(
-        "benchmarks.pipeline",
-        [*forwarded, "--root", str(root)],
-        sides,
-        args.repeats,
-        args.max_repeats,
-    )
-    return 0
+    setups = {"keras": lambda: _keras_side(args, frame), "torch": lambda: _torch_side(args, frame)}
+    return run_sides("benchmarks.pipeline", args, argv, setups, banner, ("--root", str(root)))
 
 
 if __name__ == "__main__":

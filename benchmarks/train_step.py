@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from benchmarks.harness import add_steady_flags, compare, serve, without_only
+from benchmarks.harness import add_side_flags, run_sides
 
 MODELS = ("resnet18", "densenet169", "resnet50")
 
@@ -119,7 +119,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=224, help="image side in pixels (default 224)")
     p.add_argument("--steps", type=int, default=5, help="timed steps per repetition")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (tracing)")
-    add_steady_flags(p)
+    add_side_flags(p, mixed_precision=True)
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
     p.add_argument(
         "--jit-compile",
@@ -133,12 +133,6 @@ def parser() -> argparse.ArgumentParser:
         default="true",
         help="Keras side: the project's fused batch norm (default) or Keras's own",
     )
-    p.add_argument(
-        "--mixed-precision", choices=("auto", "on", "off"), default="off",
-        help="Keras side: the recipes' --mixed-precision (mura_tf.precision; default off)",
-    )  # fmt: skip
-    p.add_argument("--only", choices=("keras", "torch"), help="run one side only")
-    p.add_argument("--worker", choices=("keras", "torch"), help=argparse.SUPPRESS)
     return p
 
 
@@ -149,22 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("batch", "size", "steps", "repeats"):
         if getattr(args, name) < 1:
             parser().error(f"--{name} must be at least 1")
-    if args.worker:
-        serve(
-            lambda: (_keras_side if args.worker == "keras" else _torch_side)(args),
-            args.settle_seconds,
-        )
-        return 0
-    forwarded = without_only(argv if argv is not None else sys.argv[1:])
-    sides = [s for s in ("keras", "torch") if args.only in (None, s)]
-    print(
+    banner = (
         f"{args.model}, batch {args.batch}, {args.size}x{args.size}, {args.steps} steps x "
         f"at least {args.repeats} repetitions per side after the warm-up; starting workers "
-        "(tracing can take minutes)",
-        file=sys.stderr,
+        "(tracing can take minutes)"
     )
-    compare("benchmarks.train_step", forwarded, sides, args.repeats, args.max_repeats)
-    return 0
+    setups = {"keras": lambda: _keras_side(args), "torch": lambda: _torch_side(args)}
+    argv = list(argv if argv is not None else sys.argv[1:])
+    return run_sides("benchmarks.train_step", args, argv, setups, banner)
 
 
 if __name__ == "__main__":
