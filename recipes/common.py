@@ -8,6 +8,7 @@ import dataclasses
 import shlex
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from mura_tf.cli import ArgumentParser, number, whole_number
@@ -134,6 +135,16 @@ def run(
     return run_cli(main, argv)
 
 
+def _print_where(run_dir: Path, model: tuple[str, Path] | None = None) -> None:
+    """The closing printout's places: the run folder, what it hands over, its report and its
+    TensorBoard command."""
+    print(f"\nrun folder:   {run_dir}")
+    if model is not None:
+        print(f"{model[0]:<14}{model[1]}")
+    print(f"report:       {run_dir / 'report.html'}")
+    print(f"TensorBoard:  tensorboard --logdir {shlex.quote(str(run_dir / 'logs'))}")
+
+
 def _ensemble(exp: Experiment) -> int:
     """`--ensemble K`: the K seeds, each resumable and kept as a run of its own (a finished one
     is not trained again), then their ensemble beside them."""
@@ -176,10 +187,7 @@ def _experiment(exp: Experiment) -> int:
         )
     print(f"\nmodel handed over: {describe_selection(result.metrics['selected_epoch'])}")
     run_dir = result.run_dir
-    print(f"\nrun folder:   {run_dir}")
-    print(f"SavedModel:   {run_dir / 'export'}")
-    print(f"report:       {run_dir / 'report.html'}")
-    print(f"TensorBoard:  tensorboard --logdir {shlex.quote(str(run_dir / 'logs'))}")
+    _print_where(run_dir, ("SavedModel:", run_dir / "export"))
     if exp.synthetic:
         data = shlex.quote(exp.data_folder())
     else:  # $MURA_DATA_DIR stays a variable for the shell to expand
@@ -207,9 +215,7 @@ def _router(cfg: RouterConfig) -> int:
     )
     print(confusion_frame(routing).to_string())
     print(f"\nmodel handed over: {describe_selection(result.metrics['selected_epoch'])}")
-    print(f"\nrun folder:   {result.run_dir}")
-    print(f"report:       {result.run_dir / 'report.html'}")
-    print(f"TensorBoard:  tensorboard --logdir {shlex.quote(str(result.run_dir / 'logs'))}")
+    _print_where(result.run_dir)
     print(
         f"cascade:      python -m mura_tf cascade --router {shlex.quote(str(result.run_dir))} "
         "--experts PART_RUN... [--fallback ALL_PARTS_RUN] --out DIR"
@@ -239,9 +245,6 @@ def _pretrain(cfg: PretrainConfig) -> int:
             f"{after['study']['auc']:.3f} (random init {before['study']['auc']:.3f})"
         )
     run_dir = shlex.quote(str(result.run_dir))
-    print(f"\nrun folder:   {result.run_dir}")
-    print(f"encoder:      {result.run_dir / 'encoder.keras'}")
-    print(f"report:       {result.run_dir / 'report.html'}")
-    print(f"TensorBoard:  tensorboard --logdir {shlex.quote(str(result.run_dir / 'logs'))}")
+    _print_where(result.run_dir, ("encoder:", result.run_dir / "encoder.keras"))
     print(f"fine-tune:    python -m recipes.simclr_finetune --encoder {run_dir} --fraction 0.1")
     return 0
