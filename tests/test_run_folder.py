@@ -226,18 +226,25 @@ def test_a_folder_that_turns_read_only_mid_run_is_one_line_and_resumes(synthetic
         args = smoke_args(synthetic_dir, disk, epochs=8)
         process = recipe(*args, cwd=tmp_path, log=tmp_path / "ro.log")
         assert wait_for(lambda: any(disk.rglob("backup/state.json")), process)
-        # A read-only bind mount over the folder: files the run opens from now on are refused
-        # (a plain remount is refused while the run has files open for writing).
-        subprocess.run(["mount", "--bind", str(disk), str(disk)], check=True)
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(disk)], check=True)
+        # A read-only bind mount over the folder: files the run opens from now on are refused.
+        # A plain remount is refused while the run has files open for writing, and so is
+        # making a bind of the folder itself read-only if the run opens a file through it in
+        # between: so the bind is made read-only beside the folder, then moved over it at once.
+        stage = tmp_path / "stage"
+        stage.mkdir()
+        subprocess.run(["mount", "--bind", str(disk), str(stage)], check=True)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(stage)], check=True)
+        subprocess.run(["mount", "--move", str(stage), str(disk)], check=True)
         assert process.wait(timeout=300) == 2
         said = one_line_error(tmp_path / "ro.log")
         assert "read-only file system" in said, said
         subprocess.run(["umount", str(disk)], check=True)  # the bind mount: writable again
         resume_to_the_end(args, tmp_path, disk, 8)
     finally:
-        while subprocess.run(["umount", "-l", str(disk)], capture_output=True).returncode == 0:
-            pass
+        for folder in (tmp_path / "stage", disk):
+            unmount = ["umount", "-l", str(folder)]
+            while subprocess.run(unmount, capture_output=True).returncode == 0:
+                pass
 
 
 def test_no_space_for_a_checkpoint_is_a_disk_error_before_anything_is_written(
