@@ -107,6 +107,9 @@ def _pretrain(cfg: PretrainConfig, run: OpenRun) -> PretrainResult:
         image_size=cfg.image_size, normalization=spec.normalization, cache=cfg.cache
     )
     views = ViewConfig(crop_area=(cfg.min_crop_area, 1.0))
+    # Before the datasets: tf.data's seeded ops (shuffle, Dataset.random) mix in TensorFlow's
+    # global seed, so without it the batches would depend on what ran earlier in the process.
+    keras.utils.set_random_seed(cfg.seed)
     dev_batch = min(cfg.batch_size, len(splits.dev))
     if strategy.num_replicas_in_sync == 1:
         train_ds = make_contrastive_dataset(
@@ -140,7 +143,6 @@ def _pretrain(cfg: PretrainConfig, run: OpenRun) -> PretrainResult:
         images={"train": len(splits.train), "dev": len(splits.dev)},
     )  # fmt: skip
 
-    keras.utils.set_random_seed(cfg.seed)
     with strategy.scope():
         model = SimCLR(
             build_backbone(cfg.backbone, cfg.image_size, "none"),

