@@ -52,7 +52,7 @@ def gaussian_kernels(sigma: tf.Tensor, radius: int) -> tf.Tensor:
 
 
 def gaussian_blur(images: tf.Tensor, kernels: tf.Tensor) -> tf.Tensor:
-    """Separable blur of each image by its own kernel, zero padding (XLA-compilable).
+    """Separable blur of each image by its own kernel, zero padding.
 
     The batch is folded into the channels, so one depthwise convolution per axis blurs every
     image with its own kernel.
@@ -128,8 +128,8 @@ def view_draws(n: int, seed: tf.Tensor, size: int, config: ViewConfig) -> dict[s
     }
 
 
-def apply_photometric(x: tf.Tensor, draws: dict[str, tf.Tensor]) -> tf.Tensor:
-    """Flip, brightness/contrast jitter and blur as `draws` say (XLA-compilable).
+def flip_and_jitter(x: tf.Tensor, draws: dict[str, tf.Tensor]) -> tf.Tensor:
+    """Flip and brightness/contrast jitter as `draws` say (XLA-compilable).
 
     Args:
         x: float32 `[N, S, S, C]` in 0-255, the crops.
@@ -141,8 +141,7 @@ def apply_photometric(x: tf.Tensor, draws: dict[str, tf.Tensor]) -> tf.Tensor:
     c = draws["contrast"][:, None, None, None]
     bright = x * b
     mean = tf.reduce_mean(bright, axis=[1, 2, 3], keepdims=True)
-    x = tf.where(draws["jitter"][:, None, None, None], (bright - mean) * c + mean, x)
-    return gaussian_blur(x, draws["kernels"])
+    return tf.where(draws["jitter"][:, None, None, None], (bright - mean) * c + mean, x)
 
 
 def random_views(
@@ -165,44 +164,40 @@ def random_views(
 def view_maker(
     n: int, size: int, config: ViewConfig, normalization: str, *, compiled: bool = True
 ) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
-    """`fn(images, seed)`: `random_views` for batches of `n`, the pixel work compiled with XLA.
+    """`fn(images, seed)`: `random_views` for batches of `n`, the elementwise work compiled.
 
-    Crop-and-resize and rotation have no XLA kernels and run as TensorFlow ops between the
-    compiled parts (as `pipeline.batch_pixels` does).
+    Flip, jitter, clipping and normalisation are compiled with XLA (one fused pass each side
+    of the blur). Crop-and-resize and rotation have no XLA kernels, and XLA's CPU depthwise
+    convolution is tens of times slower than TensorFlow's (benchmarks/README.md), so those
+    three run as TensorFlow ops between the compiled parts (as `pipeline.batch_pixels` does).
     """
     maybe_compiled = tf.function(jit_compile=True) if compiled else (lambda f: f)
-    rotate = bool(config.rotation_degrees)
+    side = [size, size]
 
     @maybe_compiled
-    def photometric(x, draws):
-        x = apply_photometric(x, draws)
-        return x if rotate else normalize(tf.clip_by_value(x, 0.0, 255.0), normalization)
+    def front(x, draws):
+        return flip_and_jitter(x, draws)
 
     @maybe_compiled
-    def finish(x):
+    def back(x):
         return normalize(tf.clip_by_value(x, 0.0, 255.0), normalization)
 
     def views(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         draws = view_draws(n, seed, size, config)
-        x = tf.image.crop_and_resize(
-            tf.cast(images, tf.float32), draws["boxes"], tf.range(n), [size, size]
-        )
-        x = photometric(x, {k: v for k, v in draws.items() if k not in ("boxes", "angle")})
-        if rotate:
+        x = tf.image.crop_and_resize(tf.cast(images, tf.float32), draws["boxes"], tf.range(n), side)
+        x = front(x, {k: draws[k] for k in ("flip", "jitter", "brightness", "contrast")})
+        x = gaussian_blur(x, draws["kernels"])
+        if config.rotation_degrees:
             zero = tf.zeros([n])
-            x = finish(
-                tf.raw_ops.ImageProjectiveTransformV3(
-                    images=x,
-                    transforms=affine_matrix(
-                        draws["angle"], tf.ones([n]), zero, zero, [size, size]
-                    ),
-                    output_shape=[size, size],
-                    fill_value=0.0,
-                    interpolation="BILINEAR",
-                    fill_mode="CONSTANT",
-                )
+            x = tf.raw_ops.ImageProjectiveTransformV3(
+                images=x,
+                transforms=affine_matrix(draws["angle"], tf.ones([n]), zero, zero, side),
+                output_shape=side,
+                fill_value=0.0,
+                interpolation="BILINEAR",
+                fill_mode="CONSTANT",
             )
-        return x
+        return back(x)
 
     return views
 
