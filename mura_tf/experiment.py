@@ -41,7 +41,7 @@ from mura_tf.distribute import distribute_batches, local_copy, num_workers
 from mura_tf.errors import ConfigError
 from mura_tf.export import export_savedmodel
 from mura_tf.gradcam import film_cams
-from mura_tf.io import save_keras, write_json, write_text
+from mura_tf.io import same_file, write_json, write_text
 from mura_tf.metrics import macro_f1, study_level_metrics
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.heads import HEADS, build_classifier, classification_head
@@ -389,7 +389,8 @@ def _run_experiment(exp: Experiment, run: OpenRun, policy: str) -> RunResult:
         model = build_classifier(backbone, head, exp.image_size, exp.freeze_backbone)
         compile_classifier(model, fit_config)
     result = train(model, data.train, data.dev, run_dir, fit_config, sample=data.first_pixels)
-    save_keras(model, run_dir / "model.keras")
+    # The model now holds what best.keras holds (train read it back from there).
+    same_file(run_dir / "checkpoints" / "best.keras", run_dir / "model.keras")
     if num_workers(strategy) > 1:
         if run.worker:
             finish_run(run_dir)

@@ -77,6 +77,22 @@ def save_keras(model, path: str | os.PathLike[str]) -> Path:
     return write_with(path, save)
 
 
+def same_file(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """Atomically make `path` hold what `source` holds: a hard link where the file system has
+    them (no bytes written; `source` is only ever replaced by renames, so the two never
+    change together), a copy otherwise."""
+
+    def link(tmp: Path) -> None:
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(source, tmp)
+        except OSError:
+            ensure_free_space(tmp.parent, os.path.getsize(source))
+            shutil.copyfile(source, tmp)
+
+    return write_with(path, link)
+
+
 class DiskError(MuraError):
     """A write failed for lack of space or permission; the run can resume once that is fixed."""
 

@@ -28,7 +28,7 @@ from mura_tf.data.mura import load_mura
 from mura_tf.data.splits import make_splits
 from mura_tf.errors import ConfigError
 from mura_tf.experiment import Experiment, fit_data, split_table, train_config
-from mura_tf.io import save_keras, write_text
+from mura_tf.io import same_file, write_text
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.heads import build_classifier, classification_head
 from mura_tf.parts import PARTS, short_name
@@ -204,7 +204,7 @@ def run_router(cfg: RouterConfig) -> RouterResult:
             )
             compile_classifier(model, config, task="part")
         result = train(model, data.train, data.dev, run_dir, config, sample=data.first_pixels)
-        save_keras(model, run_dir / "model.keras")
+        same_file(run_dir / "checkpoints" / "best.keras", run_dir / "model.keras")  # as trained
 
         probabilities = model.predict(data.test, verbose=0)
         frame = splits.test[["path", "part", "patient", "study", "label"]]
