@@ -69,6 +69,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.selection = selection
         self.patience = patience
         self.state = state or RunState()
+        self._best_values: tuple[int, list[np.ndarray]] | None = None
 
     def on_train_begin(self, logs=None):
         path = weights_path(self.backup_dir, self.state)
@@ -116,10 +117,35 @@ class RunCheckpoint(keras.callbacks.Callback):
                 f"delete {self.backup_dir} to train again from the start"
             )
         save_keras(self.model, self.best_path)
+        if self.model.distribute_strategy.num_replicas_in_sync == 1:
+            self._best_values = (best[0] + 1, [v.numpy() for v in _saved_variables(self.model)])
         write_json(
             self.best_info,
             {"epoch": best[0] + 1, "monitor": self.selection.monitor, "value": best[1]},
         )
+
+    def restore_best(self) -> None:
+        """Give the model the weights and optimizer state `best.keras` holds.
+
+        From the copy taken as it was saved, when this process saved it (reading a DenseNet169
+        `.keras` back takes seconds); from the file otherwise (a resumed run, or several
+        replicas, whose mirrored variables are left to Keras's loader).
+        """
+        on_disk = best_epoch_on_disk(self.run_dir)
+        if self._best_values is not None and self._best_values[0] == on_disk:
+            for variable, value in zip(
+                _saved_variables(self.model), self._best_values[1], strict=True
+            ):
+                variable.assign(value)
+        else:
+            self.model.load_weights(self.best_path)
+
+
+def _saved_variables(model: keras.Model) -> list:
+    """The variables a `.keras` file restores that bear on the model: its weights and its
+    optimizer's state."""
+    optimizer = model.optimizer
+    return [*model.weights, *(optimizer.variables if optimizer is not None else [])]
 
 
 def best_epoch_on_disk(run_dir: str | os.PathLike[str]) -> int | None:

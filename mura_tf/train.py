@@ -280,7 +280,7 @@ def train(
             f"no epoch gave a finite dev {config.monitor} to select a model by; "
             f"see {run_dir / 'history.csv'}"
         )
-    model.load_weights(checkpoint.best_path)
+    checkpoint.restore_best()
     return TrainResult(
         history=state.history,
         monitor=config.monitor,

@@ -75,6 +75,18 @@ def run_epochs(callback, model, values, start=0):
     return None
 
 
+def test_the_best_epoch_comes_back_from_memory_or_from_best_keras(tmp_path):
+    callback, model = checkpoint_at(tmp_path)
+    run_epochs(callback, model, [0.5, 0.9, 0.6])  # the best is epoch index 1: weights all 1
+    assert model.get_weights()[0][0, 0] == 2
+    callback.restore_best()  # the copy taken as best.keras was written
+    assert all((w == 1).all() for w in model.get_weights())
+    resumed, fresh = checkpoint_at(tmp_path)  # another process: only the file
+    fresh.set_weights([np.full_like(w, 7) for w in fresh.get_weights()])
+    resumed.restore_best()
+    assert all((w == 1).all() for w in fresh.get_weights())
+
+
 def best_weights_epoch(run_dir):
     """Which epoch's weights `best.keras` holds (run_epochs fills every weight with it)."""
     return int(
@@ -180,6 +192,9 @@ def test_train_writes_history_logs_checkpoint_and_hands_back_the_best_epoch(tmp_
     best = keras.saving.load_model(tmp_path / "checkpoints" / "best.keras")
     for a, b in zip(model.get_weights(), best.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+    assert int(best.optimizer.iterations) == 8 * result.selected_epoch  # its own Adam state
+    for a, b in zip(model.optimizer.variables, best.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
     # The resume point stays until the caller has written everything (mura_tf.io.finish_run).
     assert load_state(tmp_path / "backup").epochs_done == 3
     with (tmp_path / "history.csv").open() as f:
