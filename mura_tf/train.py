@@ -215,9 +215,9 @@ def train(
     from it; one whose `backup/` says training is over only reloads its best epoch.
 
     Whatever ended training (early stopping, the last epoch, a resume), `model` returns holding
-    the weights of the best dev epoch, read back from `checkpoints/best.keras`. The moving
-    statistics of its batch norms average over no more steps than it has trained
-    (`mura_tf.compat.fused_batch_norm.follow_training_steps`).
+    the weights of the best dev epoch, those `checkpoints/best.keras` holds
+    (`RunCheckpoint.restore_best`). The moving statistics of its batch norms average over no
+    more steps than it has trained (`mura_tf.compat.fused_batch_norm.follow_training_steps`).
 
     Args:
         train_data: batches `(images [B, S, S, 3], targets[, sample weights])`, shuffled and
@@ -234,8 +234,8 @@ def train(
     optimizer = model.optimizer
     if optimizer is not None and not optimizer.built:
         # Built here rather than by Keras inside the first traced step: a tf.function that
-        # creates variables is traced twice, and DenseNet169's train step takes ~20 s to trace
-        # on 2 cores. The same variables, at the same initial values, either way.
+        # creates variables is traced twice, and a DenseNet169 step is slow to trace
+        # (benchmarks/README.md, "Time to first result"). The same variables either way.
         with model.distribute_strategy.scope():
             optimizer.build(model.trainable_variables)
     checkpoint = RunCheckpoint(run_dir, selection, config.patience, load_state(run_dir / "backup"))
