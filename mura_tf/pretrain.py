@@ -27,6 +27,7 @@ from mura_tf.io import save_keras
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.simclr import SimCLR
 from mura_tf.optimizers import LARS, scaled_learning_rate, warmup_cosine
+from mura_tf.precision import MODES, precision
 from mura_tf.probe import linear_probe
 from mura_tf.run_folder import finish_run
 from mura_tf.run_report import write_run_report
@@ -62,6 +63,13 @@ class PretrainConfig(RunConfig):
     )
     projection_layers: int = setting(3, "layers in the projection head")
     projection_dim: int = setting(128, "output size of the projection head")
+    mixed_precision: str = setting(
+        "off",
+        "bfloat16 compute on CPUs with AVX-512 BF16 or AMX, float16 on GPUs with tensor cores, "
+        "float32 variables: auto (only where that hardware is), on, off (mura_tf.precision); "
+        "encoder.keras is saved float32 either way",
+        choices=MODES,
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -77,6 +85,18 @@ class PretrainConfig(RunConfig):
             raise ConfigError(f"unknown --optimizer {self.optimizer!r}: use lars or adam")
         if not 0 < self.min_crop_area <= 1:
             raise ConfigError(f"--min-crop-area must be in (0, 1], got {self.min_crop_area}")
+        if self.mixed_precision not in MODES:
+            raise ConfigError(
+                f"--mixed-precision must be one of {', '.join(MODES)}, got {self.mixed_precision!r}"
+            )
+
+    def settings(self) -> dict:
+        out = super().settings()
+        # Added after runs existed: left out at its default so that their folders (named by a
+        # hash of the settings) are found again.
+        if out["mixed_precision"] == "off":
+            del out["mixed_precision"]
+        return out
 
 
 def _probe(backbone: keras.Model, splits: Splits, pipeline: PipelineConfig) -> dict | None:
@@ -92,11 +112,22 @@ class PretrainResult:
 
 def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     """Pre-train a SimCLR encoder; see the module docstring for the outputs."""
-    with opened(cfg) as run:
-        return _pretrain(cfg, run)
+    with opened(cfg) as run, precision(cfg.mixed_precision) as policy:
+        return _pretrain(cfg, run, policy)
 
 
-def _pretrain(cfg: PretrainConfig, run: OpenRun) -> PretrainResult:
+def _float32_copy(backbone: keras.Model, cfg: PretrainConfig) -> keras.Model:
+    """`backbone` rebuilt under float32 with its weights: a saved layer keeps its dtype policy,
+    so an encoder saved under mixed precision would compute in it in every fine-tuning run."""
+    if backbone.dtype_policy.name == "float32":
+        return backbone
+    with precision("off"):
+        copy = build_backbone(cfg.backbone, cfg.image_size, "none")
+    copy.set_weights(backbone.get_weights())
+    return copy
+
+
+def _pretrain(cfg: PretrainConfig, run: OpenRun, policy: str) -> PretrainResult:
     strategy, run_dir, worker = run.strategy, run.run_dir, run.worker
     data_dir = cfg.data_folder()
     splits = make_splits(
@@ -141,6 +172,7 @@ def _pretrain(cfg: PretrainConfig, run: OpenRun) -> PretrainResult:
         peak_learning_rate=peak,
         steps_per_epoch=steps_per_epoch,
         images={"train": len(splits.train), "dev": len(splits.dev)},
+        dtype_policy=policy,
     )  # fmt: skip
 
     with strategy.scope():
@@ -172,7 +204,7 @@ def _pretrain(cfg: PretrainConfig, run: OpenRun) -> PretrainResult:
     )
     result = train(model, train_ds, dev_ds, run_dir, train_config)
 
-    save_keras(model.backbone, run_dir / "encoder.keras")
+    save_keras(_float32_copy(model.backbone, cfg), run_dir / "encoder.keras")
     if worker:
         finish_run(run_dir)
         return PretrainResult(run_dir, {}, model)

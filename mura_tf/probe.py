@@ -21,7 +21,8 @@ def pooled_features(
     encoder = keras.Model(
         inputs, keras.layers.GlobalAveragePooling2D()(backbone(inputs, training=False))
     )
-    return encoder.predict(make_dataset(frame, config, batch_size=batch_size), verbose=0)
+    features = encoder.predict(make_dataset(frame, config, batch_size=batch_size), verbose=0)
+    return np.asarray(features, np.float32)  # bfloat16 under mixed precision
 
 
 def linear_probe(

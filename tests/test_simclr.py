@@ -66,6 +66,25 @@ def test_pretraining_does_not_depend_on_what_ran_before_it(pretrained, synthetic
     pd.testing.assert_frame_equal(pd.read_csv(again / "history.csv")[columns], first, rtol=1e-5)
 
 
+def test_pretraining_in_mixed_precision_hands_over_a_float32_encoder(synthetic_dir, tmp_path):
+    argv = ["--data-dir", str(synthetic_dir), "--parts", "elbow,hand", "--out", str(tmp_path)]
+    argv += [*TINY, "--epochs", "1", "--mixed-precision", "on"]
+    assert run(simclr_pretrain.CONFIG, argv=argv) == 0
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
+    (run_dir,) = [p.parent for p in tmp_path.rglob("encoder.keras")]
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["dtype_policy"] in ("mixed_bfloat16", "mixed_float16")
+    assert config["pretrain"]["mixed_precision"] == "on"
+    encoder = keras.saving.load_model(run_dir / "encoder.keras")
+    assert {layer.dtype_policy.name for layer in encoder.layers} == {"float32"}
+    trained = keras.saving.load_model(run_dir / "checkpoints" / "best.keras")
+    assert trained.backbone.layers[-1].dtype_policy.name == config["dtype_policy"]
+    for a, b in zip(encoder.get_weights(), trained.backbone.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    probe = json.loads((run_dir / "metrics.json").read_text())["linear_probe"]
+    assert 0.0 <= probe["image"]["auc"] <= 1.0
+
+
 def test_pretraining_writes_an_encoder_history_and_a_probe(pretrained):
     config = json.loads((pretrained / "config.json").read_text())
     assert config["pretrain"]["backbone"] == "resnet18" and config["steps_per_epoch"] == 2
