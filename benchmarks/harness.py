@@ -25,7 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 MARK = "@@bench "
@@ -284,6 +284,66 @@ def batch_rate(
         return rate
 
     return run_once
+
+
+def step_rate(step: Callable[[], object], steps: int, batch_size: int) -> Callable[[], float]:
+    """A `run_once` for `serve`: images/s of `steps` calls of `step`, each one batch."""
+
+    def run_once() -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        return steps * batch_size / (time.perf_counter() - start)
+
+    return run_once
+
+
+def fit_rate(model, data, steps: int, batch_size: int) -> Callable[[], float]:
+    """A `run_once` for `serve`: images/s of steps 1..`steps` of one `model.fit` on `data`,
+    timed by a callback. A `fit` call's set-up (about a second, paid once per stage in a
+    recipe) would otherwise be charged to a handful of steps."""
+    import keras
+
+    class StepClock(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0:
+                self.start = time.perf_counter()
+            self.end = time.perf_counter()
+
+    def run_once() -> float:
+        clock = StepClock()
+        model.fit(data, steps_per_epoch=steps + 1, epochs=1, verbose=0, callbacks=[clock])
+        return steps * batch_size / (clock.end - clock.start)
+
+    return run_once
+
+
+def torch_batches(dataset, batch_size: int, workers: int) -> Callable[[], Iterator]:
+    """`make_iterator` of endless shuffled batches of a torch `Dataset` from a `DataLoader`
+    with `workers` persistent worker processes (the last partial batch dropped)."""
+    import torch
+
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        drop_last=True,
+    )
+
+    def batches() -> Iterator:
+        while True:
+            yield from loader
+
+    return batches
+
+
+def require_positive(parser: argparse.ArgumentParser, args, names: tuple[str, ...]) -> None:
+    """Stop with the parser's usage error if any of the flags `names` is below 1."""
+    for name in names:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
 
 
 def table(sides: list[Side], unit: str = "img/s") -> str:

@@ -18,11 +18,10 @@ import io
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchmarks.harness import add_side_flags, run_sides
-from benchmarks.pipeline import synthetic_frame
+from benchmarks.harness import add_side_flags, require_positive, run_sides, step_rate
+from benchmarks.pipeline import films_root, synthetic_frame
 
 MODELS = ("resnet18", "densenet169", "resnet50")
 
@@ -40,14 +39,7 @@ def _batches(films: list[bytes], batch: int):
 
 def _rate(step, films: list[bytes], args):
     batches = _batches(films, args.batch)
-
-    def run_once() -> float:
-        start = time.perf_counter()
-        for _ in range(args.batches):
-            step(next(batches))
-        return args.batches * args.batch / (time.perf_counter() - start)
-
-    return run_once
+    return step_rate(lambda: step(next(batches)), args.batches, args.batch)
 
 
 def _keras_side(args, films) -> tuple:
@@ -130,14 +122,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(argv if argv is not None else sys.argv[1:])
     args = parser().parse_args(argv)
-    for name in ("size", "batch", "batches", "films", "repeats"):
-        if getattr(args, name) < 1:
-            parser().error(f"--{name} must be at least 1")
+    require_positive(parser(), args, ("size", "batch", "batches", "films", "repeats"))
     if args.films < args.batch:
         parser().error(f"--films ({args.films}) must be at least --batch ({args.batch})")
-    from mura_tf.data.synthetic import cache_root
-
-    root = Path(args.root) if args.root else cache_root() / "benchmarks"
+    root = films_root(args.root)
     films = _films(synthetic_frame(args.films, root), args.films)
     banner = (
         f"{args.model}, {len(films)} PNG films cycled, batch {args.batch}, {args.size}x"

@@ -16,10 +16,23 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks.harness import add_side_flags, batch_rate, run_sides
+from benchmarks.harness import (
+    add_side_flags,
+    batch_rate,
+    require_positive,
+    run_sides,
+    torch_batches,
+)
 
 # MURA's images are ~300-512 px a side (most 512 on the long side).
 MURA_LIKE = dict(min_side=300, max_side=512)
+
+
+def films_root(root: str | None) -> Path:
+    """Where the benchmarks' synthetic PNGs go: `--root`, else the project's cache."""
+    from mura_tf.data.synthetic import cache_root
+
+    return Path(root) if root else cache_root() / "benchmarks"
 
 
 def synthetic_frame(images: int, root: Path):
@@ -84,19 +97,7 @@ def _torch_side(args, frame) -> tuple:
                 return transform(image.convert("RGB")), torch.tensor([labels[i]])
 
     torch.set_num_threads(1)  # as the DataLoader workers do; the work is per image
-    loader = torch.utils.data.DataLoader(
-        Films(),
-        batch_size=args.batch,
-        shuffle=True,
-        num_workers=args.workers,
-        persistent_workers=args.workers > 0,
-        drop_last=True,
-    )
-
-    def batches():
-        while True:
-            yield from loader
-
+    batches = torch_batches(Films(), args.batch, args.workers)
     run_once = batch_rate(batches, args.batches, args.batch)
 
     info = {
@@ -139,12 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.deterministic is not None:
         args.deterministic = args.deterministic == "true"
-    for name in ("images", "size", "batch", "batches", "repeats"):
-        if getattr(args, name) < 1:
-            parser().error(f"--{name} must be at least 1")
-    from mura_tf.data.synthetic import cache_root
-
-    root = Path(args.root) if args.root else cache_root() / "benchmarks"
+    require_positive(parser(), args, ("images", "size", "batch", "batches", "repeats"))
+    root = films_root(args.root)
     frame = synthetic_frame(args.images, root)
     banner = (
         f"{len(frame)} synthetic PNGs, batch {args.batch}, {args.size}x{args.size}, "

@@ -18,11 +18,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
-from pathlib import Path
 
-from benchmarks.harness import add_side_flags, run_sides
-from benchmarks.pipeline import synthetic_frame
+from benchmarks.harness import (
+    add_side_flags,
+    fit_rate,
+    require_positive,
+    run_sides,
+    step_rate,
+    torch_batches,
+)
+from benchmarks.pipeline import films_root, synthetic_frame
 
 MODELS = ("resnet18", "resnet50")
 TEMPERATURE = 0.1
@@ -52,19 +57,7 @@ def _keras_side(args, frame) -> tuple:
     model(keras.ops.zeros((2, args.size, args.size, 3)))
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     model.fit(data, steps_per_epoch=args.warmup, epochs=1, verbose=0)  # trace, fill the cache
-
-    class StepClock(keras.callbacks.Callback):
-        """Times steps 1..N of a fit, as `benchmarks.train_step` does."""
-
-        def on_train_batch_end(self, batch, logs=None):
-            if batch == 0:
-                self.start = time.perf_counter()
-            self.end = time.perf_counter()
-
-    def run_once() -> float:
-        clock = StepClock()
-        model.fit(data, steps_per_epoch=args.steps + 1, epochs=1, verbose=0, callbacks=[clock])
-        return args.steps * args.batch / (clock.end - clock.start)
+    run_once = fit_rate(model, data, args.steps, args.batch)
 
     info = {
         "framework": f"keras {keras.__version__} / tensorflow {tf.__version__}",
@@ -108,19 +101,6 @@ def _torch_side(args, frame) -> tuple:
         def __getitem__(self, i):
             return view(films[i]), view(films[i])
 
-    loader = torch.utils.data.DataLoader(
-        Pairs(),
-        batch_size=args.batch,
-        shuffle=True,
-        num_workers=args.workers,
-        persistent_workers=args.workers > 0,
-        drop_last=True,
-    )
-
-    def batches():
-        while True:
-            yield from loader
-
     encoder = getattr(torchvision.models, args.model)(weights=None)
     width = encoder.fc.in_features
     encoder.fc = torch.nn.Identity()
@@ -140,7 +120,7 @@ def _torch_side(args, frame) -> tuple:
         targets = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
         return torch.nn.functional.cross_entropy(logits, targets)
 
-    iterator = batches()
+    iterator = torch_batches(Pairs(), args.batch, args.workers)()
 
     def step() -> None:
         view_1, view_2 = next(iterator)
@@ -151,12 +131,7 @@ def _torch_side(args, frame) -> tuple:
 
     for _ in range(args.warmup):
         step()
-
-    def run_once() -> float:
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            step()
-        return args.steps * args.batch / (time.perf_counter() - start)
+    run_once = step_rate(step, args.steps, args.batch)
 
     info = {
         "framework": f"torch {torch.__version__} / torchvision {torchvision.__version__}",
@@ -188,14 +163,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(argv if argv is not None else sys.argv[1:])
     args = parser().parse_args(argv)
-    for name in ("batch", "size", "images", "steps", "warmup", "repeats"):
-        if getattr(args, name) < 1:
-            parser().error(f"--{name} must be at least 1")
+    require_positive(parser(), args, ("batch", "size", "images", "steps", "warmup", "repeats"))
     if args.batch < 2:
         parser().error("--batch must be at least 2: NT-Xent needs negatives")
-    from mura_tf.data.synthetic import cache_root
-
-    root = Path(args.root) if args.root else cache_root() / "benchmarks"
+    root = films_root(args.root)
     frame = synthetic_frame(args.images, root)
     if len(frame) < args.batch:
         parser().error(f"--images {args.images} gives {len(frame)} films: fewer than --batch")

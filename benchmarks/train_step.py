@@ -14,9 +14,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
-from benchmarks.harness import add_side_flags, run_sides
+from benchmarks.harness import add_side_flags, fit_rate, require_positive, run_sides, step_rate
 
 MODELS = ("resnet18", "densenet169", "resnet50")
 
@@ -49,20 +48,7 @@ def _keras_side(args) -> tuple:
     y = rng.integers(0, 2, size=(args.batch, 1)).astype("float32")
     data = tf.data.Dataset.from_tensors((x, y)).repeat()
     model.fit(data, steps_per_epoch=args.warmup, epochs=1, verbose=0)  # trace and compile
-
-    class StepClock(keras.callbacks.Callback):
-        """Times steps 1..N of a fit: its per-call set-up (~1.3 s here, paid once per fit in a
-        recipe) would otherwise be charged to a handful of steps."""
-
-        def on_train_batch_end(self, batch, logs=None):
-            if batch == 0:
-                self.start = time.perf_counter()
-            self.end = time.perf_counter()
-
-    def run_once() -> float:
-        clock = StepClock()
-        model.fit(data, steps_per_epoch=args.steps + 1, epochs=1, verbose=0, callbacks=[clock])
-        return args.steps * args.batch / (clock.end - clock.start)
+    run_once = fit_rate(model, data, args.steps, args.batch)
 
     info = {
         "framework": f"keras {keras.__version__} / tensorflow {tf.__version__}",
@@ -94,12 +80,7 @@ def _torch_side(args) -> tuple:
 
     for _ in range(args.warmup):
         step()
-
-    def run_once() -> float:
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            step()
-        return args.steps * args.batch / (time.perf_counter() - start)
+    run_once = step_rate(step, args.steps, args.batch)
 
     info = {
         "framework": f"torch {torch.__version__} / torchvision {torchvision.__version__}",
@@ -140,9 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.jit_compile in ("true", "false"):
         args.jit_compile = args.jit_compile == "true"
-    for name in ("batch", "size", "steps", "repeats"):
-        if getattr(args, name) < 1:
-            parser().error(f"--{name} must be at least 1")
+    require_positive(parser(), args, ("batch", "size", "steps", "repeats"))
     banner = (
         f"{args.model}, batch {args.batch}, {args.size}x{args.size}, {args.steps} steps x "
         f"at least {args.repeats} repetitions per side after the warm-up; starting workers "
