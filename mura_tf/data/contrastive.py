@@ -106,8 +106,8 @@ def view_draws(n: int, seed: tf.Tensor, size: int, config: ViewConfig) -> dict[s
     differ from TensorFlow's, so the compiled and the plain path then agree).
 
     Returns:
-        `boxes` `[n, 4]`, `flip`, `jitter`, `blur` bool `[n]`, `brightness`, `contrast`,
-        `angle` float32 `[n]` and `kernels` float32 `[n, K]` (identity where not blurred).
+        `boxes` `[n, 4]`, `flip`, `jitter` bool `[n]`, `brightness`, `contrast`, `angle`
+        float32 `[n]` and `kernels` float32 `[n, K]` (identity where not blurred).
     """
     s = tf.random.experimental.stateless_split(seed, num=8)
     uniform = lambda i, low=0.0, high=1.0: tf.random.stateless_uniform([n], s[i], low, high)  # noqa: E731
@@ -122,7 +122,6 @@ def view_draws(n: int, seed: tf.Tensor, size: int, config: ViewConfig) -> dict[s
         "jitter": uniform(4) < config.jitter_p,
         "brightness": uniform(2, 1 - config.brightness, 1 + config.brightness),
         "contrast": uniform(3, 1 - config.contrast, 1 + config.contrast),
-        "blur": blur,
         "kernels": tf.where(blur[:, None], gaussian_kernels(sigma, radius), identity),
         "angle": uniform(7, -limit, limit),
     }
