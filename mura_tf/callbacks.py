@@ -23,7 +23,16 @@ import tensorflow as tf
 
 from mura_tf.errors import TrainingError
 from mura_tf.io import DiskError, save_keras, write_json, write_text
-from mura_tf.resume import RunState, Selection, commit, weights_path
+from mura_tf.resume import (
+    BEST_VARIABLES,
+    RunState,
+    Selection,
+    commit,
+    restore,
+    save_variables,
+    saved_variables,
+    weights_path,
+)
 
 
 def history_csv(rows: list[dict]) -> str:
@@ -42,10 +51,13 @@ class RunCheckpoint(keras.callbacks.Callback):
     At each epoch end, in this order: the epoch's logs join the history; early stopping is
     decided from the history (epochs since the best one >= `patience`, 0: never); the weights
     and the history are committed to `RUN/backup/` (`mura_tf.resume.commit`); `history.csv` is
-    rewritten; and if the epoch is the best so far, `checkpoints/best.keras` is saved, then
-    `checkpoints/best.json` (`{"epoch": 1-based, "monitor", "value"}`) saying which epoch it
-    holds. A kill between the commit and `best.json` is repaired on resume, when the model holds
-    exactly that last committed epoch.
+    rewritten; and if the epoch is the best so far, its variables are saved as
+    `checkpoints/best.variables.npz` (the resume point's format), then `checkpoints/best.json`
+    (`{"epoch": 1-based, "monitor", "value"}`) saying which epoch they hold. A kill between the
+    commit and `best.json` is repaired on resume, when the model holds exactly that last
+    committed epoch. `restore_best` gives the model that epoch back and writes it as
+    `checkpoints/best.keras`, once, when training is over: a DenseNet169 `.keras` file takes
+    seconds to write, and the best epoch changes many times in a run.
 
     Args:
         run_dir: the run folder.
@@ -65,6 +77,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.run_dir = Path(run_dir)
         self.backup_dir = self.run_dir / "backup"
         self.best_path = self.run_dir / "checkpoints" / "best.keras"
+        self.best_variables = self.run_dir / "checkpoints" / BEST_VARIABLES
         self.best_info = self.run_dir / "checkpoints" / "best.json"
         self.selection = selection
         self.patience = patience
@@ -78,7 +91,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         optimizer = self.model.optimizer
         if optimizer is not None and not optimizer.built:
             optimizer.build(self.model.trainable_variables)  # so its variables load too
-        self.model.load_weights(path)
+        restore(self.model, path)
         self._write_outputs()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -116,40 +129,38 @@ class RunCheckpoint(keras.callbacks.Callback):
                 f"{self.best_path} does not hold the best epoch ({best[0] + 1}) of the run; "
                 f"delete {self.backup_dir} to train again from the start"
             )
-        save_keras(self.model, self.best_path)
+        values = save_variables(self.model, self.best_variables)
         if self.model.distribute_strategy.num_replicas_in_sync == 1:
-            self._best_values = (best[0] + 1, [v.numpy() for v in _saved_variables(self.model)])
+            self._best_values = (best[0] + 1, values)
         write_json(
             self.best_info,
             {"epoch": best[0] + 1, "monitor": self.selection.monitor, "value": best[1]},
         )
 
     def restore_best(self) -> None:
-        """Give the model the weights and optimizer state `best.keras` holds.
+        """Give the model the weights and optimizer state of the best epoch, and write them as
+        `checkpoints/best.keras`.
 
-        From the copy taken as it was saved, when this process saved it (reading a DenseNet169
-        `.keras` back takes seconds); from the file otherwise (a resumed run, or several
-        replicas, whose mirrored variables are left to Keras's loader).
+        From the copy taken as they were saved, when this process saved them; from
+        `best.variables.npz` otherwise (a resumed run, or several replicas); from `best.keras`
+        for a run folder written before the `.npz` files.
         """
         on_disk = best_epoch_on_disk(self.run_dir)
         if self._best_values is not None and self._best_values[0] == on_disk:
             for variable, value in zip(
-                _saved_variables(self.model), self._best_values[1], strict=True
+                saved_variables(self.model), self._best_values[1], strict=True
             ):
                 variable.assign(value)
+        elif self.best_variables.is_file():
+            restore(self.model, self.best_variables)
         else:
             self.model.load_weights(self.best_path)
-
-
-def _saved_variables(model: keras.Model) -> list:
-    """The variables a `.keras` file restores that bear on the model: its weights and its
-    optimizer's state."""
-    optimizer = model.optimizer
-    return [*model.weights, *(optimizer.variables if optimizer is not None else [])]
+            return
+        save_keras(self.model, self.best_path)
 
 
 def best_epoch_on_disk(run_dir: str | os.PathLike[str]) -> int | None:
-    """The 1-based epoch that `RUN/checkpoints/best.keras` holds, or None."""
+    """The 1-based epoch that `RUN/checkpoints/best.variables.npz` holds, or None."""
     info = Path(run_dir) / "checkpoints" / "best.json"
     try:
         return int(json.loads(info.read_text())["epoch"])

@@ -30,8 +30,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as e:
-        if disk_cause(e) == "no space left":
-            raise disk_error(target, "no space left") from None
+        cause = disk_cause(e)
+        if cause in ("no space left", "read-only file system", "permission denied"):
+            raise disk_error(target, cause) from None
         raise ConfigError(f"cannot write {target}: {e.strerror}; choose a writable --out") from None
     os.close(fd)
     try:

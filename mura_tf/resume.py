@@ -8,12 +8,17 @@ run select the same epoch and stop at the same epoch as one that was never inter
 
 On disk, in `RUN/backup/`:
 
-    state.json              {"epochs_done", "stopped", "weights", "history": [rows]}: the commit
-    epoch-NNNN.weights.h5   the weights file `state.json` names
+    state.json                  {"epochs_done", "stopped", "weights", "history": [rows]}: the commit
+    epoch-NNNN.variables.npz    the variables file `state.json` names
 
 Each epoch end writes the new weights file first, then replaces `state.json` (atomic rename), and
 only then removes the previous weights file, so at any instant `state.json` names a complete
 file: a kill at any moment leaves the resume point of the last finished epoch.
+
+The variables file is NumPy's `.npz`: the values of `saved_variables(model)` in order, with their
+shapes. It is written every epoch, and Keras's `save_weights` walks every layer and optimizer
+slot into HDF5 at several times the cost (`benchmarks/README.md`, "Time to first result"). The
+hand-over files (`best.keras`, `model.keras`) stay Keras's own format.
 """
 
 from __future__ import annotations
@@ -24,10 +29,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from mura_tf.errors import TrainingError
 from mura_tf.io import atomic_path, ensure_free_space, keras_bytes, write_json
 
 STATE = "state.json"
+VARIABLES_SUFFIX = ".variables.npz"
+# The best epoch's variables in `RUN/checkpoints/` while training; `best.keras` once it is over.
+BEST_VARIABLES = "best.variables.npz"
+# Resume points of runs started before the `.npz` files; read with Keras's `load_weights`.
+KERAS_WEIGHTS_SUFFIX = ".weights.h5"
 
 
 @dataclass(frozen=True)
@@ -95,22 +107,35 @@ def weights_path(backup_dir: str | os.PathLike[str], state: RunState) -> Path | 
     return None if not state.weights else Path(backup_dir) / state.weights
 
 
+def saved_variables(model) -> list:
+    """The variables a resume point (and a `.keras` file) restores that bear on the model: its
+    weights, then its optimizer's state."""
+    optimizer = getattr(model, "optimizer", None)
+    return [*model.weights, *(optimizer.variables if optimizer is not None else [])]
+
+
+def save_variables(model, path: str | os.PathLike[str]) -> list[np.ndarray]:
+    """Atomically write `saved_variables(model)` to `path` (`.npz`: `v00000`... in order, and
+    their `shapes` as JSON); returns the values written."""
+    path = Path(path)
+    values = [np.asarray(v.numpy()) for v in saved_variables(model)]
+    ensure_free_space(
+        path.parent if path.parent.is_dir() else path.parent.parent, keras_bytes(model)
+    )
+    shapes = json.dumps([list(v.shape) for v in values])
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        np.savez(f, shapes=np.array(shapes), **{f"v{i:05d}": v for i, v in enumerate(values)})
+    return values
+
+
 def commit(backup_dir: str | os.PathLike[str], model, state: RunState) -> RunState:
     """Save `model`'s weights (and optimizer variables) and commit `state` pointing at them.
 
     Returns `state` with its `weights` set. Older weights files are removed after the commit.
     """
     backup_dir = Path(backup_dir)
-    name = f"epoch-{state.epochs_done:04d}.weights.h5"
-    ensure_free_space(backup_dir if backup_dir.is_dir() else backup_dir.parent, keras_bytes(model))
-    with atomic_path(backup_dir / name) as tmp:
-        keras_tmp = tmp.with_name(tmp.name + ".weights.h5")  # Keras insists on the suffix
-        try:
-            model.save_weights(keras_tmp)
-            os.replace(keras_tmp, tmp)
-        finally:
-            if keras_tmp.exists():
-                keras_tmp.unlink()
+    name = f"epoch-{state.epochs_done:04d}{VARIABLES_SUFFIX}"
+    save_variables(model, backup_dir / name)
     committed = RunState(state.epochs_done, state.history, state.stopped, name)
     write_json(
         backup_dir / STATE,
@@ -121,7 +146,39 @@ def commit(backup_dir: str | os.PathLike[str], model, state: RunState) -> RunSta
             "history": list(committed.history),
         },
     )
-    for old in backup_dir.glob("epoch-*.weights.h5"):
-        if old.name != name:
+    for old in backup_dir.glob("epoch-*"):
+        if old.name != name and old.name.endswith((VARIABLES_SUFFIX, KERAS_WEIGHTS_SUFFIX)):
             old.unlink(missing_ok=True)
     return committed
+
+
+def restore(model, path: str | os.PathLike[str]) -> None:
+    """Give `model` (its optimizer built) the weights and optimizer state in `path`, as
+    `save_variables` wrote them (or a Keras `.weights.h5` resume point of an older run)."""
+    path = Path(path)
+    if path.name.endswith(KERAS_WEIGHTS_SUFFIX):
+        model.load_weights(path)
+        return
+    variables = saved_variables(model)
+    try:
+        with np.load(path) as data:
+            saved = [tuple(s) for s in json.loads(str(data["shapes"]))]
+            wanted = [tuple(v.shape) for v in variables]
+            if saved != wanted:
+                pairs = enumerate(zip(saved, wanted, strict=False))
+                i = next((i for i, (a, b) in pairs if a != b), None)
+                differ = (
+                    f"variable {i} is {saved[i]} there and {wanted[i]} here"
+                    if i is not None
+                    else f"{len(saved)} variables there, {len(wanted)} here"
+                )
+                raise TrainingError(
+                    f"cannot resume from {path}: another model wrote it ({differ}); delete "
+                    f"{path.parent} to train from the start"
+                )
+            for i, variable in enumerate(variables):
+                variable.assign(data[f"v{i:05d}"])
+    except (OSError, ValueError, KeyError) as e:
+        raise TrainingError(
+            f"cannot resume from {path}: {e}; delete {path.parent} to train from the start"
+        ) from None

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from mura_tf.errors import ConfigError
 from mura_tf.io import exclusive_lock
+from mura_tf.resume import BEST_VARIABLES
 
 FINISHED_MARK = "metrics.json"
 WORKER_FOLDER = re.compile(r"worker\d+")  # mura_tf.distribute.worker_run_dir
@@ -101,11 +102,14 @@ def open_run(run_dir: str | os.PathLike[str], overwrite: bool = False) -> Iterat
 
 def finish_run(run_dir: str | os.PathLike[str]) -> None:
     """Remove the resume points of a run whose outputs are all written (`metrics.json` last),
-    and the earlier run that `--overwrite` set aside.
+    the best epoch's training-time copy (`checkpoints/best.keras` holds it now), and the
+    earlier run that `--overwrite` set aside.
 
     Until then they stay, so that a run killed while writing its outputs redoes only those.
     """
     run_dir = Path(run_dir)
     for backup in [run_dir / "backup", *run_dir.glob("*/backup")]:
         shutil.rmtree(backup, ignore_errors=True)
+    for stage in [run_dir, *(p.parent for p in run_dir.glob("*/checkpoints"))]:
+        (stage / "checkpoints" / BEST_VARIABLES).unlink(missing_ok=True)
     shutil.rmtree(set_aside_path(run_dir), ignore_errors=True)

@@ -210,8 +210,9 @@ def train(
 
     Writes `history.csv`, `logs/` (TensorBoard: scalars, learning rate, augmented training
     images), `checkpoints/best.keras` with `checkpoints/best.json` (the best dev epoch by
-    `config.monitor`) and `backup/` (the resume point; the caller removes it once everything
-    the run hands over is written, see `mura_tf.resume`). A run whose `backup/` exists resumes
+    `config.monitor`; `best.variables.npz` keeps it while training) and `backup/` (the resume
+    point). The caller removes `backup/` and `best.variables.npz` once everything the run hands
+    over is written (`mura_tf.run_folder.finish_run`). A run whose `backup/` exists resumes
     from it; one whose `backup/` says training is over only reloads its best epoch.
 
     Whatever ended training (early stopping, the last epoch, a resume), `model` returns holding
@@ -270,8 +271,8 @@ def train(
             not np.isfinite(v) for v in history.history.get("loss", [0.0])[-1:]
         ):
             raise TrainingError(
-                f"training stopped: the loss became NaN (lower --lr?); the last good model is "
-                f"{run_dir / 'checkpoints' / 'best.keras'}"
+                f"training stopped: the loss became NaN (lower --lr?); the best epoch before "
+                f"it is in {run_dir / 'checkpoints'}"
             )
     state = checkpoint.state
     best = selection.best(list(state.history))

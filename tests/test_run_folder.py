@@ -152,6 +152,7 @@ def test_a_rerun_removes_the_temporaries_of_a_killed_write(tmp_path):
         run_dir / ".model.keras.k2j4.tmp.keras",
         run_dir / ".history.csv.x81.tmp",
         run_dir / "backup" / ".epoch-0002.weights.h5.a1.tmp.weights.h5",
+        run_dir / "backup" / ".epoch-0003.variables.npz.b2.tmp",
         run_dir / ".export.tmp-93kd" / "ready" / "saved_model.pb",
         run_dir / ".export.old-4242" / "saved_model.pb",
     ]

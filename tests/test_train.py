@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from mura_tf.callbacks import RunCheckpoint
 from mura_tf.errors import ConfigError, TrainingError
-from mura_tf.resume import RunState, Selection, commit, load_state
+from mura_tf.resume import RunState, Selection, commit, load_state, restore
 from mura_tf.train import TrainConfig, compile_classifier, make_optimizer, mura_class_weights, train
 
 
@@ -88,10 +88,10 @@ def test_the_best_epoch_comes_back_from_memory_or_from_best_keras(tmp_path):
 
 
 def best_weights_epoch(run_dir):
-    """Which epoch's weights `best.keras` holds (run_epochs fills every weight with it)."""
-    return int(
-        keras.saving.load_model(run_dir / "checkpoints" / "best.keras").get_weights()[0][0, 0]
-    )
+    """Which epoch's weights the best checkpoint holds (run_epochs fills every weight with it),
+    read with plain NumPy."""
+    with np.load(run_dir / "checkpoints" / "best.variables.npz") as data:
+        return int(data["v00000"][0, 0])
 
 
 def test_history_has_one_row_per_epoch_even_when_an_epoch_is_run_again(tmp_path):
@@ -119,9 +119,13 @@ def test_best_checkpoint_is_the_best_epoch_of_the_whole_run_across_a_resume(tmp_
         "monitor": "val_accuracy",
         "value": pytest.approx(0.9),
     }
+    callback.restore_best()  # as train() does once fit returns: best.keras, for Keras
+    handed_over = keras.saving.load_model(tmp_path / "checkpoints" / "best.keras")
+    assert all((w == 1).all() for w in handed_over.get_weights())
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
         "best.json",
         "best.keras",
+        "best.variables.npz",
     ]  # no temporary files left
 
 
@@ -156,13 +160,54 @@ def test_the_resume_point_names_a_complete_weights_file_and_keeps_no_other(tmp_p
     state = load_state(tmp_path / "backup")
     assert state.epochs_done == 3 and len(state.history) == 3
     assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == [
-        "epoch-0003.weights.h5",
+        "epoch-0003.variables.npz",
         "state.json",
     ]
+    # Plain NumPy reads it: the weights, then the optimizer's variables, in order.
+    expected = [*model.weights, *model.optimizer.variables]
+    with np.load(tmp_path / "backup" / state.weights) as data:
+        assert len(data.files) == len(expected) + 1  # and the shapes
+        for i, variable in enumerate(expected):
+            np.testing.assert_array_equal(data[f"v{i:05d}"], variable.numpy())
+        assert data["v00000"].shape == (48, 1) and (data["v00000"] == 2).all()  # epoch 3's
+
+
+def test_a_resume_point_restores_weights_and_optimizer_state_and_refuses_another_model(
+    tmp_path,
+):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 4, 4, 3)), rng.integers(0, 2, size=(16, 1))
+    model = tiny_model()
+    model.fit(
+        x, y, batch_size=4, epochs=2, verbose=0
+    )  # Adam's moments and step count are not zeros
+    commit(tmp_path, model, RunState(2))
     fresh = tiny_model()
     fresh.optimizer.build(fresh.trainable_variables)
-    fresh.load_weights(tmp_path / "backup" / state.weights)
-    assert fresh.get_weights()[0][0, 0] == 2
+    restore(fresh, tmp_path / "epoch-0002.variables.npz")
+    for a, b in zip(
+        [*model.weights, *model.optimizer.variables],
+        [*fresh.weights, *fresh.optimizer.variables],
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert int(fresh.optimizer.iterations) == 8
+    # A resume point of Keras's own format, as runs before the .npz files wrote them.
+    model.save_weights(tmp_path / "epoch-0002.weights.h5")
+    older = tiny_model()
+    older.optimizer.build(older.trainable_variables)
+    restore(older, tmp_path / "epoch-0002.weights.h5")
+    np.testing.assert_array_equal(older.get_weights()[0], model.get_weights()[0])
+    other = compile_classifier(
+        keras.Sequential([keras.Input((4, 4, 2)), keras.layers.Flatten(), keras.layers.Dense(1)]),
+        TrainConfig(epochs=1),
+    )
+    other.optimizer.build(other.trainable_variables)
+    with pytest.raises(
+        TrainingError,
+        match=r"npz: another model wrote it \(variable 0 is \(48, 1\) there and \(32, 1\) here",
+    ):
+        restore(other, tmp_path / "epoch-0002.variables.npz")
 
 
 def dataset(x, y, batch=4):
