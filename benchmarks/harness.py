@@ -202,13 +202,13 @@ def add_side_flags(parser, mixed_precision: bool = False) -> None:
     )
     parser.add_argument(
         "--max-repeats", type=int, default=None,
-        help=f"go on until each side's spread is within {TOLERANCE:.0%}, up to this many "
+        help=f"go on until each side's spread is within {TOLERANCE * 100:.0f}%%, up to this many "
         "(default: 3 x --repeats)",
     )  # fmt: skip
     parser.add_argument(
         "--settle-seconds", type=float, default=MAX_WARMUP_SECONDS,
         help=f"longest warm-up per side, until the last {WINDOW} rates agree within "
-        f"{TOLERANCE:.0%} (default {MAX_WARMUP_SECONDS:.0f}; 0: one untimed repetition)",
+        f"{TOLERANCE * 100:.0f}%% (default {MAX_WARMUP_SECONDS:.0f}; 0: one untimed repetition)",
     )  # fmt: skip
     if mixed_precision:
         parser.add_argument(

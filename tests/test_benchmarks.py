@@ -122,3 +122,18 @@ def test_simclr_benchmark_trains_on_two_views_of_synthetic_films(capsys, tmp_pat
     assert float(next(x for x in out.splitlines() if x.startswith("| keras |")).split("|")[2]) > 0
     # ResNet18 (11,186,112 with batch-norm statistics) + the 3-layer projection head
     assert "'params': 11780416" in out
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["train_step", "pipeline", "inference", "simclr_step", "main_job", "batch_norm_statistics",
+     "scaling"],
+)  # fmt: skip
+def test_every_benchmark_prints_its_help(name):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{name}", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-500:]
