@@ -46,7 +46,7 @@ from mura_tf.metrics import macro_f1, study_level_metrics
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.heads import HEADS, build_classifier, classification_head
 from mura_tf.parts import PARTS
-from mura_tf.precision import MODES, precision
+from mura_tf.precision import MODES, parse_mode, precision, uses_mixed_precision
 from mura_tf.run_folder import finish_run
 from mura_tf.run_report import write_run_report
 from mura_tf.runs import Alias, OpenRun, RunConfig, opened, setting, write_config, write_metrics
@@ -121,9 +121,10 @@ class Experiment(RunConfig):
         1.0, "share of labelled training studies to use (0.01, 0.1, 1.0)", name="--fraction"
     )
     mixed_precision: str = setting(
-        "off",
+        "auto",
         "bfloat16 compute on CPUs with AVX-512 BF16 or AMX, float16 on GPUs with tensor cores, "
-        "float32 variables: auto (only where that hardware is), on, off (mura_tf.precision)",
+        "float32 variables: auto (where that hardware is, for images of 128 px or more), on, "
+        "off (mura_tf.precision)",
         choices=MODES,
     )
     jit_compile: str = setting(
@@ -148,12 +149,7 @@ class Experiment(RunConfig):
         self._at_least("patience", 0)
         self._at_least("intermediate_epochs", 0)
         self._at_least("ensemble", 1)
-        if isinstance(self.mixed_precision, bool):  # a config.json of version 0.2 or earlier
-            object.__setattr__(self, "mixed_precision", "on" if self.mixed_precision else "off")
-        if self.mixed_precision not in MODES:
-            raise ConfigError(
-                f"--mixed-precision must be one of {', '.join(MODES)}, got {self.mixed_precision!r}"
-            )
+        object.__setattr__(self, "mixed_precision", parse_mode(self.mixed_precision))
         if self.ensemble > 1 and self.strategy == "multi_worker":
             raise ConfigError("--ensemble with --strategy multi_worker: train the seeds one by one")
         if not self.learning_rate > 0:
@@ -163,11 +159,10 @@ class Experiment(RunConfig):
 
     def settings(self) -> dict:
         out = super().settings()
-        # Version 0.2 and earlier stored a bool here: "off" and "on" keep that spelling, so the
-        # runs of those versions (folders named by a hash of the settings) are found again.
-        out["mixed_precision"] = {"off": False, "on": True}.get(
-            self.mixed_precision, self.mixed_precision
-        )
+        # Whether the run computes in mixed precision, as version 0.2 and earlier stored it: a
+        # run whose `auto` stays float32 (small images, or no bfloat16 hardware) keeps the name
+        # of its folder (named by a hash of the settings) from before `auto` was the default.
+        out["mixed_precision"] = uses_mixed_precision(self.mixed_precision, self.image_size)
         return out
 
     def table_label(self) -> str:
@@ -336,7 +331,7 @@ def run_experiment(exp: Experiment) -> RunResult:
     folder, the others keep their checkpoints and backups in `RUN/worker<i>/` and return
     without evaluating (`RunResult.metrics` is empty for them).
     """
-    with opened(exp) as run, precision(exp.mixed_precision) as policy:
+    with opened(exp) as run, precision(exp.mixed_precision, exp.image_size) as policy:
         return _run_experiment(exp, run, policy)
 
 

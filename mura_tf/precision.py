@@ -1,12 +1,14 @@
 """Compute precision of a run: float32, or mixed (bfloat16 / float16 compute, float32 variables).
 
 `--mixed-precision auto` (the default) turns mixed precision on where it is measured to be
-faster (benchmarks/README.md): `mixed_bfloat16` on CPUs with native bfloat16 arithmetic
-(`avx512_bf16` or `amx_bf16` in /proc/cpuinfo; oneDNN then runs convolutions and the fused
-batch norm in bfloat16, on AMX tiles where present) and `mixed_float16` on GPUs of compute
-capability 7.0 or more (tensor cores). Elsewhere, where bfloat16 would be emulated, it stays
-float32. `on` asks for the same policy wherever it is, `off` for float32. Heads keep float32
-outputs, so probabilities are never rounded to 8 bits of mantissa.
+faster (benchmarks/README.md, "Mixed precision by image size"): `mixed_bfloat16` on CPUs with
+native bfloat16 arithmetic (`avx512_bf16` or `amx_bf16` in /proc/cpuinfo; oneDNN then runs
+convolutions and the fused batch norm in bfloat16, on AMX tiles where present) and
+`mixed_float16` on GPUs of compute capability 7.0 or more (tensor cores), for images of at least
+`MIN_MIXED_SIDE` pixels a side. Elsewhere it stays float32: where bfloat16 would be emulated,
+and for small images, whose steps gained nothing from it (the synthetic preset's 64 px, the
+tests' 32 px). `on` asks for mixed precision wherever it is, `off` for float32. Heads keep
+float32 outputs, so probabilities are never rounded to 8 bits of mantissa.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from pathlib import Path
 
 MODES = ("auto", "on", "off")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# Where bfloat16 starts to pay: DenseNet169's train step gained nothing from it at 64 px on an
+# AMX Xeon and a third at 128 px (benchmarks/README.md, "Mixed precision by image size").
+MIN_MIXED_SIDE = 128
 
 
 @functools.cache
@@ -42,9 +47,24 @@ def _gpu_with_tensor_cores() -> bool:
     return False
 
 
-def policy_name(mode: str) -> str:
-    """The Keras dtype policy of `mode` (one of `MODES`) on this machine."""
+def parse_mode(value: str | bool) -> str:
+    """`--mixed-precision` checked: one of `MODES`; a bool (how config.json records whether a
+    run computed in mixed precision) reads as `on` or `off`."""
+    from mura_tf.errors import ConfigError
+
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value not in MODES:
+        raise ConfigError(f"--mixed-precision must be one of {', '.join(MODES)}, got {value!r}")
+    return value
+
+
+def policy_name(mode: str, image_size: int | None = None) -> str:
+    """The Keras dtype policy of `mode` (one of `MODES`) on this machine, for images of
+    `image_size` pixels a side (None: any size)."""
     if mode == "off":
+        return "float32"
+    if mode == "auto" and image_size is not None and image_size < MIN_MIXED_SIDE:
         return "float32"
     if _gpu_with_tensor_cores():
         return "mixed_float16"
@@ -53,14 +73,19 @@ def policy_name(mode: str) -> str:
     return "float32"
 
 
+def uses_mixed_precision(mode: str, image_size: int | None = None) -> bool:
+    """Whether `mode` computes in mixed precision on this machine for `image_size` px images."""
+    return policy_name(mode, image_size) != "float32"
+
+
 @contextlib.contextmanager
-def precision(mode: str) -> Iterator[str]:
-    """Keras's global dtype policy set to `policy_name(mode)` inside, restored after; yields
-    the policy's name."""
+def precision(mode: str, image_size: int | None = None) -> Iterator[str]:
+    """Keras's global dtype policy set to `policy_name(mode, image_size)` inside, restored
+    after; yields the policy's name."""
     import keras
 
     before = keras.mixed_precision.global_policy()
-    name = policy_name(mode)
+    name = policy_name(mode, image_size)
     keras.mixed_precision.set_global_policy(name)
     try:
         yield name

@@ -27,7 +27,7 @@ from mura_tf.io import save_keras
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.simclr import SimCLR
 from mura_tf.optimizers import LARS, scaled_learning_rate, warmup_cosine
-from mura_tf.precision import MODES, precision
+from mura_tf.precision import MODES, parse_mode, precision, uses_mixed_precision
 from mura_tf.probe import linear_probe
 from mura_tf.run_folder import finish_run
 from mura_tf.run_report import write_run_report
@@ -64,10 +64,10 @@ class PretrainConfig(RunConfig):
     projection_layers: int = setting(3, "layers in the projection head")
     projection_dim: int = setting(128, "output size of the projection head")
     mixed_precision: str = setting(
-        "off",
+        "auto",
         "bfloat16 compute on CPUs with AVX-512 BF16 or AMX, float16 on GPUs with tensor cores, "
-        "float32 variables: auto (only where that hardware is), on, off (mura_tf.precision); "
-        "encoder.keras is saved float32 either way",
+        "float32 variables: auto (where that hardware is, for images of 128 px or more), on, "
+        "off (mura_tf.precision); encoder.keras is saved float32 either way",
         choices=MODES,
     )
 
@@ -85,16 +85,15 @@ class PretrainConfig(RunConfig):
             raise ConfigError(f"unknown --optimizer {self.optimizer!r}: use lars or adam")
         if not 0 < self.min_crop_area <= 1:
             raise ConfigError(f"--min-crop-area must be in (0, 1], got {self.min_crop_area}")
-        if self.mixed_precision not in MODES:
-            raise ConfigError(
-                f"--mixed-precision must be one of {', '.join(MODES)}, got {self.mixed_precision!r}"
-            )
+        object.__setattr__(self, "mixed_precision", parse_mode(self.mixed_precision))
 
     def settings(self) -> dict:
         out = super().settings()
-        # Added after runs existed: left out at its default so that their folders (named by a
-        # hash of the settings) are found again.
-        if out["mixed_precision"] == "off":
+        # Added after runs existed: left out where the run computes in float32, so that their
+        # folders (named by a hash of the settings) are found again.
+        if uses_mixed_precision(self.mixed_precision, self.image_size):
+            out["mixed_precision"] = True
+        else:
             del out["mixed_precision"]
         return out
 
@@ -112,7 +111,7 @@ class PretrainResult:
 
 def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     """Pre-train a SimCLR encoder; see the module docstring for the outputs."""
-    with opened(cfg) as run, precision(cfg.mixed_precision) as policy:
+    with opened(cfg) as run, precision(cfg.mixed_precision, cfg.image_size) as policy:
         return _pretrain(cfg, run, policy)
 
 

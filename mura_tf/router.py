@@ -177,7 +177,7 @@ class RouterResult:
 
 def run_router(cfg: RouterConfig) -> RouterResult:
     """Train and test a body-part router; see the module docstring for what it writes."""
-    with opened(cfg) as run, precision(cfg.mixed_precision) as policy:
+    with opened(cfg) as run, precision(cfg.mixed_precision, cfg.image_size) as policy:
         run_dir = run.run_dir
         data_dir = cfg.data_folder()
         splits = make_splits(

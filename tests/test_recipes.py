@@ -355,13 +355,28 @@ def test_baseline_densenet_is_report_002s_experiment_and_classifies():
     assert out.shape == (2, 1) and bool(keras.ops.all((out >= 0) & (out <= 1)))
 
 
-def test_mixed_precision_modes_and_the_old_boolean():
+@pytest.mark.parametrize("bf16_cpu", [True, False])
+def test_mixed_precision_modes_and_the_old_boolean(monkeypatch, bf16_cpu):
+    from mura_tf import precision
     from mura_tf.errors import ConfigError
     from mura_tf.experiment import Experiment
 
-    old = Experiment(recipe="x", mixed_precision=False)  # a config.json of version 0.2
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: bf16_cpu)
+    monkeypatch.setattr(precision, "_gpu_with_tensor_cores", lambda: False)
+    # auto: bfloat16 only where the CPU has it and for images of 128 px or more.
+    assert precision.policy_name("auto", 64) == precision.policy_name("off", 224) == "float32"
+    assert precision.policy_name("auto", 128) == ("mixed_bfloat16" if bf16_cpu else "float32")
+    assert precision.policy_name("on", 32) == "mixed_bfloat16"
+    old = Experiment(recipe="x", mixed_precision=False, image_size=256)  # version 0.2's config
     assert old.mixed_precision == "off" and old.settings()["mixed_precision"] is False
-    assert Experiment(recipe="x").settings() == old.settings()  # same folder name as before
-    assert Experiment(recipe="x", mixed_precision="auto").settings()["mixed_precision"] == "auto"
+    new = Experiment(recipe="x", image_size=256)
+    assert new.mixed_precision == "auto"
+    assert new.settings()["mixed_precision"] is bf16_cpu  # what the run computes in
+    # Where auto stays float32 the folder is named as before auto was the default.
+    assert (new.settings() == old.settings()) is not bf16_cpu
+    small = Experiment(recipe="x", image_size=64)
+    assert (
+        small.settings() == Experiment(recipe="x", image_size=64, mixed_precision="off").settings()
+    )
     with pytest.raises(ConfigError, match="--mixed-precision must be one of auto, on, off"):
         Experiment(recipe="x", mixed_precision="fp8")

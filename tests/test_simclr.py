@@ -74,7 +74,7 @@ def test_pretraining_in_mixed_precision_hands_over_a_float32_encoder(synthetic_d
     (run_dir,) = [p.parent for p in tmp_path.rglob("encoder.keras")]
     config = json.loads((run_dir / "config.json").read_text())
     assert config["dtype_policy"] in ("mixed_bfloat16", "mixed_float16")
-    assert config["pretrain"]["mixed_precision"] == "on"
+    assert config["pretrain"]["mixed_precision"] is True  # it computed in mixed precision
     encoder = keras.saving.load_model(run_dir / "encoder.keras")
     assert {layer.dtype_policy.name for layer in encoder.layers} == {"float32"}
     trained = keras.saving.load_model(run_dir / "checkpoints" / "best.keras")
