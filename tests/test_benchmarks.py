@@ -126,8 +126,8 @@ def test_simclr_benchmark_trains_on_two_views_of_synthetic_films(capsys, tmp_pat
 
 @pytest.mark.parametrize(
     "name",
-    ["train_step", "pipeline", "inference", "simclr_step", "main_job", "batch_norm_statistics",
-     "scaling"],
+    ["train_step", "pipeline", "inference", "simclr_step", "main_job", "main_job_phases",
+     "batch_norm_statistics", "scaling"],
 )  # fmt: skip
 def test_every_benchmark_prints_its_help(name):
     import subprocess
@@ -137,3 +137,25 @@ def test_every_benchmark_prints_its_help(name):
         [sys.executable, "-m", f"benchmarks.{name}", "--help"], capture_output=True, text=True
     )
     assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-500:]
+
+
+def test_the_phases_of_a_run_add_up(synthetic_dir):
+    import subprocess
+    import sys
+
+    flags = ["--data-dir", str(synthetic_dir), "--part", "elbow", "--image-size", "32",
+             "--epochs", "2", "--max-steps", "2", "--weights", "none"]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.main_job_phases", "--recipe", "resnet18_linear", "--",
+         *flags],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = done.stdout[done.stdout.rindex("phase") :].splitlines()[1:]
+    epochs = [float(t) for t in table[-2].removeprefix("epochs (each)").split()]
+    phases = {name.strip(): float(s) for name, s in (row.rsplit(None, 1) for row in table[:-2])}
+    phases["total"] = float(table[-1].rsplit(None, 1)[1])
+    assert len(epochs) == 2
+    assert {"train", "export_savedmodel", "report", "resume points", "best.keras"} <= set(phases)
+    assert sum(epochs) < phases["train"] < phases["total"]
+    assert phases["resume points"] < sum(epochs)
