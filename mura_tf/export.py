@@ -26,6 +26,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from mura_tf.compat.export_archive import write_savedmodel
 from mura_tf.data.normalization import normalize
 from mura_tf.data.pipeline import decode_and_resize
 from mura_tf.errors import ConfigError
@@ -180,7 +181,7 @@ def write_archive(archive: keras.export.ExportArchive, path: str | os.PathLike[s
     except OSError as e:
         raise ConfigError(f"cannot write {target}: {e.strerror}; choose a writable --out") from None
     try:
-        archive.write_out(str(tmp / "savedmodel"), verbose=False)
+        write_savedmodel(archive, tmp / "savedmodel")
         (tmp / "savedmodel").rename(tmp / "ready")
         replace_dir(tmp / "ready", target)
     finally:

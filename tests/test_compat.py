@@ -1,6 +1,7 @@
 """The Keras workarounds: what they patch is still there, and the fused kernel really runs."""
 
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 from keras.src.backend.tensorflow import trainer as tf_trainer
@@ -92,3 +93,33 @@ def test_distributed_fit_fix_defers_to_keras_without_a_strategy():
     values = {"loss": tf.constant(1.0)}
     reduced = tf_trainer.reduce_per_replica(values, tf.distribute.get_strategy(), "auto")
     assert float(reduced["loss"]) == 1.0
+
+
+def test_the_single_trace_export_writes_what_keras_writes(tmp_path):
+    from mura_tf.compat.export_archive import write_savedmodel
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.Dense(1)])
+    spec = [tf.TensorSpec([None, 3], tf.float32)]
+
+    def archive():
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serve", lambda x: model(x), input_signature=spec)
+        archive.add_endpoint("double", lambda x: 2 * model(x), input_signature=spec)
+        return archive
+
+    archive().write_out(str(tmp_path / "keras"), verbose=False)
+    write_savedmodel(archive(), tmp_path / "once")
+    keras_way, once = (tf.saved_model.load(str(tmp_path / n)) for n in ("keras", "once"))
+    assert (
+        set(once.signatures) == set(keras_way.signatures) == {"serve", "double", "serving_default"}
+    )
+    x = tf.constant([[1.0, 2.0, 3.0], [-1.0, 0.5, 0.0]])
+    for name in ("serve", "double", "serving_default"):
+        (a,) = keras_way.signatures[name](x).values()
+        (b,) = once.signatures[name](x).values()
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_array_equal(once.double(x).numpy(), 2 * model(x).numpy())
+    assert len(once.variables) == len(keras_way.variables) == 4
+    with pytest.raises(KerasCompatError, match="ExportArchive has no _tf_trackable"):
+        write_savedmodel(object(), tmp_path / "never")

@@ -12,6 +12,8 @@ traceback from deep inside Keras or a silent slowdown.
   (Keras 3 on TensorFlow builds it from separate ops; benchmarks/README.md).
 - `empty_batch`: a model skipped on an empty slice, where TensorFlow's CPU conv2d returns a
   zero-image batch unchanged (a cascade's expert that no film in a batch goes to).
+- `export_archive`: a Keras `ExportArchive` written with each endpoint traced once (Keras's
+  `write_out` traces each twice).
 
 To try a newer Keras: `pip install "keras==X.Y.*"` beside this checkout, then
 `python -m pytest tests/test_compat.py tests/test_batch_norm.py tests/test_distribute.py`; if
