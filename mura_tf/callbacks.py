@@ -30,7 +30,6 @@ from mura_tf.resume import (
     commit,
     restore,
     save_variables,
-    saved_variables,
     weights_path,
 )
 
@@ -82,7 +81,6 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.selection = selection
         self.patience = patience
         self.state = state or RunState()
-        self._best_values: tuple[int, list[np.ndarray]] | None = None
 
     def on_train_begin(self, logs=None):
         path = weights_path(self.backup_dir, self.state)
@@ -129,9 +127,7 @@ class RunCheckpoint(keras.callbacks.Callback):
                 f"{self.best_path} does not hold the best epoch ({best[0] + 1}) of the run; "
                 f"delete {self.backup_dir} to train again from the start"
             )
-        values = save_variables(self.model, self.best_variables)
-        if self.model.distribute_strategy.num_replicas_in_sync == 1:
-            self._best_values = (best[0] + 1, values)
+        save_variables(self.model, self.best_variables)
         write_json(
             self.best_info,
             {"epoch": best[0] + 1, "monitor": self.selection.monitor, "value": best[1]},
@@ -141,21 +137,13 @@ class RunCheckpoint(keras.callbacks.Callback):
         """Give the model the weights and optimizer state of the best epoch, and write them as
         `checkpoints/best.keras`.
 
-        From the copy taken as they were saved, when this process saved them; from
-        `best.variables.npz` otherwise (a resumed run, or several replicas); from `best.keras`
-        for a run folder written before the `.npz` files.
+        From `best.variables.npz`, or from `best.keras` for a run folder written before the
+        `.npz` files.
         """
-        on_disk = best_epoch_on_disk(self.run_dir)
-        if self._best_values is not None and self._best_values[0] == on_disk:
-            for variable, value in zip(
-                saved_variables(self.model), self._best_values[1], strict=True
-            ):
-                variable.assign(value)
-        elif self.best_variables.is_file():
-            restore(self.model, self.best_variables)
-        else:
+        if not self.best_variables.is_file():
             self.model.load_weights(self.best_path)
             return
+        restore(self.model, self.best_variables)
         save_keras(self.model, self.best_path)
 
 

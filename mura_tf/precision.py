@@ -18,6 +18,8 @@ import functools
 from collections.abc import Iterator
 from pathlib import Path
 
+from mura_tf.errors import ConfigError
+
 MODES = ("auto", "on", "off")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 # Where bfloat16 starts to pay: DenseNet169's train step gained nothing from it at 64 px on an
@@ -50,8 +52,6 @@ def _gpu_with_tensor_cores() -> bool:
 def parse_mode(value: str | bool) -> str:
     """`--mixed-precision` checked: one of `MODES`; a bool (how config.json records whether a
     run computed in mixed precision) reads as `on` or `off`."""
-    from mura_tf.errors import ConfigError
-
     if isinstance(value, bool):
         return "on" if value else "off"
     if value not in MODES:

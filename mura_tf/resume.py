@@ -114,9 +114,9 @@ def saved_variables(model) -> list:
     return [*model.weights, *(optimizer.variables if optimizer is not None else [])]
 
 
-def save_variables(model, path: str | os.PathLike[str]) -> list[np.ndarray]:
+def save_variables(model, path: str | os.PathLike[str]) -> None:
     """Atomically write `saved_variables(model)` to `path` (`.npz`: `v00000`... in order, and
-    their `shapes` as JSON); returns the values written."""
+    their `shapes` as JSON)."""
     path = Path(path)
     values = [np.asarray(v.numpy()) for v in saved_variables(model)]
     ensure_free_space(
@@ -125,7 +125,6 @@ def save_variables(model, path: str | os.PathLike[str]) -> list[np.ndarray]:
     shapes = json.dumps([list(v.shape) for v in values])
     with atomic_path(path) as tmp, tmp.open("wb") as f:
         np.savez(f, shapes=np.array(shapes), **{f"v{i:05d}": v for i, v in enumerate(values)})
-    return values
 
 
 def commit(backup_dir: str | os.PathLike[str], model, state: RunState) -> RunState:

@@ -75,13 +75,13 @@ def run_epochs(callback, model, values, start=0):
     return None
 
 
-def test_the_best_epoch_comes_back_from_memory_or_from_best_keras(tmp_path):
+def test_the_best_epoch_comes_back_from_its_checkpoint_in_this_process_or_another(tmp_path):
     callback, model = checkpoint_at(tmp_path)
     run_epochs(callback, model, [0.5, 0.9, 0.6])  # the best is epoch index 1: weights all 1
     assert model.get_weights()[0][0, 0] == 2
-    callback.restore_best()  # the copy taken as best.keras was written
+    callback.restore_best()  # as train() does once fit returns
     assert all((w == 1).all() for w in model.get_weights())
-    resumed, fresh = checkpoint_at(tmp_path)  # another process: only the file
+    resumed, fresh = checkpoint_at(tmp_path)  # another process, from the same file
     fresh.set_weights([np.full_like(w, 7) for w in fresh.get_weights()])
     resumed.restore_best()
     assert all((w == 1).all() for w in fresh.get_weights())
