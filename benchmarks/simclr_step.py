@@ -38,6 +38,7 @@ def _keras_side(args, frame) -> tuple:
     import keras
     import tensorflow as tf
 
+    from mura_tf.compat.fused_adam import fuse_adam
     from mura_tf.data.contrastive import ViewConfig, make_contrastive_dataset
     from mura_tf.data.pipeline import PipelineConfig
     from mura_tf.models.backbones import backbone_spec, build_backbone
@@ -55,7 +56,7 @@ def _keras_side(args, frame) -> tuple:
     ).repeat()
     model = SimCLR(build_backbone(args.model, args.size, "none"), 3, 128, TEMPERATURE)
     model(keras.ops.zeros((2, args.size, args.size, 3)))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.compile(optimizer=fuse_adam(keras.optimizers.Adam(1e-3)))  # as pretrain does
     model.fit(data, steps_per_epoch=args.warmup, epochs=1, verbose=0)  # trace, fill the cache
     run_once = fit_rate(model, data, args.steps, args.batch)
 

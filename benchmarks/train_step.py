@@ -26,6 +26,7 @@ def _keras_side(args) -> tuple:
     import numpy as np
     import tensorflow as tf
 
+    from mura_tf.compat.fused_adam import is_fused
     from mura_tf.models.backbones import build_backbone
     from mura_tf.models.heads import build_classifier, classification_head
     from mura_tf.train import TrainConfig, compile_classifier
@@ -43,6 +44,9 @@ def _keras_side(args) -> tuple:
     overrides = {} if args.jit_compile is None else {"jit_compile": args.jit_compile}
     config = TrainConfig(**overrides)
     compile_classifier(model, config)
+    if args.fused_adam == "false":  # Keras's own Adam update, op by op: unshadow the class's
+        vars(model.optimizer).pop("update_step")
+        assert not is_fused(model.optimizer)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.batch, args.size, args.size, 3)).astype("float32")
     y = rng.integers(0, 2, size=(args.batch, 1)).astype("float32")
@@ -55,6 +59,7 @@ def _keras_side(args) -> tuple:
         "dtype_policy": keras.mixed_precision.global_policy().name,
         "jit_compile": str(model.jit_compile),
         "fused_batch_norm": args.fused_batch_norm,
+        "fused_adam": args.fused_adam,
         "params": model.count_params(),
     }
     return run_once, info
@@ -113,6 +118,12 @@ def parser() -> argparse.ArgumentParser:
         choices=("true", "false"),
         default="true",
         help="Keras side: the project's fused batch norm (default) or Keras's own",
+    )
+    p.add_argument(
+        "--fused-adam",
+        choices=("true", "false"),
+        default="true",
+        help="Keras side: Adam's update on TensorFlow's fused kernel (default) or Keras's own",
     )
     return p
 

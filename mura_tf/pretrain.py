@@ -17,6 +17,7 @@ from typing import ClassVar
 
 import keras
 
+from mura_tf.compat.fused_adam import fuse_adam
 from mura_tf.data.contrastive import ViewConfig, make_contrastive_dataset
 from mura_tf.data.mura import load_mura
 from mura_tf.data.pipeline import PipelineConfig
@@ -185,7 +186,7 @@ def _pretrain(cfg: PretrainConfig, run: OpenRun, policy: str) -> PretrainResult:
         if cfg.optimizer == "lars":
             model.compile(optimizer=LARS(schedule, weight_decay=cfg.weight_decay))
         else:
-            model.compile(optimizer=keras.optimizers.Adam(schedule))
+            model.compile(optimizer=fuse_adam(keras.optimizers.Adam(schedule)))
     # Under multi-worker the chief probes an undistributed copy alone (see local_copy).
     multi_worker = num_workers(strategy) > 1
 

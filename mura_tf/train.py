@@ -12,6 +12,7 @@ import pandas as pd
 import tensorflow as tf
 
 from mura_tf.callbacks import RunCheckpoint, TrainingImages
+from mura_tf.compat.fused_adam import fuse_adam
 from mura_tf.compat.fused_batch_norm import follow_training_steps
 from mura_tf.errors import ConfigError, TrainingError
 from mura_tf.parts import PARTS
@@ -72,12 +73,13 @@ def learning_rate(config: TrainConfig) -> float | keras.optimizers.schedules.Lea
 
 
 def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
-    """Adam (the reports' choice), AdamW, SGD with momentum 0.9, or LARS (SimCLR)."""
+    """Adam (the reports' choice), AdamW, SGD with momentum 0.9, or LARS (SimCLR); Adam's
+    updates on TensorFlow's fused kernel (`mura_tf.compat.fused_adam`)."""
     lr = learning_rate(config)
     if config.optimizer == "adam":
-        return keras.optimizers.Adam(lr)
+        return fuse_adam(keras.optimizers.Adam(lr))
     if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(lr)
+        return fuse_adam(keras.optimizers.AdamW(lr))
     if config.optimizer == "lars":
         from mura_tf.optimizers import LARS
 

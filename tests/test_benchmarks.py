@@ -53,16 +53,18 @@ def test_table_reports_medians_and_ratios():
     assert "| torch | 2.00 |" in text
 
 
-def test_train_step_benchmark_runs_the_project_model(capsys):
+@pytest.mark.parametrize("fused_adam", ["true", "false"])
+def test_train_step_benchmark_runs_the_project_model(capsys, fused_adam):
     argv = ["--model", "resnet18", "--size", "32", "--batch", "2", "--steps", "1"]
     argv += ["--warmup", "1", "--repeats", "2", "--max-repeats", "2", "--settle-seconds", "0"]
-    argv += ["--only", "keras"]
+    argv += ["--only", "keras", "--fused-adam", fused_adam]
     assert train_step.main(argv) == 0
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("| keras |"))
     median, reps = float(row.split("|")[2]), row.split("|")[3].split(",")
     assert median > 0 and len(reps) == 2
     assert "'params': 11186625" in out  # ResNet18 (11,186,112) + a one-output Dense head
+    assert f"'fused_adam': '{fused_adam}'" in out
 
 
 def test_pipeline_benchmark_reads_synthetic_pngs(capsys, tmp_path):

@@ -123,3 +123,110 @@ def test_the_single_trace_export_writes_what_keras_writes(tmp_path):
     assert len(once.variables) == len(keras_way.variables) == 4
     with pytest.raises(KerasCompatError, match="ExportArchive has no _tf_trackable"):
         write_savedmodel(object(), tmp_path / "never")
+
+
+def _small_model() -> keras.Model:
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+
+
+def _fit_weights(make_optimizer, fused: bool, steps: int = 6) -> list[np.ndarray]:
+    from mura_tf.compat.fused_adam import fuse_adam, is_fused
+
+    model = _small_model()
+    optimizer = make_optimizer()
+    if fused:
+        fuse_adam(optimizer)
+    assert is_fused(optimizer) == fused
+    model.compile(optimizer, keras.losses.BinaryCrossentropy())
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 2, size=(16, 1)).astype("float32")
+    model.fit(x, y, batch_size=8, epochs=steps // 2, shuffle=False, verbose=0)
+    assert int(optimizer.iterations) == steps
+    return [np.asarray(w) for w in model.weights + optimizer.variables]
+
+
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [
+        lambda: keras.optimizers.Adam(0.01),
+        lambda: keras.optimizers.Adam(
+            keras.optimizers.schedules.PiecewiseConstantDecay([2], [0.01, 0.001])
+        ),
+        lambda: keras.optimizers.AdamW(0.01, weight_decay=0.1),
+        lambda: keras.optimizers.Adam(0.01, amsgrad=True),  # Keras's own code: no kernel for it
+    ],
+    ids=["adam", "schedule", "adamw", "amsgrad"],
+)
+def test_fused_adam_trains_as_keras_adam_does(make_optimizer):
+    """Weights, moments and step counter after six steps, against Keras's own Adam."""
+    keras_weights = _fit_weights(make_optimizer, fused=False)
+    fused_weights = _fit_weights(make_optimizer, fused=True)
+    assert len(fused_weights) == len(keras_weights)
+    for fused, reference in zip(fused_weights, keras_weights, strict=True):
+        # A step moves a weight by up to the rate, 1e-2; the two round differently.
+        np.testing.assert_allclose(fused, reference, rtol=1e-5, atol=1e-6)
+    moved = [
+        not np.allclose(a, b)
+        for a, b in zip(keras_weights, _fit_weights(make_optimizer, False, 2), strict=True)
+    ]
+    assert any(moved)  # the comparison is of weights that training changed
+
+
+def test_fused_adam_computes_adam_in_float64_to_float32_rounding():
+    """Five updates with gradients of every scale from 1e-8 to 1, against Adam in numpy."""
+    from mura_tf.compat.fused_adam import fuse_adam
+
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=1000)
+    grads = [rng.normal(size=1000) * 10.0 ** rng.uniform(-8, 0, 1000) for _ in range(5)]
+    weights, m, v = start.copy(), np.zeros(1000), np.zeros(1000)
+    for t, g in enumerate(grads, start=1):
+        m += (g - m) * (1 - 0.9)
+        v += (g * g - v) * (1 - 0.999)
+        weights -= 0.01 * np.sqrt(1 - 0.999**t) / (1 - 0.9**t) * m / (np.sqrt(v) + 1e-7)
+    variable = keras.Variable(start.astype("float32"))
+    optimizer = fuse_adam(keras.optimizers.Adam(0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-7))
+    for g in grads:
+        optimizer.apply([tf.constant(g, tf.float32)], [variable])
+    assert optimizer._mura_tf_fused_updates == 5
+    moved = np.abs(weights - start)
+    assert moved.max() > 0.04  # five steps of up to 0.01 each
+    np.testing.assert_allclose(np.asarray(variable), weights, rtol=0, atol=2e-6)
+
+
+def test_a_compiled_training_step_runs_the_fused_adam_kernel():
+    from mura_tf.train import TrainConfig, compile_classifier
+
+    model = compile_classifier(_small_model(), TrainConfig(optimizer="adam"))
+
+    @tf.function
+    def train_step(images, labels):  # what Model.fit traces
+        return model.train_step((images, labels))
+
+    specs = tf.TensorSpec([2, 8, 8, 3], tf.float32), tf.TensorSpec([2, 1], tf.float32)
+    graph = train_step.get_concrete_function(*specs).graph
+    ops = [op.type for op in graph.get_operations()]
+    assert ops.count("ResourceApplyAdam") == len(model.trainable_variables) == 4
+    # Keras's own update would square each gradient and take square roots.
+    assert "Sqrt" not in ops and "Square" not in ops
+
+
+def test_a_keras_whose_adam_no_longer_dispatches_to_the_fused_update_is_a_one_line_error(
+    monkeypatch,
+):
+    from mura_tf.compat import fused_adam
+
+    def keras_update_step_only(self, grads, variables, learning_rate):  # looks up the class's
+        for grad, variable in zip(grads, variables, strict=True):
+            type(self).update_step(self, grad, variable.value, learning_rate)
+
+    monkeypatch.setattr(keras.optimizers.Adam, "_backend_update_step", keras_update_step_only)
+    monkeypatch.setattr(fused_adam, "_dispatch_checked", False)
+    with pytest.raises(KerasCompatError, match=f"Keras {keras.__version__}") as error:
+        fused_adam.fuse_adam(keras.optimizers.Adam())
+    assert "keras-team/keras#19307" in str(error.value) and "\n" not in str(error.value)

@@ -10,6 +10,9 @@ traceback from deep inside Keras or a silent slowdown.
   MultiWorkerMirroredStrategy (keras-team/keras#20585, open upstream).
 - `fused_batch_norm`: Keras's `BatchNormalization` computed by TensorFlow's fused kernel
   (Keras 3 on TensorFlow builds it from separate ops; benchmarks/README.md).
+- `fused_adam`: Keras's `Adam` updates computed by TensorFlow's fused `ResourceApplyAdam`
+  (Keras 3 builds each update from separate ops; keras-team/keras#19307, closed, reported
+  the slowdown against tf.keras's legacy optimizers).
 - `empty_batch`: a model skipped on an empty slice, where TensorFlow's CPU conv2d returns a
   zero-image batch unchanged (a cascade's expert that no film in a batch goes to).
 - `export_archive`: a Keras `ExportArchive` written with each endpoint traced once (Keras's
