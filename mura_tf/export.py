@@ -139,10 +139,14 @@ def serving_archive(
     archive = keras.export.ExportArchive()
     archive.track(serving)
     pixels = tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name=PIXELS)
-    archive.add_endpoint("serve", lambda x: serving(x, training=False), input_signature=[pixels])
+    serve = archive.add_endpoint(
+        "serve", lambda x: serving(x, training=False), input_signature=[pixels]
+    )
+    # Calling `serve` (a function call in the graph) instead of `serving` again traces the
+    # model's forward pass once for both signatures.
     archive.add_endpoint(
         "serve_images",
-        lambda data: serving(films_to_pixels(data, image_size, keep_aspect), training=False),
+        lambda data: serve(films_to_pixels(data, image_size, keep_aspect)),
         input_signature=[IMAGES],
     )
     archive.add_endpoint("grad_cam_images", grad_cam_images, input_signature=[IMAGES])
