@@ -143,7 +143,9 @@ class RunCheckpoint(keras.callbacks.Callback):
         if not self.best_variables.is_file():
             self.model.load_weights(self.best_path)
             return
-        restore(self.model, self.best_variables)
+        # Training is over: deleting checkpoints/ alone would resume to the end and find no
+        # best epoch, so the way back is the whole run.
+        restore(self.model, self.best_variables, start_over=self.run_dir)
         save_keras(self.model, self.best_path)
 
 

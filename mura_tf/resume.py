@@ -151,10 +151,18 @@ def commit(backup_dir: str | os.PathLike[str], model, state: RunState) -> RunSta
     return committed
 
 
-def restore(model, path: str | os.PathLike[str]) -> None:
+def restore(
+    model, path: str | os.PathLike[str], start_over: str | os.PathLike[str] | None = None
+) -> None:
     """Give `model` (its optimizer built) the weights and optimizer state in `path`, as
-    `save_variables` wrote them (or a Keras `.weights.h5` resume point of an older run)."""
+    `save_variables` wrote them (or a Keras `.weights.h5` resume point of an older run).
+
+    Args:
+        start_over: the folder whose deletion trains the run again from the start, named by
+            the error if `path` cannot be read (default: the folder of `path`).
+    """
     path = Path(path)
+    start_over = Path(start_over) if start_over is not None else path.parent
     if path.name.endswith(KERAS_WEIGHTS_SUFFIX):
         model.load_weights(path)
         return
@@ -173,11 +181,11 @@ def restore(model, path: str | os.PathLike[str]) -> None:
                 )
                 raise TrainingError(
                     f"cannot resume from {path}: another model wrote it ({differ}); delete "
-                    f"{path.parent} to train from the start"
+                    f"{start_over} to train from the start"
                 )
             for i, variable in enumerate(variables):
                 variable.assign(data[f"v{i:05d}"])
     except (OSError, ValueError, KeyError) as e:
         raise TrainingError(
-            f"cannot resume from {path}: {e}; delete {path.parent} to train from the start"
+            f"cannot resume from {path}: {e}; delete {start_over} to train from the start"
         ) from None

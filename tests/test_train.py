@@ -94,6 +94,17 @@ def best_weights_epoch(run_dir):
         return int(data["v00000"][0, 0])
 
 
+def test_an_unreadable_best_epoch_names_the_run_folder_as_the_way_back(tmp_path):
+    callback, model = checkpoint_at(tmp_path)
+    run_epochs(callback, model, [0.5, 0.9, 0.6])
+    (tmp_path / "checkpoints" / "best.variables.npz").write_bytes(b"not a zip")
+    with pytest.raises(TrainingError) as error:
+        callback.restore_best()
+    text = str(error.value)
+    # Deleting checkpoints/ alone would resume to the end and find no best epoch.
+    assert text.endswith(f"delete {tmp_path} to train from the start") and "\n" not in text
+
+
 def test_history_has_one_row_per_epoch_even_when_an_epoch_is_run_again(tmp_path):
     callback, model = checkpoint_at(tmp_path)
     run_epochs(callback, model, [0.5, 0.6, 0.7])
