@@ -44,7 +44,8 @@ def fused_adam_update_step(
     """`optimizer.update_step(gradient, variable, learning_rate)` by `ResourceApplyAdam`.
 
     Args:
-        gradient: dense, the shape of `variable`.
+        gradient: the shape of `variable`; a sparse one (`tf.IndexedSlices`) goes to Keras's
+            code.
         variable: the `tf.Variable` Keras's TensorFlow optimizer hands to `update_step` (under
             a `tf.distribute` strategy, the replica's component).
         learning_rate: the current rate, a scalar.
