@@ -199,10 +199,19 @@ def test_fused_adam_computes_adam_in_float64_to_float32_rounding():
     np.testing.assert_allclose(np.asarray(variable), weights, rtol=0, atol=2e-6)
 
 
-def test_a_compiled_training_step_runs_the_fused_adam_kernel():
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+def test_a_compiled_training_step_runs_the_fused_adam_kernel(policy):
+    """Also under mixed_float16, where `compile` wraps Adam in a LossScaleOptimizer that
+    applies the update inside a `tf.cond` (a nested function of the graph)."""
     from mura_tf.train import TrainConfig, compile_classifier
 
-    model = compile_classifier(_small_model(), TrainConfig(optimizer="adam"))
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = compile_classifier(_small_model(), TrainConfig(optimizer="adam"))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    wrapped = policy == "mixed_float16"
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) == wrapped
 
     @tf.function
     def train_step(images, labels):  # what Model.fit traces
@@ -211,6 +220,8 @@ def test_a_compiled_training_step_runs_the_fused_adam_kernel():
     specs = tf.TensorSpec([2, 8, 8, 3], tf.float32), tf.TensorSpec([2, 1], tf.float32)
     graph = train_step.get_concrete_function(*specs).graph
     ops = [op.type for op in graph.get_operations()]
+    for function in graph._functions.values():
+        ops += [node.op for node in function.definition.node_def]
     assert ops.count("ResourceApplyAdam") == len(model.trainable_variables) == 4
     # Keras's own update would square each gradient and take square roots.
     assert "Sqrt" not in ops and "Square" not in ops
