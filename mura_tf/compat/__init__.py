@@ -25,6 +25,9 @@ they pass, widen the bound in `pyproject.toml` and the versions above.
 
 from __future__ import annotations
 
+import types
+from collections.abc import Callable
+
 import keras
 
 from mura_tf.errors import MuraError
@@ -42,3 +45,20 @@ def incompatible(what: str, issue: str, problem: str) -> KerasCompatError:
         f"{what} ({issue}) does not fit the installed Keras {keras.__version__}: {problem}. "
         f"mura_tf was tested with Keras {TESTED_KERAS}.x: pip install 'keras=={TESTED_KERAS}.*'"
     )
+
+
+def shadow(obj, name: str, function: Callable) -> None:
+    """Make `function` (taking `obj` first) the method `name` of this one object.
+
+    An instance attribute shadows the class's method, which Keras looks up on the instance
+    (`Layer.__call__` calls `self.call`, the TensorFlow optimizer `self.update_step`); the
+    object keeps its class, config and weights. `object.__setattr__` skips Keras's attribute
+    tracking, which has nothing to track.
+    """
+    object.__setattr__(obj, name, types.MethodType(function, obj))
+
+
+def is_shadowed(obj, name: str, function: Callable) -> bool:
+    """Whether `shadow(obj, name, function)` has been applied."""
+    method = obj.__dict__.get(name)
+    return getattr(method, "__func__", None) is function

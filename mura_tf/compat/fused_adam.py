@@ -26,12 +26,11 @@ not take (AMSGrad, sparse gradients, other dtypes, other backends) go to Keras's
 from __future__ import annotations
 
 import concurrent.futures
-import types
 
 import keras
 import tensorflow as tf
 
-from mura_tf.compat import incompatible
+from mura_tf.compat import incompatible, is_shadowed, shadow
 
 _ISSUE = "keras-team/keras#19307"
 _KERNEL_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
@@ -78,8 +77,7 @@ def fused_adam_update_step(
 
 def is_fused(optimizer: keras.optimizers.Optimizer) -> bool:
     """Whether `fuse_adam` has switched this optimizer to the fused kernel."""
-    update_step = optimizer.__dict__.get("update_step")
-    return getattr(update_step, "__func__", None) is fused_adam_update_step
+    return is_shadowed(optimizer, "update_step", fused_adam_update_step)
 
 
 def fuse_adam(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
@@ -101,11 +99,7 @@ def fuse_adam(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimiz
 
 
 def _swap_update_step(optimizer: keras.optimizers.Adam) -> None:
-    # An instance attribute shadows the class's `update_step`, which Keras's TensorFlow
-    # optimizer calls per variable; object.__setattr__ skips Keras's attribute tracking.
-    object.__setattr__(
-        optimizer, "update_step", types.MethodType(fused_adam_update_step, optimizer)
-    )
+    shadow(optimizer, "update_step", fused_adam_update_step)
 
 
 def _check_dispatch() -> None:

@@ -19,12 +19,10 @@ reloaded or cloned from one comes back unfused; `build_backbone` fuses what it r
 
 from __future__ import annotations
 
-import types
-
 import keras
 import tensorflow as tf
 
-from mura_tf.compat import incompatible
+from mura_tf.compat import incompatible, is_shadowed, shadow
 
 _dispatch_checked = False
 
@@ -118,8 +116,7 @@ def follow_training_steps(model: keras.Model, steps) -> keras.Model:
 
 def is_fused(layer: keras.layers.Layer) -> bool:
     """Whether `fuse_batch_norm` has switched this layer to the fused kernel."""
-    call = layer.__dict__.get("call")
-    return getattr(call, "__func__", None) is fused_batch_norm_call
+    return is_shadowed(layer, "call", fused_batch_norm_call)
 
 
 def fuse_batch_norm(model: keras.Model) -> keras.Model:
@@ -137,9 +134,7 @@ def fuse_batch_norm(model: keras.Model) -> keras.Model:
 
 
 def _swap_call(layer: keras.layers.BatchNormalization) -> None:
-    # An instance attribute shadows the class's `call`, which Keras's `__call__` uses;
-    # object.__setattr__ skips Keras's attribute tracking, which has nothing to track.
-    object.__setattr__(layer, "call", types.MethodType(fused_batch_norm_call, layer))
+    shadow(layer, "call", fused_batch_norm_call)
 
 
 def _check_dispatch() -> None:
