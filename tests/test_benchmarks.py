@@ -129,7 +129,7 @@ def test_simclr_benchmark_trains_on_two_views_of_synthetic_films(capsys, tmp_pat
 @pytest.mark.parametrize(
     "name",
     ["train_step", "pipeline", "inference", "simclr_step", "main_job", "main_job_phases",
-     "batch_norm_statistics", "scaling"],
+     "batch_norm_statistics", "lesion_learning", "scaling"],
 )  # fmt: skip
 def test_every_benchmark_prints_its_help(name):
     import subprocess
@@ -161,3 +161,33 @@ def test_the_phases_of_a_run_add_up(synthetic_dir):
     assert {"train", "export_savedmodel", "report", "resume points", "best.keras"} <= set(phases)
     assert sum(epochs) < phases["train"] < phases["total"]
     assert phases["resume points"] < sum(epochs)
+
+
+def test_lesion_learning_counts_each_kind_and_scores_every_epoch(synthetic_dir, capsys):
+    import ast
+
+    import pandas as pd
+
+    from benchmarks import lesion_learning
+
+    argv = ["--recipe", "resnet18_linear", "--epochs", "2", "--image-size", "32",
+            "--data-dir", str(synthetic_dir)]  # fmt: skip
+    assert lesion_learning.main(argv) == 0
+    out = capsys.readouterr().out
+    counts = ast.literal_eval(out.splitlines()[0].split("films by kind: ")[1])
+    # Independently: the generator's lesions.csv and the image lists, for the elbow.
+    root = synthetic_dir / "MURA-v1.1"
+    lesions = pd.read_csv(root / "lesions.csv")
+    lesions = lesions[lesions["path"].str.contains("XR_ELBOW")]
+    for split, names in (("train", ("train", "dev")), ("valid", ("test",))):
+        images = pd.read_csv(root / f"{split}_image_paths.csv", header=None)[0]
+        elbow = images[images.str.contains("XR_ELBOW")]
+        mine = lesions[lesions["path"].str.contains(f"/{split}/")]["kind"].value_counts()
+        for kind in ("hardware", "fracture"):
+            assert sum(counts[n].get(kind, 0) for n in names) == mine.get(kind, 0), (split, kind)
+        normal = int(elbow.str.contains("_negative/").sum())
+        assert sum(counts[n].get("normal", 0) for n in names) == normal, split
+    rows = [line for line in out.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [int(row.split("|")[1]) for row in rows] == [1, 2]
+    test_study_auroc = float(rows[-1].split("|")[-2])
+    assert 0.0 <= test_study_auroc <= 1.0
