@@ -191,3 +191,12 @@ def test_lesion_learning_counts_each_kind_and_scores_every_epoch(synthetic_dir, 
     assert [int(row.split("|")[1]) for row in rows] == [1, 2]
     test_study_auroc = float(rows[-1].split("|")[-2])
     assert 0.0 <= test_study_auroc <= 1.0
+
+
+def test_lesion_learning_needs_a_set_that_says_where_lesions_are(tmp_path, capsys):
+    from benchmarks import lesion_learning
+
+    with pytest.raises(SystemExit) as stop:
+        lesion_learning.main(["--data-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"--data-dir {tmp_path} has no MURA-v1.1/lesions.csv" in err
