@@ -28,10 +28,11 @@ import numpy as np
 RECIPES = ("baseline_densenet", "resnet18_linear", "resnet18_mlp", "resnet18_per_part")
 
 
-def _kinds(frame, lesions: dict[str, str]) -> np.ndarray:
+def _kinds(frame, lesions: dict[str, str], root: Path) -> np.ndarray:
     """`normal`, `hardware`, `fracture`, or `unseen` (an abnormal study's view without its
-    lesion) for each film of `frame`."""
-    rel = frame["path"].map(lambda p: "MURA-v1.1/" + p.replace("\\", "/").split("MURA-v1.1/")[-1])
+    lesion) for each film of `frame`, whose paths lie under the MURA folder `root`."""
+    # lesions.csv names films as MURA's CSVs do: MURA-v1.1/train/XR_ELBOW/...
+    rel = frame["path"].map(lambda p: "MURA-v1.1/" + Path(p).relative_to(root).as_posix())
     kinds = rel.map(lesions)
     return np.where(kinds.notna(), kinds, np.where(frame["label"] == 1, "unseen", "normal"))
 
@@ -69,11 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.metrics import roc_auc_score
 
     from mura_tf.compat.fused_batch_norm import follow_training_steps
-    from mura_tf.data.mura import load_mura
-    from mura_tf.data.pipeline import PipelineConfig, make_dataset
+    from mura_tf.data.mura import find_mura_root, load_mura
+    from mura_tf.data.pipeline import make_dataset
     from mura_tf.data.splits import make_splits
     from mura_tf.data.synthetic import LESIONS_FILE
-    from mura_tf.experiment import fit_data, train_config
+    from mura_tf.experiment import fit_data, pipeline_config, train_config
     from mura_tf.models.backbones import backbone_spec, build_backbone
     from mura_tf.models.heads import build_classifier, classification_head
     from mura_tf.presets import synthetic_preset
@@ -86,10 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         dataclasses.replace(base, synthetic=True, seed=args.seed, part=args.part, **explicit),
         frozenset(explicit),
     )
-    folder = Path(args.data_dir or exp.data_folder())
-    if folder.name == "MURA-v1.1":
-        folder = folder.parent
-    lesions_csv = folder / "MURA-v1.1" / LESIONS_FILE
+    root = find_mura_root(args.data_dir or exp.data_folder())
+    lesions_csv = root / LESIONS_FILE
     if not lesions_csv.is_file() and args.data_dir:
         parser.error(
             f"--data-dir {args.data_dir} has no MURA-v1.1/{LESIONS_FILE}: pass a synthetic set "
@@ -97,30 +96,24 @@ def main(argv: list[str] | None = None) -> int:
         )
     if not lesions_csv.is_file():
         parser.error(
-            f"{lesions_csv} is missing: the synthetic set in {folder} was generated before "
+            f"{lesions_csv} is missing: the synthetic set in {root.parent} was generated before "
             "lesions were recorded; delete that folder and run again to regenerate it"
         )
     table = pd.read_csv(lesions_csv)
     lesions = dict(zip(table["path"], table["kind"], strict=True))
-    splits = make_splits(load_mura(folder, exp.part), exp.dev_fraction, exp.seed)
+    splits = make_splits(load_mura(root, exp.part), exp.dev_fraction, exp.seed)
     spec = backbone_spec(exp.backbone)
-    exp = dataclasses.replace(exp, data_dir=str(folder), synthetic=False)
+    exp = dataclasses.replace(exp, data_dir=str(root), synthetic=False)
     # In the order the recipes draw their random numbers, so that the run is the recipe's.
     keras.utils.set_random_seed(exp.seed)
     backbone = build_backbone(exp.backbone, exp.image_size, exp.weights)
     data = fit_data(exp, splits, spec.normalization, tf.distribute.get_strategy())
-    plain = PipelineConfig(
-        image_size=exp.image_size,
-        keep_aspect=exp.keep_aspect,
-        normalization=spec.normalization,
-        cache="memory",
-    )
     frames = {"train": splits.train, "dev": splits.dev, "test": splits.test}
-    batches = {
-        name: make_dataset(frame, plain, batch_size=exp.eval_batch_size)
-        for name, frame in frames.items()
-    }
-    kinds = {name: _kinds(frame, lesions) for name, frame in frames.items()}
+    # The run's own dev and test passes, and the training films as they are evaluated.
+    evaluation = pipeline_config(exp, spec.normalization, training=False)
+    train_films = make_dataset(splits.train, evaluation, batch_size=exp.eval_batch_size)
+    batches = {"train": train_films, "dev": data.dev, "test": data.test}
+    kinds = {name: _kinds(frame, lesions, root) for name, frame in frames.items()}
     model = build_classifier(
         backbone, classification_head(exp.head), exp.image_size, exp.freeze_backbone
     )

@@ -186,7 +186,9 @@ class RunResult:
     extra: dict = field(default_factory=dict)
 
 
-def _pipeline(exp: Experiment, normalization: str, training: bool) -> PipelineConfig:
+def pipeline_config(exp: Experiment, normalization: str, training: bool) -> PipelineConfig:
+    """How `exp` prepares its images: with its augmentations for training, without them for
+    evaluation (the dev and test passes, and any other scoring of the run's films)."""
     return PipelineConfig(
         image_size=exp.image_size,
         keep_aspect=exp.keep_aspect,
@@ -238,8 +240,8 @@ def fit_data(
     target: str = "label",
     class_weight: np.ndarray | None = None,
 ) -> FitData:
-    train_cfg = _pipeline(exp, normalization, training=True)
-    eval_cfg = _pipeline(exp, normalization, training=False)
+    train_cfg = pipeline_config(exp, normalization, training=True)
+    eval_cfg = pipeline_config(exp, normalization, training=False)
 
     def train_batches(batch_size: int, shard: int = 0, shards: int = 1) -> tf.data.Dataset:
         ds = make_dataset(
@@ -265,7 +267,7 @@ def fit_data(
     first_batch = next(iter(train_batches(exp.batch_size).take(1)))[0].numpy()
     # The same draws without normalisation: what a person sees of the augmented films.
     pixels = make_dataset(
-        splits.train, _pipeline(exp, "raw", training=True), batch_size=exp.batch_size,
+        splits.train, pipeline_config(exp, "raw", training=True), batch_size=exp.batch_size,
         training=True, target=target, seed=exp.seed,
     )  # fmt: skip
     first_pixels = next(iter(pixels.take(1)))[0].numpy()

@@ -193,9 +193,11 @@ def test_lesion_learning_counts_each_kind_and_scores_every_epoch(synthetic_dir, 
     assert 0.0 <= test_study_auroc <= 1.0
 
 
-def test_lesion_learning_needs_a_set_that_says_where_lesions_are(tmp_path, capsys):
+def test_lesion_learning_needs_a_set_that_says_where_lesions_are(mura_copy, capsys):
     from benchmarks import lesion_learning
 
+    (mura_copy / "lesions.csv").unlink()  # a MURA folder that does not say where lesions are
+    tmp_path = mura_copy.parent
     with pytest.raises(SystemExit) as stop:
         lesion_learning.main(["--data-dir", str(tmp_path)])
     err = capsys.readouterr().err
