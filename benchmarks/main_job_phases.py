@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     import mura_tf.resume as resume
 
     seconds["start-up (imports)"] = time.perf_counter() - start
-    for name in ("load_mura", "build_backbone", "fit_data", "train", "export_savedmodel"):
+    for name in ("load_catalogue", "build_backbone", "fit_data", "train", "export_savedmodel"):
         timed(experiment, name)
     timed(experiment, "write_run_report", "report")
     timed(resume, "save_variables", "resume points")

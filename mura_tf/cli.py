@@ -98,7 +98,7 @@ def add_mura_folder(parser: argparse.ArgumentParser, flag: str = "--data-dir") -
     parser.add_argument(
         flag,
         default=os.environ.get("MURA_DATA_DIR"),
-        help="MURA-v1.1/ or the folder holding it (default: $MURA_DATA_DIR)",
+        help="MURA-v1.1/ or the folder holding it, or a FracAtlas folder (default: $MURA_DATA_DIR)",
     )
 
 

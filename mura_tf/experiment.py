@@ -12,6 +12,8 @@ folder `OUT/<recipe>/<part>/<run>/`:
     model.keras        the model handed over: the best dev epoch, however training ended
     export/            SavedModel: serve(float32 [N, S, S, 3] raw 0-255) -> probability [N, 1]
     predictions.csv    one row per test image
+    localisation.csv   where the dataset has fracture outlines (FracAtlas): each fractured
+                       test film's Grad-CAM scored against them (`evaluators.localisation`)
     report.html        the run on one page (`mura_tf.run_report`)
     metrics.json       image/study/per-part metrics, the selected epoch and a fingerprint
                        of the first training batch; written last, so it marks a finished run
@@ -34,18 +36,18 @@ import pandas as pd
 import tensorflow as tf
 
 from mura_tf.data.augment import AugmentConfig, parse_augmentations
-from mura_tf.data.mura import load_mura
+from mura_tf.data.catalogue import load_catalogue, load_outlines
 from mura_tf.data.pipeline import PipelineConfig, make_dataset
 from mura_tf.data.splits import Splits, label_fraction, make_splits
 from mura_tf.distribute import distribute_batches, local_copy, num_workers
 from mura_tf.errors import ConfigError
+from mura_tf.evaluators.localisation import localisation_metrics, score_films
 from mura_tf.export import export_savedmodel
 from mura_tf.gradcam import film_cams
 from mura_tf.io import same_file, write_json, write_text
 from mura_tf.metrics import macro_f1, study_level_metrics
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.heads import HEADS, build_classifier, classification_head
-from mura_tf.parts import PARTS
 from mura_tf.precision import MODES, parse_mode, precision, uses_mixed_precision
 from mura_tf.run_folder import finish_run
 from mura_tf.run_report import write_run_report
@@ -58,6 +60,8 @@ from mura_tf.train import (
     mura_part_class_weights,
     train,
 )
+
+LOCALISATION_FILE = "localisation.csv"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -306,7 +310,7 @@ def _body_part_stage(
     data = fit_data(exp, splits, normalization, strategy, target="part")
     config = train_config(exp, data, exp.intermediate_epochs)
     with strategy.scope():
-        head = classification_head("mlp", outputs=len(PARTS), name="part_head")
+        head = classification_head("mlp", outputs=len(exp.data_info.parts), name="part_head")
         model = build_classifier(
             backbone, head, exp.image_size, freeze_backbone=False, name="body_part"
         )
@@ -315,7 +319,7 @@ def _body_part_stage(
         model, data.train, data.dev, run_dir / "body_part", config, sample=data.first_pixels
     )
     predicted = model.predict(data.test, verbose=0).argmax(axis=1)
-    truth = splits.test["part"].map(PARTS.index).to_numpy()
+    truth = splits.test["part"].map(exp.data_info.parts.index).to_numpy()
     stage = {
         "macro_f1": macro_f1(truth, predicted),
         "accuracy": float(np.mean(truth == predicted)),
@@ -340,7 +344,7 @@ def run_experiment(exp: Experiment) -> RunResult:
 def _run_experiment(exp: Experiment, run: OpenRun, policy: str) -> RunResult:
     strategy, run_dir = run.strategy, run.run_dir
     data_dir = exp.data_folder()
-    frame = load_mura(data_dir, exp.part, strict=exp.strict)
+    frame = load_catalogue(data_dir, exp.part, dataset=exp.data_info, strict=exp.strict)
     splits = make_splits(frame, exp.dev_fraction, exp.seed)
     if exp.label_fraction < 1:
         splits = Splits(
@@ -348,8 +352,8 @@ def _run_experiment(exp: Experiment, run: OpenRun, policy: str) -> RunResult:
         )
     if splits.test.empty:
         raise ConfigError(
-            f"{data_dir} has no valid split to test on: MURA's valid/ folder (or its "
-            f"valid_*.csv files) is missing or holds none of --part {exp.parts_spec}"
+            f"{data_dir} has no test split: MURA's valid/ folder (or its valid_*.csv "
+            f"files), or FracAtlas's test films, hold none of --part {exp.parts_spec}"
         )
     spec = backbone_spec(exp.backbone)
     counts = {name: int(len(getattr(splits, name))) for name in ("train", "dev", "test")}
@@ -373,7 +377,7 @@ def _run_experiment(exp: Experiment, run: OpenRun, policy: str) -> RunResult:
         weights = mura_part_class_weights(splits.train)
     elif exp.class_weights:  # one weighting for every part
         overall = mura_class_weights(splits.train["label"])
-        weights = np.tile([[overall[0], overall[1]]], (len(PARTS), 1))
+        weights = np.tile([[overall[0], overall[1]]], (len(exp.data_info.parts), 1))
     data = fit_data(exp, splits, spec.normalization, strategy, class_weight=weights)
     fit_config = train_config(exp, data)
     with strategy.scope():
@@ -407,6 +411,11 @@ def _run_experiment(exp: Experiment, run: OpenRun, policy: str) -> RunResult:
     )
     write_text(run_dir / "predictions.csv", predictions.to_csv(index=False, float_format="%.7g"))
     cams = film_cams(model, spec.normalization, exp.image_size, exp.keep_aspect)
+    outlines = load_outlines(data_dir, exp.data_info)
+    if outlines:  # where the model looked, against the radiologists' outlines
+        scores = score_films(predictions, outlines, cams)
+        metrics["localisation"] = localisation_metrics(scores)
+        write_text(run_dir / LOCALISATION_FILE, scores.to_csv(index=False, float_format="%.7g"))
     write_run_report(run_dir, metrics, cams)
     write_metrics(run_dir, metrics)
     return RunResult(run_dir, metrics, predictions, exp, extra)

@@ -11,10 +11,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from PIL import Image  # noqa: E402
+from PIL import Image, ImageOps  # noqa: E402
 
+from mura_tf.data.datasets import dataset_of_parts, short_name  # noqa: E402
 from mura_tf.io import write_with  # noqa: E402
-from mura_tf.parts import short_name  # noqa: E402
 
 
 def _save(fig, path: str | os.PathLike[str]) -> Path:
@@ -31,16 +31,18 @@ def plot_counts(
     path: str | os.PathLike[str],
     unit: str = "images",
 ) -> Path:
-    """Grouped bars of normal and abnormal counts per part, one panel per split."""
+    """Grouped bars of normal and abnormal counts per part, one panel per split (named as the
+    dataset names its labels)."""
     splits = list(summary)
+    info = dataset_of_parts({p for counts in summary.values() for p in counts})
     fig, axes = plt.subplots(1, len(splits), figsize=(6 * len(splits), 4), squeeze=False)
     for ax, split in zip(axes[0], splits, strict=True):
         parts = list(summary[split])
         x = np.arange(len(parts))
         normal = [summary[split][p][f"normal_{unit}"] for p in parts]
         abnormal = [summary[split][p][f"abnormal_{unit}"] for p in parts]
-        ax.bar(x - 0.2, normal, 0.4, label="normal", color="#4c72b0")
-        ax.bar(x + 0.2, abnormal, 0.4, label="abnormal", color="#dd8452")
+        ax.bar(x - 0.2, normal, 0.4, label=info.negative, color="#4c72b0")
+        ax.bar(x + 0.2, abnormal, 0.4, label=info.positive, color="#dd8452")
         ax.set_xticks(x, [short_name(p) for p in parts], rotation=30)
         ax.set_title(f"{split}: {unit} per part")
         ax.legend()
@@ -48,14 +50,15 @@ def plot_counts(
 
 
 def preview(path: str, size: int = 128) -> np.ndarray:
-    """A grayscale thumbnail for display at the film's own aspect ratio; 16-bit PNGs are
-    scaled, not clipped as Pillow's `convert` would.
+    """A grayscale thumbnail for display at the film's own aspect ratio and orientation (a
+    JPEG's EXIF orientation applied); 16-bit PNGs are scaled, not clipped as Pillow's
+    `convert` would.
 
     Returns:
         uint8 `[h, w]` with the longer side `size`.
     """
     with Image.open(path) as im:
-        arr = np.asarray(im)
+        arr = np.asarray(ImageOps.exif_transpose(im))
     if arr.dtype == np.uint16 or arr.dtype == np.int32:
         arr = (arr.astype(np.uint32) >> 8).astype(np.uint8)
     if arr.ndim == 3:
@@ -71,6 +74,7 @@ def plot_samples(
 ) -> Path:
     """A grid: one row per part, `per_class` normal then `per_class` abnormal images."""
     parts = [p for p in dict.fromkeys(frame["part"])]
+    info = dataset_of_parts(parts)
     fig, axes = plt.subplots(
         len(parts), 2 * per_class, figsize=(2 * 2 * per_class, 2.1 * len(parts)), squeeze=False
     )
@@ -84,7 +88,8 @@ def plot_samples(
                 if j < len(picks):
                     ax.imshow(preview(picks[j]), cmap="gray", vmin=0, vmax=255)
                     ax.set_title(
-                        f"{short_name(part)} {'abnormal' if label else 'normal'}", fontsize=8
+                        f"{short_name(part)} {info.positive if label else info.negative}",
+                        fontsize=8,
                     )
     return _save(fig, path)
 
@@ -114,14 +119,16 @@ def plot_confusion(
     from sklearn.metrics import confusion_matrix
 
     groups = [("all", studies)] + [(short_name(p), g) for p, g in studies.groupby("part")]
+    info = dataset_of_parts(studies["part"].unique())
+    names = [info.negative, info.positive]
     fig, axes = plt.subplots(1, len(groups), figsize=(2.6 * len(groups), 2.8), squeeze=False)
     for ax, (name, g) in zip(axes[0], groups, strict=True):
         matrix = confusion_matrix(g["label"], g["probability"] >= threshold, labels=[0, 1])
         ax.imshow(matrix, cmap="Blues")
         for (i, j), count in np.ndenumerate(matrix):
             ax.text(j, i, str(count), ha="center", va="center")
-        ax.set_xticks([0, 1], ["normal", "abnormal"], fontsize=7)
-        ax.set_yticks([0, 1], ["normal", "abnormal"], fontsize=7)
+        ax.set_xticks([0, 1], names, fontsize=7)
+        ax.set_yticks([0, 1], names, fontsize=7)
         ax.set_title(name, fontsize=9)
     return _save(fig, path)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from mura_tf.data.datasets import dataset_of_parts
+from mura_tf.data.fracatlas import Outline
 from mura_tf.errors import ConfigError
 from mura_tf.parts import PARTS
 
@@ -185,6 +187,7 @@ def write_cams(
     out_dir: str | os.PathLike[str],
     progress: Callable[[int, int], None] | None = None,
     batch_size: int = 32,
+    outlines: Mapping[str, Outline] | None = None,
 ) -> list[Path]:
     """Grad-CAM overlays for every view, at the film's own size and aspect ratio
     (`OUT/<study>/<view>.png`), and one contact sheet per study (`OUT/<study>.png`), in the
@@ -193,13 +196,15 @@ def write_cams(
     Args:
         cams: the export's Grad-CAM (`mura_tf.serving.load_cam_serving`).
         predictions: `predict_films` rows (path, study, probability).
+        outlines: radiologists' outlines by path (`mura_tf.data.catalogue.outlines_of_films`),
+            drawn on the films that have one.
     Returns:
         The contact sheets written, one per study.
     """
     import tensorflow as tf
 
     from mura_tf.data.pipeline import decode_film
-    from mura_tf.gradcam import overlay, to_film
+    from mura_tf.gradcam import draw_outline, overlay, to_film
     from mura_tf.io import write_with
     from mura_tf.plots import study_sheet
 
@@ -221,6 +226,8 @@ def write_cams(
         for row, one, cam, content in rows:
             film = decode_film(tf.constant(one)).numpy()
             picture = overlay(film, to_film(cam, content, film.shape[:2]))
+            if outlines and row.path in outlines:
+                picture = draw_outline(picture, outlines[row.path])
             name = Path(row.path).stem
             write_with(out / slug / f"{name}.png", lambda tmp, p=picture: _save_png(p, tmp))
             pictures.append(picture)
@@ -229,7 +236,8 @@ def write_cams(
             if progress is not None:
                 progress(done, len(predictions))
         mean = views["probability"].mean()
-        verdict = "abnormal" if mean >= 0.5 else "normal"
+        info = dataset_of_parts(views["part"].unique() if "part" in views else ())
+        verdict = info.positive if mean >= 0.5 else info.negative
         title = f"{study}\nstudy probability {mean:.2f}: {verdict}"
         sheets.append(study_sheet(pictures, titles, out / f"{slug}.png", title))
     return sheets

@@ -18,8 +18,8 @@ from typing import ClassVar
 import keras
 
 from mura_tf.compat.fused_adam import fuse_adam
+from mura_tf.data.catalogue import load_catalogue
 from mura_tf.data.contrastive import ViewConfig, make_contrastive_dataset
-from mura_tf.data.mura import load_mura
 from mura_tf.data.pipeline import PipelineConfig
 from mura_tf.data.splits import Splits, make_splits
 from mura_tf.distribute import distribute_batches, local_copy, num_workers
@@ -131,7 +131,9 @@ def _pretrain(cfg: PretrainConfig, run: OpenRun, policy: str) -> PretrainResult:
     strategy, run_dir, worker = run.strategy, run.run_dir, run.worker
     data_dir = cfg.data_folder()
     splits = make_splits(
-        load_mura(data_dir, cfg.part, strict=cfg.strict), cfg.dev_fraction, cfg.seed
+        load_catalogue(data_dir, cfg.part, dataset=cfg.data_info, strict=cfg.strict),
+        cfg.dev_fraction,
+        cfg.seed,
     )
     spec = backbone_spec(cfg.backbone)
     pipeline = PipelineConfig(

@@ -76,7 +76,10 @@ class Published:
 def published_for(recipe: str, label: str, parts: list[str]) -> list[Published]:
     """The published figures that correspond to a run of `recipe` (named `label` in tables)
     on `parts` (canonical names): the same experiment in its report, and the MURA paper's
-    kappa per part (and overall, for a run on every part)."""
+    kappa per part (and overall, for a run on every part). None for another dataset's
+    parts: every published figure here is MURA's."""
+    if not set(parts) <= set(PARTS):
+        return []
     every_part = set(parts) == set(PARTS)
     rows = []
     if recipe in REPORT_000_ACCURACY:  # only where the run covers the report's parts

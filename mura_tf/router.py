@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from mura_tf.data.mura import load_mura
+from mura_tf.data.catalogue import load_catalogue
 from mura_tf.data.splits import make_splits
 from mura_tf.errors import ConfigError
 from mura_tf.experiment import Experiment, fit_data, split_table, train_config
@@ -181,7 +181,9 @@ def run_router(cfg: RouterConfig) -> RouterResult:
         run_dir = run.run_dir
         data_dir = cfg.data_folder()
         splits = make_splits(
-            load_mura(data_dir, cfg.part, strict=cfg.strict), cfg.dev_fraction, cfg.seed
+            load_catalogue(data_dir, cfg.part, dataset=cfg.data_info, strict=cfg.strict),
+            cfg.dev_fraction,
+            cfg.seed,
         )
         if splits.test.empty:
             raise ConfigError(f"{data_dir} has no valid split to test the router on")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mura_tf.parts import short_name
+from mura_tf.data.datasets import dataset_of_parts, short_name
 from mura_tf.published import published_for
 from mura_tf.runs import ABNORMALITY_SECTIONS, SECTIONS
 
@@ -187,10 +187,11 @@ def _supervised_sections(
 
     predictions = pd.read_csv(run_dir / "predictions.csv")
     studies = study_predictions(predictions)
+    info = dataset_of_parts(metrics["per_part"])
     out = [
         "<h2>Test metrics</h2>",
-        "<p class=muted>MURA's valid split; a study's probability is the mean of its views', "
-        "decided at 0.5.</p>",
+        f"<p class=muted>{info.title}'s {info.test_split} split; label 1: {info.positive}; a "
+        "study's probability is the mean of its views', decided at 0.5.</p>",
         _table(metrics_table(metrics)),
         *after_metrics,
         "<h2>ROC and confusion (study level)</h2>",
@@ -201,6 +202,57 @@ def _supervised_sections(
         "<h2>Most confident right and wrong test studies, with Grad-CAM</h2>",
     ]
     out += _confident_section(run_dir, predictions, figures, cams)
+    if "localisation" in metrics:
+        out += _localisation_section(run_dir, run_config, metrics["localisation"], figures, cams)
+    return out
+
+
+SHOWN_FILMS = 3
+
+
+def _localisation_section(
+    run_dir: Path, run_config: dict, localisation: dict, figures: Path, cams: Cams | None
+) -> list[str]:
+    """The localisation scores, overall and per part, and the most and least confident
+    fractured test films under Grad-CAM with the radiologists' outline drawn on them."""
+    from mura_tf.data.catalogue import outlines_of_films
+    from mura_tf.errors import ConfigError
+    from mura_tf.predict import write_cams
+    from mura_tf.serving import load_cam_serving
+
+    keys = ["films", "pointing_hit_rate", "pointing_chance", "mass_in_outline", "outline_share"]
+    rows = {"all": localisation, **localisation["per_part"]}
+    table = pd.DataFrame({short_name(k) if k != "all" else k: v for k, v in rows.items()})
+    out = [
+        "<h2>Where it looked: Grad-CAM against the radiologists' outlines</h2>",
+        f"<p class=muted>{html.escape(localisation['method'])}.</p>",
+        _table(table.loc[keys].T),
+    ]
+    scores_file = run_dir / "localisation.csv"
+    if not scores_file.is_file():
+        return out
+    scores = pd.read_csv(scores_file).sort_values("probability", ascending=False)
+    picked = pd.concat([scores.head(SHOWN_FILMS), scores.tail(SHOWN_FILMS)]).drop_duplicates()
+    outlines = outlines_of_films(picked["path"])
+    if not outlines:
+        return out + ["<p class=muted>The films are no longer where the run read them.</p>"]
+    try:
+        cams = cams or load_cam_serving(run_dir)
+    except ConfigError as e:
+        return out + [f"<p class=muted>No Grad-CAM: {html.escape(str(e))}</p>"]
+    films = picked.assign(study=[Path(p).name for p in picked["path"]])
+    sheets = write_cams(cams, films, figures / "outlined", outlines=outlines)
+    for rank, (row, sheet) in enumerate(zip(films.itertuples(), sheets, strict=True)):
+        which = "most" if rank < min(SHOWN_FILMS, len(scores)) else "least"
+        verdict = "hit" if row.hit else "miss"
+        out += [
+            f"<figure><figcaption>{short_name(row.part)}: {which} confident fractured film "
+            f"(probability {row.probability:.3f}; pointing game {verdict}, "
+            f"{row.mass:.0%} of the map inside the outline, which covers {row.share:.1%})"
+            "</figcaption>",
+            _png(sheet, f"Grad-CAM and outline of {Path(row.path).name}"),
+            "</figure>",
+        ]
     return out
 
 
@@ -223,7 +275,8 @@ def _confident_section(
     out = []
     for study, sheet in zip(picked, sheets, strict=True):
         verdict = "right" if study.correct else "wrong"
-        truth = "abnormal" if study.label == 1 else "normal"
+        info = dataset_of_parts([study.part])
+        truth = info.positive if study.label == 1 else info.negative
         out += [
             f"<figure><figcaption>{short_name(study.part)}: most confident {verdict} "
             f"(truth {truth}, probability {study.probability:.3f})</figcaption>",

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mura_tf.data.datasets import DATASETS, MURA, DatasetInfo, dataset_of_parts, short_name
 from mura_tf.data.synthetic import SyntheticConfig, synthetic_dataset
 from mura_tf.errors import ConfigError
-from mura_tf.parts import PARTS, parse_parts, parts_spec, short_name
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"  # = mura_tf.run_folder.FINISHED_MARK
@@ -69,17 +69,24 @@ class Flag:
     aliases: tuple[Alias, ...] = ()
 
 
-def setting(default: Any, help: str, since: str | None = None, **flag: Any) -> Any:
+_UNSET = object()
+
+
+def setting(
+    default: Any, help: str, since: str | None = None, legacy: Any = _UNSET, **flag: Any
+) -> Any:
     """A config field that is also a flag: `lr: float = setting(1e-3, "learning rate",
     name="--lr")`. Keyword arguments are `Flag`'s.
 
     `since` marks a setting added after runs existed: at its default it is left out of the
     hash that names the run folder (`RunConfig.identity`), so the same command still finds
-    the folder of a run started before the setting existed.
+    the folder of a run started before the setting existed; `legacy` is the value runs of
+    that time had, when it is not the default (a setting resolved from `auto`).
     """
-    metadata = {"flag": Flag(help=help, **flag)}
+    metadata: dict[str, Any] = {"flag": Flag(help=help, **flag)}
     if since is not None:
         metadata["since"] = since
+        metadata["legacy"] = default if legacy is _UNSET else legacy
     return field(default=default, metadata=metadata)
 
 
@@ -116,9 +123,17 @@ class RunConfig:
 
     recipe: str
     backbone: str = setting("resnet18", "backbone: resnet18, resnet50 or densenet169")
+    dataset: str = setting(
+        "auto",
+        "the dataset in --data-dir: auto (recognised from its layout), mura or fracatlas",
+        since="0.3",
+        legacy="mura",
+        choices=("auto", *DATASETS),
+    )
     part: tuple[str, ...] = setting(
-        PARTS,
-        "body part (elbow, finger, forearm, hand, humerus, shoulder, wrist), a comma list, or all",
+        MURA.parts,
+        "body part, a comma list, or all: MURA's elbow, finger, forearm, hand, humerus, "
+        "shoulder, wrist; FracAtlas's hand, leg, hip, shoulder, mixed",
         aliases=(Alias("--parts", "the same as --part"),),
     )
     epochs: int = setting(10, "training epochs")
@@ -155,13 +170,20 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         # Imported here: reading finished runs (`mura-tf report`) needs no TensorFlow.
+        from mura_tf.data.catalogue import resolve_dataset
         from mura_tf.distribute import check_strategy
         from mura_tf.models.backbones import backbone_spec
 
         spec = backbone_spec(self.backbone)
-        # Parsed once, in PARTS order: `--part Hand,elbow` and `--part elbow,hand` are one run.
-        chosen = parse_parts(self.part)
-        object.__setattr__(self, "part", tuple(p for p in PARTS if p in chosen))
+        data_dir = None if self.synthetic else self.data_dir or os.environ.get("MURA_DATA_DIR")
+        info = resolve_dataset(self.dataset, data_dir)
+        if self.synthetic and info is not MURA:
+            raise ConfigError("--synthetic is MURA-shaped: use --dataset mura (or auto) with it")
+        # `dataset` stays as given (`auto` follows --data-dir through `dataclasses.replace`).
+        object.__setattr__(self, "_data_info", info)
+        # Parsed once, in the dataset's order: `--part Hand,elbow` and `--part elbow,hand` are
+        # one run.
+        object.__setattr__(self, "part", info.parse_parts(self.part))
         for name in ("epochs", "batch_size"):
             self._at_least(name, 1)
         if self.max_steps is not None:
@@ -183,9 +205,14 @@ class RunConfig:
             raise ConfigError(f"{self.flag(name)} must be at least {low}, got {value}")
 
     @property
+    def data_info(self) -> DatasetInfo:
+        """The dataset the run reads (`mura_tf.data.datasets`)."""
+        return self._data_info
+
+    @property
     def parts_spec(self) -> str:
         """The selection of parts as one string: `all` or short names (`elbow,hand`)."""
-        return parts_spec(self.part)
+        return self.data_info.parts_spec(self.part)
 
     def table_label(self) -> str:
         """The run's name in tables (`mura-tf report`)."""
@@ -195,12 +222,15 @@ class RunConfig:
         """The settings that define the run (not where or on what it is run), JSON-ready."""
         out = {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_SETTINGS}
         out["part"] = self.parts_spec
+        out["dataset"] = self.data_info.name
         return out
 
     def identity(self) -> dict:
         """`settings()` without the later settings (`setting(since=...)`) left at their
         default: what the run folder's name hashes."""
-        later = {f.name: f.default for f in dataclasses.fields(self) if "since" in f.metadata}
+        later = {
+            f.name: f.metadata["legacy"] for f in dataclasses.fields(self) if "since" in f.metadata
+        }
         return {k: v for k, v in self.settings().items() if k not in later or v != later[k]}
 
     def run_dir(self) -> Path:
@@ -222,7 +252,10 @@ def run_folder(
 ) -> Path:
     """`out/<recipe>/<parts>/<run>`; the default run name is the seed and a hash of `settings`,
     stable for the same settings, so the same command finds and resumes its run."""
-    part_dir = "all" if set(parts) == set(PARTS) else "+".join(short_name(p) for p in parts)
+    dataset = dataset_of_parts(parts)
+    part_dir = "all" if set(parts) == set(dataset.parts) else "+".join(map(short_name, parts))
+    if dataset is not MURA:  # MURA's folders keep the names they had before other datasets
+        part_dir = f"{dataset.name}-{part_dir}"
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
     return Path(out) / recipe / part_dir / (run_name or f"seed{seed}-{digest[:8]}")
 

@@ -14,8 +14,8 @@ import tensorflow as tf
 from mura_tf.callbacks import RunCheckpoint, TrainingImages
 from mura_tf.compat.fused_adam import fuse_adam
 from mura_tf.compat.fused_batch_norm import follow_training_steps
+from mura_tf.data.datasets import dataset_of_parts
 from mura_tf.errors import ConfigError, TrainingError
-from mura_tf.parts import PARTS
 from mura_tf.resume import Selection, load_state
 
 OPTIMIZERS = ("adam", "sgd", "adamw", "lars")
@@ -106,21 +106,24 @@ def mura_part_class_weights(train: pd.DataFrame) -> np.ndarray:
     Args:
         train: training images with `part`, `study` and `label`.
     Returns:
-        float32 `[len(PARTS), 2]`: row `PARTS.index(part)` is (w_normal, w_abnormal) =
+        float32 `[P, 2]` over the dataset's parts (`DatasetInfo.parts`): row `parts.index(part)`
+        is (w_normal, w_abnormal) =
         (|A| / (|A| + |N|), |N| / (|A| + |N|)) over that part's studies; 1 for absent parts.
     Raises:
         ConfigError: a part holds studies of one label only.
     """
-    table = np.ones((len(PARTS), 2), np.float32)
+    dataset = dataset_of_parts(train["part"].unique())
+    parts = dataset.parts
+    table = np.ones((len(parts), 2), np.float32)
     studies = train.drop_duplicates("study")
     for part, group in studies.groupby("part"):
         abnormal, total = int(group["label"].sum()), len(group)
         if abnormal in (0, total):
             raise ConfigError(
                 f"cannot weight {part} by class: its training studies are all "
-                f"{'abnormal' if abnormal else 'normal'}"
+                f"{dataset.positive if abnormal else dataset.negative}"
             )
-        table[PARTS.index(part)] = (abnormal / total, (total - abnormal) / total)
+        table[parts.index(part)] = (abnormal / total, (total - abnormal) / total)
     return table
 
 

@@ -177,7 +177,11 @@ def _experiment(exp: Experiment) -> int:
     if not result.metrics:  # a multi-worker run's other workers; worker 0 reports
         print(f"worker finished; worker 0 writes the run's results ({result.run_dir})")
         return 0
-    print("\nTest metrics (MURA valid split; study = mean of the views' probabilities)")
+    info = exp.data_info
+    print(
+        f"\nTest metrics ({info.title} {info.test_split} split; study = mean of the views' "
+        "probabilities)"
+    )
     print(metrics_table(result.metrics).to_string())
     if "body_part" in result.extra:
         stage = result.extra["body_part"]

@@ -10,13 +10,16 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from mura_tf.data.fracatlas import Outline
 from mura_tf.data.mura import load_mura
 from mura_tf.data.pipeline import PipelineConfig, make_dataset
 from mura_tf.data.synthetic import LESIONS_FILE, SyntheticConfig, generate_synthetic
+from mura_tf.evaluators.localisation import localisation_metrics, score_films
 from mura_tf.export import export_savedmodel
 from mura_tf.gradcam import grad_cam, to_film
 from mura_tf.models.backbones import build_backbone
 from mura_tf.models.heads import build_classifier, classification_head
+from mura_tf.serving import load_cam_serving
 
 
 def tiny_backbone(size: int) -> keras.Model:
@@ -81,7 +84,9 @@ def lesion_mass(export, views: pd.DataFrame) -> tuple[float, float]:
 def test_grad_cam_of_a_trained_model_finds_the_lesion(tmp_path):
     """A small CNN trained on study labels for 25 epochs (64 px) puts several times the box's
     share of its Grad-CAM mass inside the lesion's box, averaged over the abnormal test views;
-    the same network untrained does not (measured: 5.8x trained, 0.1x untrained)."""
+    the same network untrained does not (measured: 5.8x trained, 0.1x untrained). The
+    project's localisation scoring, given the boxes as outlines, tells them apart too: pointing
+    game 0.81 trained against a chance level of 0.28, 0.15 untrained (27 films)."""
     root = tmp_path / "data"
     config = SyntheticConfig(patients_per_part=40, valid_patients_per_part=12, min_side=96,
                              max_side=192, parts=("XR_FOREARM", "XR_HUMERUS"), seed=5)  # fmt: skip
@@ -108,3 +113,21 @@ def test_grad_cam_of_a_trained_model_finds_the_lesion(tmp_path):
     assert mass / share > 3, (mass, share)
     mass, share = lesion_mass(untrained, views)
     assert mass / share < 1.5, (mass, share)
+
+    # The project's localisation scoring (the boxes standing in for radiologists' outlines)
+    # tells the two apart the same way, and by the pointing game too.
+    outlines = {
+        row.path: Outline((), ((row.x0, row.y0, row.x1, row.y1),), Image.open(row.path).size)
+        for row in views.itertuples()
+    }
+    films = views.assign(label=1, probability=0.5)
+    scored = {
+        name: localisation_metrics(score_films(films, outlines, load_cam_serving(export)))
+        for name, export in (("trained", trained), ("untrained", untrained))
+    }
+    good, bad = scored["trained"], scored["untrained"]
+    assert good["films"] == bad["films"] == len(views)
+    assert good["mass_in_outline"] / good["outline_share"] > 3
+    assert bad["mass_in_outline"] / bad["outline_share"] < 1.5
+    assert good["pointing_hit_rate"] > 2 * good["pointing_chance"]
+    assert bad["pointing_hit_rate"] < 1.5 * bad["pointing_chance"]

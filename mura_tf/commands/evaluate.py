@@ -1,4 +1,5 @@
-"""`mura-tf evaluate --model RUN/export --data-dir DIR`: evaluate an exported SavedModel on MURA.
+"""`mura-tf evaluate --model RUN/export --data-dir DIR`: evaluate an exported SavedModel on MURA
+or FracAtlas (the layout of DIR says which).
 
 Only TensorFlow is needed to load the model: `tf.saved_model.load` and its `serve` endpoint
 (raw float32 pixels in, abnormality probability out). Writes `metrics.json`,
@@ -12,20 +13,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mura_tf.cli import add_mura_folder, command_parser, mura_folder, positive_int, run
+from mura_tf.errors import ConfigError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = command_parser(
-        "evaluate", "Evaluate an exported SavedModel on MURA at image and study level."
+        "evaluate",
+        "Evaluate an exported SavedModel on MURA or FracAtlas at image and study level.",
     )
     parser.add_argument("--model", required=True, help="a run's export/ folder (SavedModel)")
     add_mura_folder(parser)
     parser.add_argument("--part", default="all", help="a part, a comma list, or all")
     parser.add_argument(
         "--split",
-        default="valid",
-        choices=["valid", "train"],
-        help="MURA split to evaluate on (valid is the test set)",
+        default=None,
+        choices=["train", "valid", "test"],
+        help="split to evaluate on (default: the test set: MURA's valid, FracAtlas's test)",
     )
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument(
@@ -34,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.data_dir = mura_folder(args)
 
-    from mura_tf.data.mura import load_mura
+    from mura_tf.data.catalogue import detect_dataset, load_catalogue
     from mura_tf.io import write_json, write_text
     from mura_tf.metrics import metrics_table, study_level_metrics, study_predictions
     from mura_tf.plots import plot_confusion, plot_roc
@@ -43,7 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     serve, image_size = load_serving(args.model)
     predict_study = load_study_serving(args.model)
-    frame = load_mura(args.data_dir, args.part, splits=(args.split,))
+    dataset = detect_dataset(args.data_dir)
+    args.split = args.split or dataset.test_split
+    if args.split not in dataset.catalogue_splits:
+        raise ConfigError(
+            f"--split {args.split}: {dataset.title} has " + ", ".join(dataset.catalogue_splits)
+        )
+    frame = load_catalogue(args.data_dir, args.part, splits=(args.split,), dataset=dataset)
     if predict_study is None:
         predictions = predict_frame(serve, image_size, frame, args.batch_size)
     else:  # a part-router cascade routes each study by the vote of its views

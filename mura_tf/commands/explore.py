@@ -1,4 +1,4 @@
-"""Explore a MURA folder: `mura-tf explore --data-dir DIR --out OUT`.
+"""Explore a MURA or FracAtlas folder: `mura-tf explore --data-dir DIR --out OUT`.
 
 Prints the reports' tables (Part / Normal / Abnormal / Total by studies and by images, per
 split) and writes `summary.json`, `counts.png` and `samples.png` to OUT.
@@ -11,14 +11,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mura_tf.cli import Progress, add_mura_folder, command_parser, mura_folder, positive_int, run
-from mura_tf.data.mura import load_mura
+from mura_tf.data.catalogue import load_catalogue
 from mura_tf.data.summary import count_table, summarize
 from mura_tf.io import write_json
 from mura_tf.plots import plot_counts, plot_samples
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = command_parser("explore", "Tables, counts and sample images of a MURA-v1.1 folder.")
+    parser = command_parser(
+        "explore", "Tables, counts and sample images of a MURA-v1.1 or FracAtlas folder."
+    )
     add_mura_folder(parser)
     parser.add_argument("--out", default="saved_models/explore", help="folder for the outputs")
     parser.add_argument("--part", default="all", help="a part (elbow ...), a comma list, or all")
@@ -35,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.data_dir = mura_folder(args)
 
-    frame = load_mura(
+    frame = load_catalogue(
         args.data_dir, args.part, strict=args.strict, progress=Progress("checking images")
     )
     summary = summarize(frame)

@@ -2,7 +2,8 @@
 
 Images in one folder form one study (MURA's convention; `--per-image` turns that off), whose
 probability is the mean of its views', decided at 0.5. A MURA-layout folder (MURA-v1.1/ or
-its parent) is read through its catalogue, restricted by `--split` and `--part`. Prints one row
+its parent) or a FracAtlas folder is read through its catalogue, restricted by `--split`
+(default: the dataset's test split) and `--part`. Prints one row
 per study and writes `predictions.csv` (per film) and `studies.csv` (per study) to `--out`;
 `--cam DIR` adds a Grad-CAM overlay per view and a contact sheet per study.
 """
@@ -21,14 +22,23 @@ from mura_tf.errors import ConfigError
 SHOWN_STUDIES = 50
 
 
-def _is_mura_folder(path: Path) -> bool:
-    return path.is_dir() and any((path / name).is_dir() for name in ("MURA-v1.1", "train", "valid"))
+def _is_dataset_folder(path: Path) -> bool:
+    from mura_tf.data.fracatlas import is_fracatlas
+
+    mura = any((path / name).is_dir() for name in ("MURA-v1.1", "train", "valid"))
+    return path.is_dir() and (mura or is_fracatlas(path))
 
 
-def _mura_films(folder: Path, split: str, part: str, strict: bool) -> pd.DataFrame:
-    from mura_tf.data.mura import load_mura
+def _dataset_films(folder: Path, split: str | None, part: str, strict: bool) -> pd.DataFrame:
+    from mura_tf.data.catalogue import detect_dataset, load_catalogue
 
-    frame = load_mura(folder, part, splits=(split,), strict=strict)
+    dataset = detect_dataset(folder)
+    split = split or dataset.test_split
+    if split not in dataset.catalogue_splits:
+        raise ConfigError(
+            f"--split {split}: {dataset.title} has " + ", ".join(dataset.catalogue_splits)
+        )
+    frame = load_catalogue(folder, part, splits=(split,), dataset=dataset, strict=strict)
     return frame[["path", "study", "part", "label"]].astype({"label": float})
 
 
@@ -36,16 +46,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = command_parser("predict", "Abnormality probabilities for radiographs, per study.")
     parser.add_argument(
         "inputs", nargs="+", metavar="PATH",
-        help="PNG or JPEG films, folders of them (one study per folder), or a MURA folder",
+        help="PNG or JPEG films, folders of them (one study per folder), or a MURA or "
+        "FracAtlas folder",
     )  # fmt: skip
     parser.add_argument("--model", required=True, help="a finished run folder or its export/")
     parser.add_argument("--out", default="predictions", help="folder for the two CSV files")
     parser.add_argument(
         "--per-image", action="store_true", help="every film its own study, whatever its folder"
     )
-    parser.add_argument("--split", default="valid", choices=["valid", "train"],
-                        help="for a MURA folder: which split")  # fmt: skip
-    parser.add_argument("--part", default="all", help="for a MURA folder: a part, list or all")
+    parser.add_argument(
+        "--split", default=None, choices=["train", "valid", "test"],
+        help="for a dataset folder: which split (default: its test split)",
+    )  # fmt: skip
+    parser.add_argument("--part", default="all", help="for a dataset folder: a part, list or all")
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument(
         "--strict", action="store_true", help="stop at an unreadable file instead of skipping it"
@@ -70,11 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     predict_study = load_study_serving(args.model)  # a cascade routes whole studies
     cams = load_cam_serving(args.model) if args.cam else None
 
-    mura = [p for p in map(Path, args.inputs) if _is_mura_folder(p)]
-    others = [p for p in args.inputs if Path(p) not in mura]
+    datasets = [p for p in map(Path, args.inputs) if _is_dataset_folder(p)]
+    others = [p for p in args.inputs if Path(p) not in datasets]
     frames, unreadable = [], []
-    for folder in mura:
-        frames.append(_mura_films(folder, args.split, args.part, args.strict))
+    for folder in datasets:
+        frames.append(_dataset_films(folder, args.split, args.part, args.strict))
     if others:
         found = find_inputs(others, per_image=args.per_image)
         frames.append(found.films)
@@ -114,11 +127,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{int(studies['abnormal'].sum())} abnormal; wrote " + ", ".join(map(str, written))
     )
     if cams is not None:
+        from mura_tf.data.catalogue import outlines_of_films
         from mura_tf.predict import write_cams
 
-        sheets = write_cams(cams, predictions, args.cam, Progress("drawing Grad-CAM"))
+        outlines = outlines_of_films(predictions["path"])
+        sheets = write_cams(
+            cams, predictions, args.cam, Progress("drawing Grad-CAM"), outlines=outlines
+        )
         print(
             f"Grad-CAM: {len(predictions)} overlays and {len(sheets)} contact sheets in {args.cam}"
+            + (f", {len(outlines)} with the radiologists' outline" if outlines else "")
         )
     return 0
 

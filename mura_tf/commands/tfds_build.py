@@ -1,5 +1,6 @@
-"""Prepare the TFDS `mura` dataset offline from an unzipped MURA-v1.1:
-`mura-tf tfds-build --manual-dir DIR --data-dir TFDS_DIR`.
+"""Prepare a TFDS dataset offline from an unzipped MURA-v1.1 (`mura`) or FracAtlas
+(`fracatlas`, `mura_tf.data.tfds_fracatlas`): `mura-tf tfds-build --manual-dir DIR --data-dir
+TFDS_DIR`; the layout of DIR says which.
 
 The same as `tfds build mura --imports mura_tf.data.tfds_mura --manual_dir DIR`, whose CLI in
 tensorflow-datasets 4.9.10 imports apache-beam at start-up even for datasets that do not use it.
@@ -15,7 +16,9 @@ from mura_tf.cli import add_mura_folder, command_parser, mura_folder, run
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = command_parser(
-        "tfds-build", "Write MURA as TensorFlow Datasets records (dataset name: mura)."
+        "tfds-build",
+        "Write MURA or FracAtlas as TensorFlow Datasets records (dataset name: mura or "
+        "fracatlas, from the layout of --manual-dir).",
     )
     add_mura_folder(parser, "--manual-dir")
     parser.add_argument(
@@ -26,18 +29,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import tensorflow_datasets as tfds
 
-    from mura_tf.data.mura import find_mura_root
-    from mura_tf.data.tfds_mura import Mura
+    from mura_tf.data.catalogue import detect_dataset, find_root
+    from mura_tf.data.datasets import FRACATLAS
 
-    find_mura_root(args.manual_dir)  # a one-line error before TFDS starts
-    builder = Mura(data_dir=args.data_dir)
+    dataset = detect_dataset(args.manual_dir)
+    find_root(args.manual_dir, dataset)  # a one-line error before TFDS starts
+    if dataset is FRACATLAS:
+        from mura_tf.data.tfds_fracatlas import Fracatlas as Builder
+    else:
+        from mura_tf.data.tfds_mura import Mura as Builder
+    builder = Builder(data_dir=args.data_dir)
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=args.manual_dir)
     )
     splits = builder.info.splits.items()
     counts = ", ".join(f"{name} {split.num_examples}" for name, split in splits)
     print(f"wrote {builder.data_dir} ({counts} images)")
-    print('load it with: tfds.load("mura", data_dir=...) after importing mura_tf.data.tfds_mura')
+    print(
+        f'load it with: tfds.load("{builder.name}", data_dir=...) after importing '
+        f"{Builder.__module__}"
+    )
     return 0
 
 

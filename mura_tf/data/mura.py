@@ -25,8 +25,8 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
+from mura_tf.data.datasets import MURA
 from mura_tf.errors import MuraDataError, MuraDataWarning
-from mura_tf.parts import PARTS, parse_parts
 
 SPLITS: tuple[str, ...] = ("train", "valid")
 COLUMNS: tuple[str, ...] = ("split", "part", "patient", "study", "view", "label", "path")
@@ -83,7 +83,7 @@ def _parse_image_path(rel: str, root: Path, where: str) -> dict[str, object]:
     parts = [p for p in rel.replace("\\", "/").split("/") if p]
     if len(parts) >= 5 and parts[0] not in SPLITS:
         parts = parts[1:]  # the leading MURA-v1.1/ (or whatever the folder is called)
-    if len(parts) != 5 or parts[0] not in SPLITS or parts[1] not in PARTS:
+    if len(parts) != 5 or parts[0] not in SPLITS or parts[1] not in MURA.parts:
         raise MuraDataError(
             f"{where}: {rel!r} is not a MURA image path "
             "(expected split/XR_PART/patientNNNNN/studyK_positive|negative/imageJ.png)"
@@ -190,16 +190,17 @@ def png_problem(path: str | os.PathLike[str]) -> str | None:
 
 
 def find_unreadable(
-    paths: Sequence[str], progress: Progress | None = None, workers: int = 8
+    paths: Sequence[str],
+    progress: Progress | None = None,
+    workers: int = 8,
+    problem: Callable[[str], str | None] = png_problem,
 ) -> dict[str, str]:
-    """Map each unreadable PNG in `paths` to the reason (see `png_problem`)."""
+    """Map each unreadable film in `paths` to the reason `problem` gives (`png_problem`)."""
     bad: dict[str, str] = {}
     with ThreadPoolExecutor(workers) as pool:
-        for i, (path, problem) in enumerate(
-            zip(paths, pool.map(png_problem, paths), strict=True), 1
-        ):
-            if problem:
-                bad[path] = problem
+        for i, (path, why) in enumerate(zip(paths, pool.map(problem, paths), strict=True), 1):
+            if why:
+                bad[path] = why
             if progress and (i % 256 == 0 or i == len(paths)):
                 progress(i, len(paths))
     return bad
@@ -238,7 +239,7 @@ def load_mura(
         Sorted by split, part, patient, study, view.
     """
     root = find_mura_root(data_dir)
-    wanted = parse_parts(parts)
+    wanted = MURA.parse_parts(parts)
     for split in splits:
         if split not in SPLITS:
             raise MuraDataError(f"unknown split {split!r}: use train or valid")

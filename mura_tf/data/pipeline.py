@@ -15,9 +15,10 @@ from mura_tf.data.augment import (
     augment_geometric,
     photometric_choices,
 )
+from mura_tf.data.datasets import dataset_of_parts
 from mura_tf.data.normalization import NORMALIZATIONS, normalize
+from mura_tf.data.orientation import apply_orientation, exif_orientation
 from mura_tf.errors import ConfigError
-from mura_tf.parts import PARTS
 
 AUTOTUNE = tf.data.AUTOTUNE
 TARGETS = ("label", "part")
@@ -88,13 +89,19 @@ def resize(image: tf.Tensor, size: int, keep_aspect: bool = False) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
 
 
+def _decode_jpeg(data: tf.Tensor) -> tf.Tensor:
+    # The accurate inverse DCT, as Pillow and libjpeg default to; TensorFlow's default (the
+    # fast one) is off by up to two grey levels. Then the EXIF turn every viewer applies.
+    image = tf.io.decode_jpeg(data, channels=0, dct_method="INTEGER_ACCURATE")
+    return apply_orientation(image, exif_orientation(data))
+
+
 def _decode(data: tf.Tensor) -> tf.Tensor:
-    """PNG or JPEG bytes to uint8 `[H, W, 1]` (L, LA) or `[H, W, 3]` (RGB, RGBA)."""
+    """PNG or JPEG bytes to uint8 `[H, W, 1]` (L, LA) or `[H, W, 3]` (RGB, RGBA), as displayed
+    (a JPEG's EXIF orientation applied, see `orientation`)."""
     image = tf.cond(
         tf.io.is_jpeg(data),
-        # The accurate inverse DCT, as Pillow and libjpeg default to; TensorFlow's default
-        # (the fast one) is off by up to two grey levels.
-        lambda: tf.io.decode_jpeg(data, channels=0, dct_method="INTEGER_ACCURATE"),
+        lambda: _decode_jpeg(data),
         lambda: tf.io.decode_png(data, channels=0, dtype=tf.uint8),
     )
     gray = tf.shape(image)[-1] <= 2  # L or LA
@@ -191,7 +198,7 @@ def make_dataset(
         training: shuffle (seeded, reshuffled each epoch) and augment. Evaluation keeps the
             frame's order and never augments.
         target: `label` (float32 `[B, 1]`, 1 = abnormal) or `part` (int32 `[B]`, index into
-            `PARTS`) for the body-part task.
+            the dataset's parts, `DatasetInfo.parts`) for the body-part task.
         with_meta: add a third element `{"part": int32 [B], "study": string [B],
             "path": string [B]}` for study-level evaluation (not for `fit`, which would read it
             as sample weights).
@@ -216,7 +223,10 @@ def make_dataset(
     columns = {
         "path": frame["path"].astype(str).to_numpy(),
         "label": frame["label"].astype("float32").to_numpy()[:, None],
-        "part": frame["part"].map(PARTS.index).astype("int32").to_numpy(),
+        "part": frame["part"]
+        .map(dataset_of_parts(frame["part"].unique()).parts.index)
+        .astype("int32")
+        .to_numpy(),
         "study": frame["study"].astype(str).to_numpy(),
     }
     index, count = shard

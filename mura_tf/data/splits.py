@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from mura_tf.data.datasets import dataset_of_parts
 from mura_tf.errors import ConfigError, MuraDataError
 
 
@@ -77,17 +78,25 @@ def patient_split(
 
 
 def make_splits(frame: pd.DataFrame, dev_fraction: float = 0.1, seed: int = 0) -> Splits:
-    """Train and dev from MURA's `train` split (by patient), test = MURA's `valid` split.
+    """Train, dev and test from a catalogue, as its dataset splits (`DatasetInfo.split_scheme`).
+
+    MURA: train and dev from MURA's `train` split (by patient), test = MURA's `valid` split.
+    FracAtlas: the catalogue's fixed `train`, `valid`, `test` (`mura_tf.data.fracatlas`);
+    `dev_fraction` and `seed` do not change it.
 
     Args:
-        frame: a catalogue from `load_mura` with both splits (or only `train`, then test is empty).
+        frame: a catalogue from `catalogue.load_catalogue` with every split (or only `train`,
+            then test is empty).
         dev_fraction: share of training images held out for model selection (0.10 in report
             000, 0.20 in report 002).
         seed: the split is a pure function of the catalogue and the seed.
     """
     train_all = frame[frame["split"] == "train"]
     if train_all.empty:
-        raise MuraDataError("the catalogue has no images of MURA's train split to split")
+        raise MuraDataError("the catalogue has no images of its train split to split")
+    if dataset_of_parts(frame["part"].unique()).split_scheme == "fixed":
+        train, dev, test = (frame[frame["split"] == s] for s in ("train", "valid", "test"))
+        return Splits(*(f.reset_index(drop=True) for f in (train, dev, test)))
     train, dev = patient_split(train_all, dev_fraction, seed)
     test = frame[frame["split"] == "valid"]
     return Splits(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mura_tf.parts import PARTS, short_name
+from mura_tf.data.datasets import dataset_of_parts, short_name
 
 SUMMARY_KEYS = (
     "images",
@@ -23,9 +23,10 @@ def summarize(frame: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
     Every part present in a split is a key of that split.
     """
     out: dict[str, dict[str, dict[str, int]]] = {}
+    parts = dataset_of_parts(frame["part"].unique()).parts
     for split, rows in frame.groupby("split", sort=True):
         out[str(split)] = {}
-        for part in [p for p in PARTS if p in set(rows["part"])]:
+        for part in [p for p in parts if p in set(rows["part"])]:
             g = rows[rows["part"] == part]
             studies = g.drop_duplicates("study")
             out[str(split)][part] = {
@@ -41,22 +42,26 @@ def summarize(frame: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
 
 
 def count_table(summary: dict[str, dict[str, int]], unit: str = "studies") -> pd.DataFrame:
-    """Part / Normal / Abnormal / Total for one split of `summarize`, with a Total row.
+    """Part / Normal / Abnormal / Total for one split of `summarize`, with a Total row; the
+    label columns are named as the dataset names its labels (FracAtlas: Not fractured /
+    Fractured).
 
     Args:
         summary: `summarize(frame)[split]`.
         unit: `studies` or `images`.
     """
+    dataset = dataset_of_parts(summary)
+    negative, positive = dataset.negative.capitalize(), dataset.positive.capitalize()
     rows = [
         {
             "Part": short_name(part).capitalize(),
-            "Normal": c[f"normal_{unit}"],
-            "Abnormal": c[f"abnormal_{unit}"],
+            negative: c[f"normal_{unit}"],
+            positive: c[f"abnormal_{unit}"],
             "Total": c[unit],
         }
         for part, c in summary.items()
     ]
-    table = pd.DataFrame(rows, columns=["Part", "Normal", "Abnormal", "Total"])
-    total = table[["Normal", "Abnormal", "Total"]].sum()
+    table = pd.DataFrame(rows, columns=["Part", negative, positive, "Total"])
+    total = table[[negative, positive, "Total"]].sum()
     table.loc[len(table)] = ["Total", *total.tolist()]
     return table

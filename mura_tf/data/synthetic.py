@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from mura_tf.data.datasets import MURA
 from mura_tf.errors import ConfigError, MuraDataError
 from mura_tf.io import exclusive_lock
-from mura_tf.parts import PARTS, parse_parts
 
 # Share of abnormal studies per part in MURA-v1.1's train split (Rajpurkar et al., table 1).
 ABNORMAL_SHARE = {
@@ -52,7 +52,7 @@ class SyntheticConfig:
     valid_patients_per_part: int = 6
     min_side: int = 160
     max_side: int = 320
-    parts: tuple[str, ...] = PARTS
+    parts: tuple[str, ...] = MURA.parts
     cross_part_share: float = 0.1  # patients with a study of a second body part
     lesion_view_share: float = 0.85  # views of an abnormal study that show the lesion
     seed: int = 0
@@ -64,7 +64,7 @@ class SyntheticConfig:
             raise ConfigError(
                 f"image sides must satisfy 32 <= min <= max, got {self.min_side}, {self.max_side}"
             )
-        object.__setattr__(self, "parts", parse_parts(self.parts))
+        object.__setattr__(self, "parts", MURA.parse_parts(self.parts))
 
 
 # --- drawing ---------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import tensorflow_datasets as tfds
 
+from mura_tf.data.datasets import MURA
 from mura_tf.data.mura import find_mura_root, load_mura
-from mura_tf.parts import PARTS
 
 _DESCRIPTION = """\
 MURA (musculoskeletal radiographs), Stanford ML Group: 40,561 upper-limb radiographs from 14,863
@@ -55,7 +55,7 @@ class Mura(tfds.core.GeneratorBasedBuilder):
                     # decoding with 3 channels gives RGB, as the reports use.
                     "image": tfds.features.Image(shape=(None, None, 3), encoding_format="png"),
                     "label": tfds.features.ClassLabel(names=["normal", "abnormal"]),
-                    "part": tfds.features.ClassLabel(names=list(PARTS)),
+                    "part": tfds.features.ClassLabel(names=list(MURA.parts)),
                     "patient": tfds.features.Text(),
                     "study": tfds.features.Text(),
                     "path": tfds.features.Text(),  # as in the CSVs: MURA-v1.1/train/...

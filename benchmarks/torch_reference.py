@@ -1,0 +1,139 @@
+"""A plain PyTorch twin of a finished `resnet18_mlp` run, for `benchmarks.real_films`.
+
+torchvision's ResNet18 (random weights) + Linear(512, 512) + ReLU + Linear(512, 1), trained
+with the run's own schedule (Adam and its learning rate, epochs, batch size, image size,
+autocontrast and horizontal flip at p = 0.5, early-stopping patience, the dev metric that
+chooses the epoch handed over) on the run's own films (`splits.csv`), read with Pillow as a
+viewer shows them (EXIF orientation applied), stretched to the square side as the run does,
+ImageNet-normalised, in a `DataLoader` with workers; channels-last, and `torch.autocast`
+bfloat16 where the run computed in bfloat16. Needs `pip install -e .[bench]`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+def _films(run_dir: Path) -> pd.DataFrame:
+    from mura_tf.data.catalogue import load_catalogue
+
+    config = json.loads((run_dir / "config.json").read_text())
+    used = pd.read_csv(run_dir / "splits.csv")
+    catalogue = load_catalogue(config["data_dir"], check_images=False)
+    return used.merge(catalogue[["path", "label"]], on="path", how="left", validate="1:1")
+
+
+def train_reference(run_dir: str | Path, seed: int) -> dict:
+    """Train the twin of the run in `run_dir`; its test AUROC, kappa, accuracy and the epoch
+    handed over."""
+    import torch
+    from PIL import Image, ImageOps
+    from sklearn.metrics import cohen_kappa_score, roc_auc_score
+    from torch import nn
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision.models import resnet18
+
+    run_dir = Path(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    settings = config["experiment"]
+    size, batch = settings["image_size"], settings["batch_size"]
+    augment = set(settings["augment"])
+    bf16 = "bfloat16" in str(config.get("dtype_policy", ""))
+    films = _films(run_dir)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+
+    class Films(Dataset):
+        def __init__(self, frame: pd.DataFrame, training: bool) -> None:
+            self.paths = frame["path"].tolist()
+            self.labels = frame["label"].to_numpy(np.float32)
+            self.training = training
+
+        def __len__(self) -> int:
+            return len(self.paths)
+
+        def __getitem__(self, i: int):
+            with Image.open(self.paths[i]) as im:
+                film = ImageOps.exif_transpose(im).convert("RGB")
+            film = film.resize((size, size), Image.BILINEAR, reducing_gap=None)
+            if self.training and "autocontrast" in augment and np.random.rand() < 0.5:
+                film = ImageOps.autocontrast(film)
+            if self.training and "hflip" in augment and np.random.rand() < 0.5:
+                film = ImageOps.mirror(film)
+            x = torch.from_numpy(np.asarray(film, np.float32) / 255.0).permute(2, 0, 1)
+            x = (x - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
+            return x, self.labels[i]
+
+    def loader(split: str, training: bool) -> DataLoader:
+        frame = films[films["split"] == split]
+        return DataLoader(
+            Films(frame, training), batch_size=batch if training else 64, shuffle=training,
+            num_workers=2, persistent_workers=True,
+            worker_init_fn=lambda w: np.random.seed(seed + w),
+        )  # fmt: skip
+
+    model = resnet18(weights=None)
+    model.fc = nn.Sequential(nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 1))
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings["learning_rate"])
+    loss_fn = nn.BCEWithLogitsLoss()
+    train, dev, test = loader("train", True), loader("dev", False), loader("test", False)
+
+    def predict(batches: DataLoader) -> tuple[np.ndarray, np.ndarray]:
+        model.eval()
+        out, truth = [], []
+        with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            for x, y in batches:
+                logits = model(x.to(memory_format=torch.channels_last)).float()[:, 0]
+                out.append(torch.sigmoid(logits).numpy())
+                truth.append(y.numpy())
+        return np.concatenate(out), np.concatenate(truth)
+
+    monitor, patience = settings["monitor"], settings["patience"]
+    best, best_state, best_epoch, waited, epochs_run = None, None, 0, 0, 0
+    for epoch in range(1, settings["epochs"] + 1):
+        model.train()
+        for x, y in train:
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                logits = model(x.to(memory_format=torch.channels_last))
+            loss = loss_fn(logits.float()[:, 0], y)
+            loss.backward()
+            optimizer.step()
+        epochs_run = epoch
+        p, y = predict(dev)
+        value = {
+            "val_accuracy": float(np.mean((p >= 0.5) == y)),
+            "val_auc": float(roc_auc_score(y, p)) if len(set(y)) > 1 else 0.5,
+            "val_loss": float(-np.mean(y * np.log(p + 1e-7) + (1 - y) * np.log(1 - p + 1e-7))),
+        }[monitor]
+        better = best is None or (value < best if monitor == "val_loss" else value > best)
+        if better:
+            best, best_state, best_epoch, waited = (
+                value,
+                copy.deepcopy(model.state_dict()),
+                epoch,
+                0,
+            )
+        else:
+            waited += 1
+            if patience and waited >= patience:
+                break
+    model.load_state_dict(best_state)
+    p, y = predict(test)
+    return {
+        "auroc": float(roc_auc_score(y, p)),
+        "kappa": float(cohen_kappa_score(y, p >= 0.5)),
+        "accuracy": float(np.mean((p >= 0.5) == y)),
+        "epoch": f"{best_epoch}/{epochs_run}",
+    }
