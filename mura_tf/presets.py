@@ -67,11 +67,11 @@ def _supervised_changes(exp: Experiment, explicit: frozenset[str]) -> dict[str, 
     # 10% of a part's synthetic patients is ~6 patients, ~20 images: a model is selected on
     # noise (seen: dev AUC below 0.5 at every epoch while the test AUC reached 0.9).
     changes["dev_fraction"] = max(exp.dev_fraction, SYNTHETIC_MIN_DEV_FRACTION)
-    if exp.monitor == "val_accuracy":
-        # The synthetic dev split has a few dozen images: accuracy ties from the first epoch.
-        # The dev loss does not tie, and it scores the probabilities that the 0.5 threshold
-        # (and so kappa) acts on, where AUC only scores their order; it is also the MURA
-        # paper's criterion.
+    if exp.monitor in ("val_accuracy", "val_auc"):
+        # The synthetic dev split has a few dozen images: accuracy ties from the first epoch,
+        # and AUC nearly so. The dev loss does not tie, and it scores the probabilities that
+        # the 0.5 threshold (and so kappa) acts on, where AUC only scores their order; it is
+        # also the MURA paper's criterion.
         changes["monitor"] = "val_loss"
     # A dev split of a few dozen images swings between epochs, so early stopping would end on
     # a random early dip; train all epochs and hand over the best one.

@@ -2,7 +2,9 @@
 
 `run_pretraining` writes `OUT/simclr_pretrain/<parts>/<run>/`: `config.json`, `history.csv`,
 `logs/` (TensorBoard), `checkpoints/best.keras` (whole SimCLR model, best dev NT-Xent),
-`encoder.keras` (the backbone of that best epoch alone, what `simclr_finetune --encoder` loads)
+`encoder.keras` (the backbone of that best epoch alone, what `simclr_finetune --encoder` loads);
+`history.csv` and TensorBoard carry `val_knn_auc`, a kNN probe of the dev films after every
+epoch (`mura_tf.probe.KnnProbe`), which shows while it runs whether pre-training still helps;
 `report.html` (`mura_tf.run_report`) and `metrics.json` (the selected epoch's losses, and
 linear probes on the abnormality label of
 the pre-trained encoder and of the same encoder at its random initialisation, the baseline
@@ -29,7 +31,7 @@ from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.simclr import SimCLR
 from mura_tf.optimizers import LARS, scaled_learning_rate, warmup_cosine
 from mura_tf.precision import MODES, parse_mode, precision, uses_mixed_precision
-from mura_tf.probe import linear_probe
+from mura_tf.probe import KnnProbe, linear_probe
 from mura_tf.run_folder import finish_run
 from mura_tf.run_report import write_run_report
 from mura_tf.runs import OpenRun, RunConfig, opened, setting, write_config, write_metrics
@@ -204,7 +206,14 @@ def _pretrain(cfg: PretrainConfig, run: OpenRun, policy: str) -> PretrainResult:
         steps_per_epoch=steps_per_epoch if strategy.num_replicas_in_sync > 1 else cfg.max_steps,
         validation_steps=validation_steps,
     )
-    result = train(model, train_ds, dev_ds, run_dir, train_config)
+    # Whether pre-training still helps, epoch by epoch: a kNN probe of the dev films (one
+    # replica only: the probe reads the encoder outside the strategy).
+    probes = (
+        [KnnProbe(lambda: model.backbone, splits.train, splits.dev, pipeline, seed=cfg.seed)]
+        if strategy.num_replicas_in_sync == 1 and len(splits.dev)
+        else []
+    )
+    result = train(model, train_ds, dev_ds, run_dir, train_config, probes=probes)
 
     save_keras(_float32_copy(model.backbone, cfg), run_dir / "encoder.keras")
     if worker:

@@ -40,3 +40,70 @@ def linear_probe(
         probability=probability
     )
     return study_level_metrics(predictions)
+
+
+def knn_scores(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    features: np.ndarray,
+    k: int = 20,
+    temperature: float = 0.07,
+) -> np.ndarray:
+    """Weighted k-nearest-neighbour scores (solo-learn's and lightly's kNN probe): each film's
+    `k` most cosine-similar training films vote for their label with weight
+    `exp(similarity / temperature)`.
+
+    Args:
+        train_features: float `[N, C]`; train_labels: 0/1 `[N]`; features: float `[M, C]`.
+    Returns:
+        float `[M]`: the weighted share of positive neighbours.
+    """
+
+    def unit(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    similarity = unit(features) @ unit(train_features).T  # [M, N]
+    k = min(k, similarity.shape[1])
+    nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+    weights = np.exp(np.take_along_axis(similarity, nearest, axis=1) / temperature)
+    votes = np.asarray(train_labels, np.float64)[nearest]
+    return (weights * votes).sum(axis=1) / weights.sum(axis=1)
+
+
+class KnnProbe(keras.callbacks.Callback):
+    """After every epoch, a kNN probe (`knn_scores`) of the dev films on the frozen encoder's
+    pooled features of (at most `limit`) training films: the dev AUROC goes into the epoch's
+    logs as `val_knn_auc`, so history.csv and TensorBoard show while pre-training runs whether
+    it still helps. Labels are read, never trained on.
+
+    Args:
+        backbone: returns the encoder to probe (the SimCLR model's backbone).
+        train, dev: catalogue frames (`label` read); config: their evaluation pipeline.
+    """
+
+    def __init__(
+        self,
+        backbone,
+        train: pd.DataFrame,
+        dev: pd.DataFrame,
+        config: PipelineConfig,
+        limit: int = 2048,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        if len(train) > limit:
+            train = train.sample(limit, random_state=seed).sort_index()
+        self.train, self.dev, self.config = train, dev, config
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is None or self.dev["label"].nunique() < 2:
+            return
+        from sklearn.metrics import roc_auc_score
+
+        encoder = self.backbone()
+        train = pooled_features(encoder, self.train, self.config)
+        dev = pooled_features(encoder, self.dev, self.config)
+        scores = knn_scores(train, self.train["label"].to_numpy(), dev)
+        logs["val_knn_auc"] = float(roc_auc_score(self.dev["label"], scores))

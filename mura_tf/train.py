@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,12 +154,20 @@ def compile_classifier(
 
 
 def make_callbacks(
-    run_dir: Path, config: TrainConfig, checkpoint: RunCheckpoint, sample_images=None
+    run_dir: Path,
+    config: TrainConfig,
+    checkpoint: RunCheckpoint,
+    sample_images=None,
+    probes: Sequence[keras.callbacks.Callback] = (),
 ) -> list[keras.callbacks.Callback]:
-    """The run's checkpoint (history, best epoch, early stopping, resume point), TerminateOnNaN,
-    TensorBoard, and ReduceLROnPlateau when asked."""
+    """`probes` (callbacks that add dev scores to an epoch's logs), the run's checkpoint
+    (history, best epoch, early stopping, resume point), TerminateOnNaN, TensorBoard, and
+    ReduceLROnPlateau when asked."""
     callbacks: list[keras.callbacks.Callback] = [
-        # First, so that a resumed run restores weights before anything else looks at them.
+        # Probes first, so that what they add to the logs reaches history.csv and TensorBoard;
+        # they do nothing before an epoch ends, so the checkpoint still restores a resumed
+        # run's weights before anything looks at them.
+        *probes,
         checkpoint,
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
@@ -210,6 +219,7 @@ def train(
     *,
     class_weight: dict[int, float] | None = None,
     sample: np.ndarray | None = None,
+    probes: Sequence[keras.callbacks.Callback] = (),
 ) -> TrainResult:
     """Fit a compiled `model` with the project's callbacks and leave it at its best epoch.
 
@@ -232,6 +242,8 @@ def train(
         dev_data: batches for model selection, never augmented.
         sample: pixels 0-255 `[N, S, S, 3]`, augmented but not normalised, shown in
             TensorBoard.
+        probes: callbacks that add dev scores to each epoch's logs (`mura_tf.probe.KnnProbe`);
+            they are recorded with the rest, but never select the epoch.
     Raises:
         TrainingError: the loss became NaN, or no epoch gave a finite dev value to select by.
     """
@@ -269,7 +281,7 @@ def train(
             validation_steps=config.validation_steps,
             class_weight=class_weight,
             shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras cannot shuffle it
-            callbacks=make_callbacks(run_dir, config, checkpoint, sample),
+            callbacks=make_callbacks(run_dir, config, checkpoint, sample, probes),
             verbose=config.verbose,
         )
         if model.stop_training and any(

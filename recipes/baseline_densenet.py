@@ -1,7 +1,7 @@
 """Report 002 baseline: DenseNet169 per body part, 15 epochs, lr 2e-5, batch 8 / 16, 20% dev."""
 
 from mura_tf.experiment import Experiment
-from recipes.common import run
+from recipes.common import MONITOR, run
 
 CONFIG = Experiment(
     recipe="baseline_densenet",
@@ -17,6 +17,7 @@ CONFIG = Experiment(
     image_size=256,
     augment=("hflip", "rotate", "translate"),
     dev_fraction=0.20,
+    monitor=MONITOR,  # report 002 names no dev metric; see recipes.common
     part="elbow",
 )
 

@@ -10,7 +10,7 @@ CONFIG = RouterConfig(
     backbone="resnet18", head="mlp", freeze_backbone=False,
     optimizer="adam", learning_rate=1e-3, epochs=10, batch_size=32, eval_batch_size=64,
     image_size=256, augment=("autocontrast", "hflip"), dev_fraction=0.10, patience=4,
-    part="all",
+    monitor="val_accuracy", part="all",
 )  # fmt: skip
 
 if __name__ == "__main__":

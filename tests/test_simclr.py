@@ -91,6 +91,8 @@ def test_pretraining_writes_an_encoder_history_and_a_probe(pretrained):
     history = pd.read_csv(pretrained / "history.csv")
     assert history["epoch"].tolist() == [0, 1]
     assert {"loss", "contrastive_accuracy", "val_loss", "learning_rate"} <= set(history.columns)
+    # The kNN probe of the dev films, every epoch (mura_tf.probe.KnnProbe).
+    assert history["val_knn_auc"].between(0.0, 1.0).all() and history["val_knn_auc"].notna().all()
     # a 2-step run: the loss is still near its starting value ln(2N - 1) for N = 8
     assert abs(history["loss"].iloc[0] - math.log(15)) < 1.5
     metrics = json.loads((pretrained / "metrics.json").read_text())
@@ -224,3 +226,17 @@ def test_report_without_runs_is_a_one_line_error(tmp_path, capsys):
 
     assert run_cli(report.main, ["--runs", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
     assert "no finished runs" in capsys.readouterr().err
+
+
+def test_knn_scores_are_the_weighted_vote_of_the_nearest_training_films():
+    from mura_tf.probe import knn_scores
+
+    rng = np.random.default_rng(0)
+    train, labels, films = rng.normal(size=(30, 5)), rng.integers(0, 2, 30), rng.normal(size=(4, 5))
+    got = knn_scores(train, labels, films, k=7, temperature=0.5)
+    for film, score in zip(films, got, strict=True):  # written out, one film at a time
+        cosine = [film @ t / np.linalg.norm(film) / np.linalg.norm(t) for t in train]
+        nearest = sorted(range(30), key=lambda i: -cosine[i])[:7]
+        weights = [math.exp(cosine[i] / 0.5) for i in nearest]
+        expected = sum(w * labels[i] for w, i in zip(weights, nearest, strict=True)) / sum(weights)
+        assert score == pytest.approx(expected, rel=1e-9)
