@@ -8,6 +8,7 @@ architecture. Every backbone maps `[B, S, S, 3]` normalised images to a feature 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,8 +89,33 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 
+def _run_facts(path: Path) -> tuple[str | None, str | None]:
+    """The backbone and normalisation of the run a `.keras` file belongs to (its folder's
+    `config.json`), where there is one."""
+    config_file = path.parent / "config.json"
+    if not config_file.is_file():
+        return None, None
+    try:
+        config = json.loads(config_file.read_text())
+    except ValueError:
+        return None, None
+    settings = next((v for v in config.values() if isinstance(v, dict) and "backbone" in v), {})
+    return settings.get("backbone"), config.get("normalization")
+
+
 def _load_saved_backbone(path: Path, name: str, image_size: int) -> keras.Model:
-    """A whole backbone saved as `.keras` (a SimCLR encoder), checked against the run."""
+    """A backbone saved as `.keras`, alone (a SimCLR encoder) or inside a classifier (a
+    supervised run's `model.keras`), checked against the run that starts from it: the same
+    backbone (so the same input normalisation) and the same input size."""
+    backbone, normalization = _run_facts(path)
+    spec = backbone_spec(name)
+    if backbone is not None and backbone != spec.name:
+        raise ConfigError(f"{path} holds a {backbone}: pass --backbone {backbone}")
+    if normalization is not None and normalization != spec.normalization:
+        raise ConfigError(
+            f"{path} was trained on {normalization}-normalised images, {spec.name} takes "
+            f"{spec.normalization}: start from a run of the same backbone"
+        )
     import keras_hub  # noqa: F401 - registers keras-hub classes for deserialisation
 
     try:
@@ -97,6 +123,13 @@ def _load_saved_backbone(path: Path, name: str, image_size: int) -> keras.Model:
     except Exception as e:  # noqa: BLE001 - Keras raises many types for a bad archive
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ConfigError(f"cannot load the encoder {path}: {first}") from None
+    inner = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.Model) and len(layer.output.shape) == 4
+    ]
+    if len(model.output.shape) != 4 and inner:  # a classifier: backbone -> pooling -> head
+        model = inner[0]
     size = model.input_shape[1]
     if size is not None and size != image_size:
         raise ConfigError(f"the encoder {path} takes {size} px images: pass --image-size {size}")
@@ -120,8 +153,10 @@ def build_backbone(
         name: a key of `BACKBONES`.
         image_size: input side in pixels.
         weights: `imagenet` (the library's own loader; needs network once), `none` (random
-            initialisation), or a path
-            to a weights file (`.h5`/`.weights.h5`; for resnet18 also a keras-hub preset folder).
+            initialisation), a path to a weights file (`.h5`/`.weights.h5`; for resnet18 also a
+            keras-hub preset folder), or a run of this project to start from, of any dataset:
+            a `simclr_pretrain` run (its `encoder.keras`) or a supervised run (the backbone of
+            its `model.keras`), checked against `name` and `image_size`.
         fused_batch_norm: compute every batch norm with TensorFlow's fused kernel (same
             results, faster; see `mura_tf.compat.fused_batch_norm.fuse_batch_norm`).
     Returns:
@@ -142,9 +177,11 @@ def build_backbone(
         if not path.exists():
             raise ConfigError(f"weights file not found: {path}; {NO_NETWORK_HINT}")
         resolved = str(path)
-        if path.is_dir() and (path / "encoder.keras").is_file():  # a simclr_pretrain run folder
-            path = path / "encoder.keras"
-            resolved = str(path)
+        for saved in ("encoder.keras", "model.keras"):  # a pre-training or a supervised run
+            if path.is_dir() and (path / saved).is_file():
+                path = path / saved
+                resolved = str(path)
+                break
         if path.suffix == ".keras":
             model = _load_saved_backbone(path, spec.name, image_size)
             return fuse_batch_norm(model) if fused_batch_norm else model
