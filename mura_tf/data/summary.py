@@ -23,10 +23,12 @@ def summarize(frame: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
     Every part present in a split is a key of that split.
     """
     out: dict[str, dict[str, dict[str, int]]] = {}
-    parts = dataset_of_parts(frame["part"].unique()).parts
-    for split, rows in frame.groupby("split", sort=True):
+    dataset = dataset_of_parts(frame["part"].unique())
+    order = [s for s in dataset.catalogue_splits if s in set(frame["split"])]
+    for split in order + sorted(set(frame["split"]) - set(order)):
+        rows = frame[frame["split"] == split]
         out[str(split)] = {}
-        for part in [p for p in parts if p in set(rows["part"])]:
+        for part in [p for p in dataset.parts if p in set(rows["part"])]:
             g = rows[rows["part"] == part]
             studies = g.drop_duplicates("study")
             out[str(split)][part] = {

@@ -1,0 +1,111 @@
+"""Every command on real films: a tiny run trained on the vendored FracAtlas sample, then
+`evaluate`, `predict` (with Grad-CAM and the radiologists' outline), `explore` and
+`tfds-build` on the same folder."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image, ImageOps
+
+from mura_tf.cli import run as run_cli
+from mura_tf.data.catalogue import load_catalogue
+from mura_tf.data.fracatlas import load_outlines
+from recipes import resnet18_mlp
+from recipes.common import run
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "samples" / "fracatlas"
+TINY = ["--backbone", "resnet18", "--image-size", "32", "--batch-size", "8", "--epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    argv = ["--data-dir", str(SAMPLE), "--weights", "none", "--no-freeze", "--out", str(out), *TINY]
+    assert run(resnet18_mlp.CONFIG, argv=argv) == 0
+    (run_dir,) = [p.parent for p in out.rglob("metrics.json")]
+    return run_dir
+
+
+def test_a_run_on_fracatlas_speaks_of_its_parts_and_scores_where_it_looked(trained):
+    assert trained.parent.name == "fracatlas-all"
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert set(metrics["per_part"]) <= {"FA_HAND", "FA_LEG", "FA_HIP", "FA_SHOULDER", "FA_MIXED"}
+    test = load_catalogue(SAMPLE, splits=("test",), check_images=False)
+    outlined = set(load_outlines(SAMPLE)) & set(test.loc[test["label"] == 1, "path"])
+    assert metrics["localisation"]["films"] == len(outlined) > 0
+    scores = pd.read_csv(trained / "localisation.csv")
+    assert set(scores["path"]) == outlined
+    assert 0 <= metrics["localisation"]["pointing_hit_rate"] <= 1
+    page = (trained / "report.html").read_text()
+    assert (
+        "Grad-CAM against the radiologists' outlines" in page and "FracAtlas's test split" in page
+    )
+    assert "MURA paper" not in page  # MURA's published figures are not FracAtlas's
+
+
+def test_evaluate_and_predict_reproduce_the_runs_own_test_predictions(trained, tmp_path):
+    from mura_tf.commands import evaluate, predict
+
+    own = pd.read_csv(trained / "predictions.csv").set_index("path")["probability"]
+    out = tmp_path / "evaluation"
+    argv = ["--model", str(trained / "export"), "--data-dir", str(SAMPLE), "--out", str(out)]
+    assert run_cli(evaluate.main, argv) == 0
+    scored = pd.read_csv(out / "predictions.csv").set_index("path")["probability"]
+    np.testing.assert_allclose(scored.loc[own.index], own, atol=1e-5)
+    argv = ["--model", str(trained), str(SAMPLE), "--out", str(tmp_path / "p")]
+    assert run_cli(predict.main, argv) == 0
+    predicted = pd.read_csv(tmp_path / "p" / "predictions.csv").set_index("path")["probability"]
+    np.testing.assert_allclose(predicted.loc[own.index], own, atol=1e-5)
+
+
+def test_predict_cam_draws_the_outline_on_the_film_as_displayed(trained, tmp_path):
+    from mura_tf.commands import predict
+
+    outlines = load_outlines(SAMPLE)
+    film = next(p for p in outlines if p.endswith("IMG0002628.jpg"))  # stored turned (EXIF 8)
+    cams = tmp_path / "cams"
+    argv = ["--model", str(trained), film, "--out", str(tmp_path / "p"), "--cam", str(cams)]
+    assert run_cli(predict.main, argv) == 0
+    (overlay,) = list(cams.rglob("IMG0002628.png"))
+    picture = np.asarray(Image.open(overlay).convert("RGB")).astype(int)
+    with Image.open(film) as im:
+        assert picture.shape[:2] == ImageOps.exif_transpose(im).size[::-1]
+    green = (picture[..., 1] > 200) & (picture[..., 0] < 60) & (picture[..., 2] < 60)
+    ys, xs = np.nonzero(green)
+    x0, y0, x1, y1 = outlines[film].boxes[0]
+    assert len(xs) > 20  # the outline is drawn ...
+    assert np.all((xs >= x0 - 4) & (xs <= x1 + 4) & (ys >= y0 - 4) & (ys <= y1 + 4))  # ... there
+
+
+def test_tfds_build_stores_the_films_as_displayed(tmp_path):
+    data_dir = tmp_path / "tfds"
+    offline = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mura_tf", "tfds-build", "--manual-dir", str(SAMPLE),
+         "--data-dir", str(data_dir)],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, **offline, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'tfds.load("fracatlas"' in result.stdout
+    from mura_tf.data.tfds_fracatlas import Fracatlas
+
+    builder = Fracatlas(data_dir=str(data_dir))
+    catalogue = load_catalogue(SAMPLE)
+    for split in ("train", "valid", "test"):
+        rows = catalogue[catalogue["split"] == split]
+        assert builder.info.splits[split].num_examples == len(rows)
+    examples = {
+        e["path"].decode(): e for e in builder.as_dataset(split="train").as_numpy_iterator()
+    }
+    turned = "images/Non_fractured/IMG0001268.jpg"  # EXIF orientation 6
+    with Image.open(SAMPLE / turned) as im:
+        shown = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    np.testing.assert_array_equal(examples[turned]["image"], shown)
