@@ -204,14 +204,21 @@ def pipeline_config(exp: Experiment, normalization: str, training: bool) -> Pipe
     )
 
 
-def train_config(exp: Experiment, data: FitData, epochs: int | None = None) -> TrainConfig:
+def train_config(
+    exp: Experiment, data: FitData, epochs: int | None = None, task: str = "binary"
+) -> TrainConfig:
+    """The trainer's settings for `exp` on `data`; for the body-part `task`, which has no AUC,
+    a run that selects by dev AUROC selects by dev accuracy (report 000's rule)."""
+    monitor = exp.monitor
+    if task == "part" and monitor == "val_auc":
+        monitor = "val_accuracy"
     return TrainConfig(
         epochs=epochs or exp.epochs,
         optimizer=exp.optimizer,
         learning_rate=exp.learning_rate,
         lr_boundaries=tuple(exp.lr_boundaries),
         lr_values=tuple(exp.lr_values),
-        monitor=exp.monitor,
+        monitor=monitor,
         patience=exp.patience,
         reduce_lr_on_plateau=exp.reduce_lr_on_plateau,
         steps_per_epoch=data.steps_per_epoch,
@@ -308,7 +315,7 @@ def _body_part_stage(
     the stage's metrics.
     """
     data = fit_data(exp, splits, normalization, strategy, target="part")
-    config = train_config(exp, data, exp.intermediate_epochs)
+    config = train_config(exp, data, exp.intermediate_epochs, task="part")
     with strategy.scope():
         head = classification_head("mlp", outputs=len(exp.data_info.parts), name="part_head")
         model = build_classifier(

@@ -1,8 +1,8 @@
 """The body-part router: report 000 §3.3's first stage as a run of its own.
 
-A 7-way classifier (backbone + head, softmax over `PARTS`) trained on the body part of each
-film. A MURA study holds one part, so a study is routed by the majority vote of its views
-(`study_votes`; a tie goes to the part with the larger summed probability), and the router is
+A classifier of the dataset's parts (backbone + head, softmax: MURA's 7) trained on the body
+part of each film. A MURA study holds one part, so a study is routed by the majority vote of its
+views (`study_votes`; a tie goes to the part with the larger summed probability), and the router is
 scored per study as well as per view (`routing_metrics`): accuracy, macro F1, the confusion
 matrix, how many studies went to the wrong part and in how many the views disagreed.
 
@@ -25,13 +25,13 @@ import pandas as pd
 import tensorflow as tf
 
 from mura_tf.data.catalogue import load_catalogue
+from mura_tf.data.datasets import dataset_of_parts, short_name
 from mura_tf.data.splits import make_splits
 from mura_tf.errors import ConfigError
 from mura_tf.experiment import Experiment, fit_data, split_table, train_config
 from mura_tf.io import same_file, write_text
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.heads import build_classifier, classification_head
-from mura_tf.parts import PARTS, short_name
 from mura_tf.precision import precision
 from mura_tf.run_report import write_run_report
 from mura_tf.runs import opened, write_config, write_metrics
@@ -63,11 +63,12 @@ class RouterConfig(Experiment):
 
 
 def view_parts(probabilities: tf.Tensor, routable: tf.Tensor) -> tf.Tensor:
-    """int32 `[V]`: each view's most likely routable part (index into `PARTS`).
+    """int32 `[V]`: each view's most likely routable part (index into the dataset's parts,
+    `DatasetInfo.parts`).
 
     Args:
-        probabilities: float `[V, 7]`, the router's part probabilities.
-        routable: bool `[7]`, the parts a view may be routed to (the router's parts).
+        probabilities: float `[V, P]`, the router's part probabilities.
+        routable: bool `[P]`, the parts a view may be routed to (the router's parts).
     """
     probabilities = tf.convert_to_tensor(probabilities, tf.float32)
     masked = tf.where(tf.convert_to_tensor(routable)[tf.newaxis], probabilities, -1.0)
@@ -80,16 +81,16 @@ def study_votes(
     """The part of each study: the majority of its views' most likely parts.
 
     Args:
-        probabilities: float `[V, 7]`, the router's part probabilities of every view.
+        probabilities: float `[V, P]`, the router's part probabilities of every view.
         study_ids: int32 `[V]`, each view's study, in `[0, n_studies)`.
-        routable: bool `[7]`, the parts a view may be routed to (the router's parts).
+        routable: bool `[P]`, the parts a view may be routed to (the router's parts).
     Returns:
-        int32 `[n_studies]`, an index into `PARTS`. Ties between parts with as many views go
-        to the one of larger summed probability.
+        int32 `[n_studies]`, an index into the dataset's parts. Ties between parts with as many
+        views go to the one of larger summed probability.
     """
     probabilities = tf.convert_to_tensor(probabilities, tf.float32)
     routable = tf.convert_to_tensor(routable)
-    views = tf.one_hot(view_parts(probabilities, routable), len(PARTS))
+    views = tf.one_hot(view_parts(probabilities, routable), tf.shape(probabilities)[-1])
     counts = tf.math.unsorted_segment_sum(views, study_ids, n_studies)
     summed = tf.math.unsorted_segment_sum(probabilities, study_ids, n_studies)
     n_views = tf.reduce_sum(counts, axis=-1, keepdims=True)
@@ -100,23 +101,24 @@ def study_votes(
 
 
 def routable_mask(parts: tuple[str, ...]) -> np.ndarray:
-    """bool `[7]`: True for the parts in `parts`."""
-    return np.array([part in parts for part in PARTS])
+    """bool `[P]` over the parts of `parts`' dataset: True for the parts in `parts`."""
+    return np.array([part in parts for part in dataset_of_parts(parts).parts])
 
 
 def routed_frame(
     frame: pd.DataFrame, probabilities: np.ndarray, parts: tuple[str, ...]
 ) -> pd.DataFrame:
     """`frame` (test films with `study`) plus `view_part` (each view's own most likely part),
-    `routed_part` (its study's vote) and `p_<part>` (the router's probabilities `[V, 7]`)."""
+    `routed_part` (its study's vote) and `p_<part>` (the router's probabilities `[V, P]`)."""
+    every = dataset_of_parts(parts).parts
     routable = routable_mask(parts)
     codes, uniques = pd.factorize(frame["study"])
     votes = study_votes(probabilities, codes.astype(np.int32), len(uniques), routable).numpy()
     out = frame.assign(
-        view_part=[PARTS[i] for i in view_parts(probabilities, routable).numpy()],
-        routed_part=[PARTS[votes[c]] for c in codes],
+        view_part=[every[i] for i in view_parts(probabilities, routable).numpy()],
+        routed_part=[every[votes[c]] for c in codes],
     )
-    for i, part in enumerate(PARTS):
+    for i, part in enumerate(every):
         out[f"p_{short_name(part)}"] = probabilities[:, i]
     return out
 
@@ -134,7 +136,8 @@ def routing_metrics(routed: pd.DataFrame) -> dict:
     studies = routed.groupby("study", sort=False).agg(
         part=("part", "first"), routed_part=("routed_part", "first"), kinds=("view_part", "nunique")
     )
-    parts = [p for p in PARTS if p in set(routed["part"]) | set(routed["routed_part"])]
+    seen = set(routed["part"]) | set(routed["routed_part"])
+    parts = [p for p in dataset_of_parts(seen).parts if p in seen]
     confusion = pd.crosstab(studies["part"], studies["routed_part"]).reindex(
         index=parts, columns=parts, fill_value=0
     )
@@ -200,7 +203,7 @@ def run_router(cfg: RouterConfig) -> RouterResult:
         config = train_config(cfg, data)
         with run.strategy.scope():
             backbone = build_backbone(cfg.backbone, cfg.image_size, cfg.weights)
-            head = classification_head(cfg.head, outputs=len(PARTS), name="part_head")
+            head = classification_head(cfg.head, outputs=len(cfg.data_info.parts), name="part_head")
             model = build_classifier(
                 backbone, head, cfg.image_size, cfg.freeze_backbone, name="part_router"
             )
