@@ -167,26 +167,35 @@ def _rows_from_folders(root: Path, split: str, parts: Sequence[str]) -> list[dic
     return records
 
 
+def film_problem(
+    path: str | os.PathLike[str], signature: bytes, kind: str, check: Callable[[Image.Image], None]
+) -> str | None:
+    """Why `path` is not a readable `kind` film (`'missing'`, `'empty file'`, `'not a PNG'`,
+    `'corrupt (...)'`), or None: its first bytes must be `signature`, then `check` (given the
+    opened Pillow image) must not raise."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(signature))
+        if not head:
+            return "empty file"
+        if head != signature:
+            return f"not a {kind}"
+        with Image.open(path) as im:
+            check(im)
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, SyntaxError, ValueError, zlib.error, Image.DecompressionBombError) as e:
+        return f"corrupt ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+    return None
+
+
 def png_problem(path: str | os.PathLike[str]) -> str | None:
     """Why `path` is not a readable PNG (`'missing'`, `'empty file'`, ...), or None if it is.
 
     Checks the signature and every chunk's CRC with Pillow's `verify` (which reads to IEND), so
     truncated and bit-flipped files are caught without the cost of decoding pixels.
     """
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if not head:
-                return "empty file"
-            if head != PNG_SIGNATURE:
-                return "not a PNG"
-        with Image.open(path) as im:
-            im.verify()
-    except FileNotFoundError:
-        return "missing"
-    except (OSError, SyntaxError, ValueError, zlib.error, Image.DecompressionBombError) as e:
-        return f"corrupt ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
-    return None
+    return film_problem(path, PNG_SIGNATURE, "PNG", lambda im: im.verify())
 
 
 def find_unreadable(
