@@ -41,6 +41,7 @@ from mura_tf.data.pipeline import PipelineConfig, make_dataset
 from mura_tf.data.splits import Splits, label_fraction, make_splits
 from mura_tf.distribute import distribute_batches, local_copy, num_workers
 from mura_tf.errors import ConfigError
+from mura_tf.evaluators.intervals import metric_intervals, with_intervals
 from mura_tf.evaluators.localisation import localisation_metrics, score_films
 from mura_tf.export import export_savedmodel
 from mura_tf.gradcam import film_cams
@@ -410,6 +411,7 @@ def _run_experiment(exp: Experiment, run: OpenRun, policy: str) -> RunResult:
         probability=probabilities
     )
     metrics = study_level_metrics(predictions)
+    metrics = with_intervals(metrics, metric_intervals(predictions, seed=exp.seed))
     metrics.update(extra)
     metrics["selected_epoch"] = result.selection()
     metrics["first_batch_sha1"] = hashlib.sha1(data.first_batch.tobytes()).hexdigest()

@@ -85,6 +85,25 @@ def study_level_metrics(predictions: pd.DataFrame, threshold: float = 0.5) -> di
     }
 
 
+def interval_table(
+    metrics: dict, names: tuple[str, ...] = ("accuracy", "auc", "kappa")
+) -> pd.DataFrame:
+    """The 95% intervals beside `metrics_table`'s study metrics (`evaluators.intervals`), as
+    text `low-high`, rows `all` and each part; empty without intervals."""
+    rows = {"all": metrics, **metrics["per_part"]}
+
+    def shown(bounds) -> str:
+        return "" if not bounds else f"{bounds[0]:.3f}-{bounds[1]:.3f}"
+
+    table = pd.DataFrame(
+        {
+            name: {f"study_{k}_95ci": shown(doc["study"].get(f"{k}_ci")) for k in names}
+            for name, doc in rows.items()
+        }
+    ).T
+    return table if "intervals" in metrics else table.iloc[0:0]
+
+
 def macro_f1(labels, predicted) -> float:
     """Macro-averaged F1 of a multi-class task (report 000's body-part metric)."""
     return float(f1_score(np.asarray(labels), np.asarray(predicted), average="macro"))

@@ -195,7 +195,7 @@ def _ensemble(exp: Experiment) -> int:
 
 def _experiment(exp: Experiment) -> int:
     from mura_tf.experiment import run_experiment
-    from mura_tf.metrics import metrics_table
+    from mura_tf.metrics import interval_table, metrics_table
 
     if exp.ensemble > 1:
         return _ensemble(exp)
@@ -209,6 +209,10 @@ def _experiment(exp: Experiment) -> int:
         "probabilities)"
     )
     print(metrics_table(result.metrics).to_string())
+    intervals = interval_table(result.metrics)
+    if not intervals.empty:
+        print(f"\n95% intervals ({result.metrics['intervals']['method']})")
+        print(intervals.to_string())
     if "body_part" in result.extra:
         stage = result.extra["body_part"]
         print(

@@ -38,8 +38,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.data_dir = mura_folder(args)
 
     from mura_tf.data.catalogue import detect_dataset, load_catalogue
+    from mura_tf.evaluators.intervals import metric_intervals, with_intervals
     from mura_tf.io import write_json, write_text
-    from mura_tf.metrics import metrics_table, study_level_metrics, study_predictions
+    from mura_tf.metrics import (
+        interval_table,
+        metrics_table,
+        study_level_metrics,
+        study_predictions,
+    )
     from mura_tf.plots import plot_confusion, plot_roc
     from mura_tf.predict import predict_films
     from mura_tf.serving import load_serving, load_study_serving, predict_frame
@@ -58,7 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:  # a part-router cascade routes each study by the vote of its views
         predictions = predict_films(None, frame, predict_study=predict_study)
     metrics = study_level_metrics(predictions)
+    metrics = with_intervals(metrics, metric_intervals(predictions))
     print(metrics_table(metrics).to_string())
+    print(f"\n95% intervals ({metrics['intervals']['method']})")
+    print(interval_table(metrics).to_string())
     out = (
         Path(args.out)
         if args.out
