@@ -22,9 +22,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from mura_tf.errors import ConfigError
+from mura_tf.evaluators.intervals import metric_intervals
+from mura_tf.evaluators.paired import paired_difference
 from mura_tf.metrics import study_level_metrics
 from mura_tf.parts import PARTS, parse_parts, short_name
-from mura_tf.published import MURA_PAPER, MURA_PAPER_KAPPA
+from mura_tf.published import MURA_PAPER, MURA_PAPER_KAPPA, MURA_PAPER_KAPPA_CI
 from mura_tf.runs import ABNORMALITY_SECTIONS, FinishedRun, read_run
 
 METRICS = {"kappa": "Kappa", "auc": "AUROC", "accuracy": "Accuracy"}
@@ -88,12 +90,15 @@ def _predictions(run: FinishedRun) -> pd.DataFrame:
 
 
 def compare(rows: Sequence[Row]) -> pd.DataFrame:
-    """Long table: `system`, `part` (short name or "all"), `metric`, `value`, `studies`,
-    `source`; the MURA paper's kappas last."""
+    """Long table: `system`, `part` (short name or "all"), `metric`, `value`, `low`, `high`
+    (its 95% interval, `evaluators.intervals`), `studies`, `source`; the MURA paper's kappas,
+    with the paper's intervals, last."""
     records = []
     for row in rows:
         metrics = study_level_metrics(row.predictions)
+        intervals = metric_intervals(row.predictions)
         docs = {"all": metrics, **metrics["per_part"]}
+        bounds = {"all": intervals, **intervals["per_part"]}
         counts = row.predictions.groupby("part")["study"].nunique().to_dict()
         counts["all"] = row.predictions["study"].nunique()
         for part, doc in docs.items():
@@ -104,6 +109,8 @@ def compare(rows: Sequence[Row]) -> pd.DataFrame:
                         "part": part if part == "all" else short_name(part),
                         "metric": key,
                         "value": doc["study"][key],
+                        "low": (bounds[part]["study"][key] or [None, None])[0],
+                        "high": (bounds[part]["study"][key] or [None, None])[1],
                         "studies": int(counts[part]),
                         "source": " ".join(row.runs),
                     }
@@ -115,6 +122,8 @@ def compare(rows: Sequence[Row]) -> pd.DataFrame:
                 "part": part if part == "all" else short_name(part),
                 "metric": "kappa",
                 "value": value,
+                "low": MURA_PAPER_KAPPA_CI[part][0],
+                "high": MURA_PAPER_KAPPA_CI[part][1],
                 "studies": None,
                 "source": MURA_PAPER,
             }
@@ -122,29 +131,93 @@ def compare(rows: Sequence[Row]) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-def wide(table: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """One metric as systems x parts (PARTS order, then "all"), rows in the order given."""
+def wide(table: pd.DataFrame, metric: str, values: str = "value") -> pd.DataFrame:
+    """One metric (its `values` column) as systems x parts (PARTS order, then "all"), rows in
+    the order given."""
     shown = table[table["metric"] == metric]
     order = [short_name(p) for p in PARTS] + ["all"]
-    out = shown.pivot(index="system", columns="part", values="value")
+    out = shown.pivot(index="system", columns="part", values=values)
     out = out.reindex(columns=[c for c in order if c in out.columns])
     return out.reindex(list(dict.fromkeys(shown["system"])))
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """The three metrics as GitHub-flavoured Markdown tables, to 3 decimals."""
+    """The three metrics as GitHub-flavoured Markdown tables, each value to 3 decimals with
+    its 95% interval, then the paired differences (`paired`) when given."""
     parts = []
     for metric, title in METRICS.items():
         frame = wide(table, metric)
-        header = "| " + " | ".join([f"Study {title}", *frame.columns]) + " |"
+        low, high = wide(table, metric, "low"), wide(table, metric, "high")
+        header = "| " + " | ".join([f"Study {title} (95% interval)", *frame.columns]) + " |"
         lines = [header, "|---" * (len(frame.columns) + 1) + "|"]
         for system, values in frame.iterrows():
-            cells = ["" if pd.isna(v) else f"{v:.3f}" for v in values]
+            cells = [
+                "" if pd.isna(v) else f"{v:.3f}" + ("" if pd.isna(lo) else f" ({lo:.3f}-{hi:.3f})")
+                for v, lo, hi in zip(values, low.loc[system], high.loc[system], strict=True)
+            ]
             name = f"{system} *" if system == PAPER_ROW else system
             lines.append("| " + " | ".join([name, *cells]) + " |")
         parts.append("\n".join(lines))
     note = (
         f"\n\n\\* {MURA_PAPER}: the paper's model on its own test set (real MURA, ImageNet "
-        "weights); a reference, not a score on these films."
+        "weights); a reference, not a score on these films. Its intervals are as published: "
+        "the competition's script used the kappa's variance where its standard error belongs, "
+        "which makes them too narrow; this project's are a bootstrap over studies."
     )
     return "\n\n".join(parts) + note + "\n"
+
+
+def paired_table(rows: Sequence[Row]) -> pd.DataFrame:
+    """Every pair of rows scored on studies in common: the first minus the second in study
+    AUROC (paired bootstrap interval, DeLong's p) and kappa (paired bootstrap interval), all
+    parts together (`evaluators.paired`)."""
+    records = []
+    for i, first in enumerate(rows):
+        for second in rows[i + 1 :]:
+            common = set(first.predictions["study"]) & set(second.predictions["study"])
+            if not common:
+                continue
+            found = paired_difference(first.predictions, second.predictions)
+            if found["delong"] is None or None in (
+                found["auc"]["interval"],
+                found["kappa"]["interval"],
+            ):
+                continue  # the common studies hold one label only
+            records.append(
+                {
+                    "first": first.name,
+                    "second": second.name,
+                    "studies": found["studies"],
+                    "auc_difference": found["auc"]["difference"],
+                    "auc_low": found["auc"]["interval"][0],
+                    "auc_high": found["auc"]["interval"][1],
+                    "delong_p": found["delong"]["p"],
+                    "kappa_difference": found["kappa"]["difference"],
+                    "kappa_low": found["kappa"]["interval"][0],
+                    "kappa_high": found["kappa"]["interval"][1],
+                }
+            )
+    return pd.DataFrame(records)
+
+
+def paired_markdown(pairs: pd.DataFrame) -> str:
+    """`paired_table` as a Markdown table: differences with their 95% paired intervals."""
+    if pairs.empty:
+        return ""
+    lines = [
+        "| first - second | studies | AUROC difference (95% interval) | DeLong p | "
+        "kappa difference (95% interval) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in pairs.itertuples():
+        lines.append(
+            f"| {r.first} - {r.second} | {r.studies} | {r.auc_difference:+.3f} "
+            f"({r.auc_low:+.3f} to {r.auc_high:+.3f}) | {r.delong_p:.3g} | "
+            f"{r.kappa_difference:+.3f} ({r.kappa_low:+.3f} to {r.kappa_high:+.3f}) |"
+        )
+    return (
+        "\n\nPaired differences on the studies both systems scored (all parts; bootstrap over "
+        "those studies, the same draws for both; DeLong's test for AUROC):\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )

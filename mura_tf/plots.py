@@ -153,11 +153,17 @@ def plot_fractions(rows: pd.DataFrame, path: str | os.PathLike[str], title: str 
 
 
 def plot_comparison(
-    frame: pd.DataFrame, path: str | os.PathLike[str], title: str, reference: str = ""
+    frame: pd.DataFrame,
+    path: str | os.PathLike[str],
+    title: str,
+    reference: str = "",
+    low: pd.DataFrame | None = None,
+    high: pd.DataFrame | None = None,
 ) -> Path:
     """Grouped bars: one group per body part (columns of `frame`), one bar per system (rows),
-    the row named `reference` hatched (a published figure, not a run). Missing values (a
-    system without that part) leave a gap."""
+    the row named `reference` hatched (a published figure, not a run), with error bars from
+    `low` to `high` (frames like `frame`: 95% intervals) where given. Missing values (a system
+    without that part) leave a gap."""
     systems, parts = list(frame.index), list(frame.columns)
     width = 0.8 / max(len(systems), 1)
     x = np.arange(len(parts))
@@ -165,6 +171,11 @@ def plot_comparison(
     for k, system in enumerate(systems):
         values = frame.loc[system].astype(float).to_numpy()
         style = {"hatch": "//", "alpha": 0.6} if system == reference else {}
+        if low is not None and high is not None:
+            lo = low.loc[system].astype(float).to_numpy()
+            hi = high.loc[system].astype(float).to_numpy()
+            errors = np.nan_to_num(np.vstack([values - lo, hi - values]), nan=0.0)
+            style.update(yerr=np.clip(errors, 0, None), capsize=2, ecolor="#333")
         ax.bar(x + (k - (len(systems) - 1) / 2) * width, values, width, label=system, **style)
     ax.set_xticks(x, parts, fontsize=9)
     ax.axhline(0, color="#999", linewidth=0.6)

@@ -37,6 +37,22 @@ MURA_PAPER_KAPPA = {
     "all": 0.705,
 }
 
+# The paper's 95% intervals of those kappas (Table 2), as the competition published them. Its
+# evaluation script computes an interval as kappa +- 1.96 x the kappa's variance, using the
+# variance where the standard error (its square root) belongs; variances well below 1 make
+# those intervals too narrow (README, "Confidence intervals"). This project's intervals are a
+# bootstrap over studies (`mura_tf.evaluators.intervals`), not that formula.
+MURA_PAPER_KAPPA_CI = {
+    "XR_ELBOW": (0.674, 0.745),
+    "XR_FINGER": (0.332, 0.446),
+    "XR_FOREARM": (0.707, 0.766),
+    "XR_HAND": (0.830, 0.871),
+    "XR_HUMERUS": (0.558, 0.642),
+    "XR_SHOULDER": (0.697, 0.760),
+    "XR_WRIST": (0.922, 0.940),
+    "all": (0.700, 0.710),
+}
+
 # recipe -> (parts the report trained on, test accuracy)
 REPORT_000_ACCURACY = {
     "resnet18_linear": ("all", 0.6951),

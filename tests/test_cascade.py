@@ -191,7 +191,18 @@ def test_report_compare_sets_the_systems_side_by_side(cascade, tmp_path):
     # The per-part row holds only the expert's part.
     per_part = table[table["system"] == "resnet18_mlp (per part)"]
     assert set(per_part["part"]) == {"elbow", "all"}
+    assert (paper["low"].item(), paper["high"].item()) == (0.922, 0.940)  # as published
+    # Each value with its interval (a bootstrap over the row's own studies).
+    auc = table.query("system == 'Part-router cascade' and part == 'all' and metric == 'auc'")
+    assert auc["low"].item() <= auc["value"].item() <= auc["high"].item()
     text = (tmp_path / "comparison.md").read_text()
-    assert "| Study Kappa |" in text and "| Study AUROC |" in text
+    assert "| Study Kappa (95% interval) |" in text and "| Study AUROC (95% interval) |" in text
+    assert "0.931 (0.922-0.940)" in text
+    # Paired differences between the rows scored on the same studies.
+    pairs = pd.read_csv(tmp_path / "paired.csv")
+    cascade_pair = pairs.query("first == 'Part-router cascade'")
+    assert "cascade given the true parts" in set(cascade_pair["second"])
+    assert (pairs["auc_low"] <= pairs["auc_difference"] + 1e-12).all()
+    assert "Paired differences" in text
     for metric in ("kappa", "auc", "accuracy"):
         assert (tmp_path / f"comparison_{metric}.png").stat().st_size > 1000

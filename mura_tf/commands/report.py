@@ -85,23 +85,40 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _compare(run_dirs: list[str], out: Path) -> int:
-    from mura_tf.comparison import METRICS, PAPER_ROW, compare, comparison_rows, markdown, wide
+    from mura_tf.comparison import (
+        METRICS,
+        PAPER_ROW,
+        compare,
+        comparison_rows,
+        markdown,
+        paired_markdown,
+        paired_table,
+        wide,
+    )
     from mura_tf.io import write_text
     from mura_tf.plots import plot_comparison
 
-    table = compare(comparison_rows(run_dirs))
-    text = markdown(table)
+    rows = comparison_rows(run_dirs)
+    table = compare(rows)
+    pairs = paired_table(rows)
+    text = markdown(table) + paired_markdown(pairs)
     written = [
         write_text(out / "comparison.md", text),
         write_text(out / "comparison.csv", table.to_csv(index=False, float_format="%.6g")),
     ]
+    if not pairs.empty:
+        written.append(
+            write_text(out / "paired.csv", pairs.to_csv(index=False, float_format="%.6g"))
+        )
     for metric, title in METRICS.items():
         written.append(
             plot_comparison(
                 wide(table, metric),
                 out / f"comparison_{metric}.png",
-                f"Study {title} per part",
+                f"Study {title} per part (95% intervals)",
                 reference=PAPER_ROW,
+                low=wide(table, metric, "low"),
+                high=wide(table, metric, "high"),
             )
         )
     print(text)
