@@ -159,7 +159,9 @@ def _seed_rows(args, runs: list[str], seed: int, out: Path, extra: list[str]) ->
 def _print(rows: list[dict]) -> None:
     import pandas as pd
 
-    table = pd.DataFrame(rows)
+    columns = ["run", "seed", "auroc", "kappa", "accuracy", "pointing", "chance", "mass/share",
+               "epoch", "minutes"]  # fmt: skip
+    table = pd.DataFrame(rows).reindex(columns=columns)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         numeric = table.drop(columns=["seed", "epoch"], errors="ignore")
