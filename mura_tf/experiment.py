@@ -41,12 +41,13 @@ from mura_tf.data.pipeline import PipelineConfig, make_dataset
 from mura_tf.data.splits import Splits, label_fraction, make_splits
 from mura_tf.distribute import distribute_batches, local_copy, num_workers
 from mura_tf.errors import ConfigError
+from mura_tf.evaluators.calibration import calibration, operating_points
 from mura_tf.evaluators.intervals import metric_intervals, with_intervals
 from mura_tf.evaluators.localisation import localisation_metrics, score_films
 from mura_tf.export import export_savedmodel
 from mura_tf.gradcam import film_cams
 from mura_tf.io import same_file, write_json, write_text
-from mura_tf.metrics import macro_f1, study_level_metrics
+from mura_tf.metrics import macro_f1, study_level_metrics, study_predictions
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.heads import HEADS, build_classifier, classification_head
 from mura_tf.precision import MODES, parse_mode, precision, uses_mixed_precision
@@ -412,6 +413,19 @@ def _run_experiment(exp: Experiment, run: OpenRun, policy: str) -> RunResult:
     )
     metrics = study_level_metrics(predictions)
     metrics = with_intervals(metrics, metric_intervals(predictions, seed=exp.seed))
+    # Calibration, and operating points whose thresholds are chosen on dev, never on test.
+    dev_data = make_dataset(
+        splits.dev, pipeline_config(exp, spec.normalization, training=False),
+        batch_size=exp.eval_batch_size,
+    )  # fmt: skip
+    dev_predictions = splits.dev[["study", "label"]].assign(
+        probability=model.predict(dev_data, verbose=0)[:, 0]
+    )
+    test_studies = study_predictions(predictions)
+    metrics["calibration"] = calibration(test_studies["label"], test_studies["probability"])
+    metrics["operating_points"] = operating_points(
+        study_predictions(dev_predictions.assign(part="")), test_studies, seed=exp.seed
+    )
     metrics.update(extra)
     metrics["selected_epoch"] = result.selection()
     metrics["first_batch_sha1"] = hashlib.sha1(data.first_batch.tobytes()).hexdigest()

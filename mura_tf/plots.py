@@ -236,3 +236,24 @@ def study_sheet(
         sheet.paste(im, (x, head + caption))
         x += im.width + gap
     return write_with(path, lambda tmp: sheet.save(tmp, format="PNG"))
+
+
+def plot_reliability(calibration: dict, path: str | os.PathLike[str]) -> Path:
+    """The reliability diagram of `evaluators.calibration.calibration`'s bins: observed rate of
+    positive studies against mean probability per bin (marker area: studies), the diagonal
+    for perfect calibration; Brier score and ECE in the title."""
+    bins = calibration["bins"]
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfectly calibrated")
+    if bins:
+        x = [b["mean_probability"] for b in bins]
+        y = [b["observed"] for b in bins]
+        sizes = [20 + 200 * b["studies"] / max(c["studies"] for c in bins) for b in bins]
+        ax.plot(x, y, color="#4c72b0", lw=1)
+        ax.scatter(x, y, s=sizes, color="#4c72b0", zorder=3, label="test studies per bin")
+    ax.set(
+        xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted probability", ylabel="observed rate",
+        title=f"Brier {calibration['brier']:.3f}, ECE {calibration['ece']:.3f}",
+    )  # fmt: skip
+    ax.legend(fontsize=8, loc="upper left")
+    return _save(fig, path)

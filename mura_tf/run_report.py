@@ -184,7 +184,7 @@ def _supervised_sections(
     cams: Cams | None,
     after_metrics: Sequence[str] = (),
 ) -> list[str]:
-    from mura_tf.metrics import metrics_table, study_predictions
+    from mura_tf.metrics import interval_table, metrics_table, study_predictions
     from mura_tf.plots import plot_confusion, plot_roc
 
     predictions = pd.read_csv(run_dir / "predictions.csv")
@@ -195,6 +195,8 @@ def _supervised_sections(
         f"<p class=muted>{info.title}'s {info.test_split} split; label 1: {info.positive}; a "
         "study's probability is the mean of its views', decided at 0.5.</p>",
         _table(metrics_table(metrics)),
+        *_interval_section(metrics, interval_table(metrics)),
+        *_calibration_section(metrics, figures),
         *after_metrics,
         "<h2>ROC and confusion (study level)</h2>",
         _png(plot_roc(studies, figures / "roc.png"), "ROC curves"),
@@ -210,6 +212,51 @@ def _supervised_sections(
 
 
 SHOWN_FILMS = 3
+
+
+def _interval_section(metrics: dict, table: pd.DataFrame) -> list[str]:
+    if table.empty:
+        return []
+    how = metrics["intervals"]
+    return [
+        f"<p class=muted>95% intervals: {html.escape(how['method'])}, {how['resamples']} "
+        f"resamples, seed {how['seed']}.</p>",
+        _table(table),
+    ]
+
+
+def _calibration_section(metrics: dict, figures: Path) -> list[str]:
+    """The reliability diagram and the operating points (thresholds chosen on dev)."""
+    if "calibration" not in metrics:
+        return []
+    from mura_tf.plots import plot_reliability
+
+    points = metrics.get("operating_points", {})
+    rows = {
+        name: {
+            "threshold": doc["threshold"],
+            "sensitivity": doc["sensitivity"],
+            "sensitivity 95% CI": "{:.3f}-{:.3f}".format(*doc["sensitivity_ci"]),
+            "specificity": doc["specificity"],
+            "specificity 95% CI": "{:.3f}-{:.3f}".format(*doc["specificity_ci"]),
+        }
+        for name, doc in points.items()
+        if isinstance(doc, dict)
+    }
+    out = [
+        "<h2>Calibration and operating points (test studies)</h2>",
+        _png(plot_reliability(metrics["calibration"], figures / "reliability.png"),
+             "reliability diagram"),
+        f"<p class=muted>{html.escape(metrics['calibration']['binning'])}.</p>",
+    ]  # fmt: skip
+    if rows:
+        out += [
+            _table(pd.DataFrame(rows).T),
+            f"<p class=muted>{html.escape(points['method'])}; protocol is MURA's 0.5, youden "
+            "the dev split's best sensitivity + specificity, specificity_90/95 the dev "
+            "thresholds that reach that specificity.</p>",
+        ]
+    return out
 
 
 def _localisation_section(
