@@ -136,7 +136,10 @@ def test_every_recipe_runs_end_to_end_on_tiny_images(name, synthetic_dir, tmp_pa
         metrics["n_images"] == len(predictions)
         and metrics["n_studies"] == predictions["study"].nunique()
     )
-    assert set(metrics["study"]) == {"accuracy", "precision", "recall", "f1", "auc", "kappa"}
+    values = {"accuracy", "precision", "recall", "f1", "auc", "kappa"}
+    # each value, and its 95% interval beside it (mura_tf.evaluators.intervals)
+    assert set(metrics["study"]) == values | {f"{k}_ci" for k in values}
+    assert metrics["intervals"]["level"] == 0.95 and "95% intervals" in printed
     if name == "resnet18_bodypart":
         stage = json.loads((run_dir / "body_part" / "metrics.json").read_text())
         assert 0.0 <= stage["macro_f1"] <= 1.0 and "body-part task: macro F1" in printed

@@ -172,6 +172,8 @@ def test_three_label_fractions_fine_tune_and_appear_in_the_report(
         argv = [
             "--encoder",
             str(pretrained),
+            "--backbone",
+            "resnet18",  # the encoder's (the recipe's own is report 002's resnet50)
             "--fraction",
             fraction,
             "--data-dir",
@@ -210,6 +212,8 @@ def test_encoder_pretrained_at_another_size_is_a_one_line_error(
     argv = [
         "--encoder",
         str(pretrained),
+        "--backbone",
+        "resnet18",
         "--data-dir",
         str(synthetic_dir),
         "--image-size",
