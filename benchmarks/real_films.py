@@ -41,7 +41,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _recipe(name: str, flags: list[str], out: Path) -> tuple[Path, float]:
-    """Run `python -m recipes.NAME FLAGS --out OUT`; the run folder it printed, and seconds."""
+    """Run `python -m recipes.NAME FLAGS --out OUT`; the run folder it printed, and seconds
+    (NaN for a run that an earlier invocation finished: it is read, not trained again)."""
+    import importlib
+
+    from mura_tf.runs import read_run
+    from recipes.common import configure
+
+    config = importlib.import_module(f"recipes.{name}").CONFIG
+    run_dir = configure(config, [*flags, "--out", str(out)]).run_dir()
+    if read_run(run_dir) is not None:
+        print(f"$ (finished before) {run_dir}", file=sys.stderr, flush=True)
+        return run_dir, float("nan")
     command = [sys.executable, "-m", f"recipes.{name}", *flags, "--out", str(out)]
     print("$ " + shlex.join(command[1:]), file=sys.stderr, flush=True)
     start = time.perf_counter()
@@ -128,10 +139,13 @@ def _seed_rows(args, runs: list[str], seed: int, out: Path, extra: list[str]) ->
         if "resnet18_mlp" in runs:
             rows.append(_row("resnet18_mlp", seed, keras_run, seconds))
     if "torch_resnet18_mlp" in runs:
-        from benchmarks.torch_reference import train_reference
-
         start = time.perf_counter()
-        result = train_reference(keras_run, seed)
+        command = [sys.executable, "-m", "benchmarks.torch_reference", str(keras_run), str(seed)]
+        print("$ " + shlex.join(command[1:]), file=sys.stderr, flush=True)
+        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+        if done.returncode != 0:
+            raise SystemExit(f"the PyTorch reference failed:\n{done.stderr[-3000:]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append(
             {"run": "torch_resnet18_mlp", "seed": seed, **result,
              "minutes": (time.perf_counter() - start) / 60}

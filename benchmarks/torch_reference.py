@@ -7,6 +7,10 @@ chooses the epoch handed over) on the run's own films (`splits.csv`), read with 
 viewer shows them (EXIF orientation applied), stretched to the square side as the run does,
 ImageNet-normalised, in a `DataLoader` with workers; channels-last, and `torch.autocast`
 bfloat16 where the run computed in bfloat16. Needs `pip install -e .[bench]`.
+
+Run it in a process without TensorFlow (`python -m benchmarks.torch_reference RUN SEED`
+prints its result as JSON): PyTorch and TensorFlow loaded together crashed with a
+segmentation fault here (torch 2.14.1, tensorflow 2.21).
 """
 
 from __future__ import annotations
@@ -137,3 +141,9 @@ def train_reference(run_dir: str | Path, seed: int) -> dict:
         "accuracy": float(np.mean((p >= 0.5) == y)),
         "epoch": f"{best_epoch}/{epochs_run}",
     }
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(json.dumps(train_reference(sys.argv[1], int(sys.argv[2]))))
