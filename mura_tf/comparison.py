@@ -18,14 +18,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
+from mura_tf.data.datasets import DATASETS, MURA, dataset_of_parts, short_name
 from mura_tf.errors import ConfigError
 from mura_tf.evaluators.intervals import metric_intervals
 from mura_tf.evaluators.paired import paired_difference
 from mura_tf.metrics import study_level_metrics
-from mura_tf.parts import PARTS, parse_parts, short_name
 from mura_tf.published import MURA_PAPER, MURA_PAPER_KAPPA, MURA_PAPER_KAPPA_CI
 from mura_tf.runs import ABNORMALITY_SECTIONS, FinishedRun, read_run
 
@@ -62,7 +63,8 @@ def comparison_rows(run_dirs: Sequence[str | os.PathLike[str]]) -> list[Row]:
     order: list[FinishedRun | str] = []
     merged: dict[str, list[FinishedRun]] = {}
     for run in runs:
-        single = len(parse_parts(run.settings.get("part") or "all")) == 1
+        dataset = DATASETS[run.settings.get("dataset", "mura")]
+        single = len(dataset.parse_parts(run.settings.get("part") or "all")) == 1
         if single and run.section != "cascade":
             if run.label not in merged:
                 merged[run.label] = []
@@ -82,7 +84,14 @@ def comparison_rows(run_dirs: Sequence[str | os.PathLike[str]]) -> list[Row]:
         if item.section == "cascade":
             oracle = frame.assign(probability=frame["probability_true_part"])
             rows.append(Row(TRUE_PARTS_ROW, oracle, (str(item.run_dir),)))
-    return rows
+    # Runs of one label (seeds of a recipe) are told apart by their folders.
+    names = [row.name for row in rows]
+    return [
+        Row(f"{row.name} ({Path(row.runs[0]).name})", row.predictions, row.runs)
+        if names.count(row.name) > 1
+        else row
+        for row in rows
+    ]
 
 
 def _predictions(run: FinishedRun) -> pd.DataFrame:
@@ -115,7 +124,8 @@ def compare(rows: Sequence[Row]) -> pd.DataFrame:
                         "source": " ".join(row.runs),
                     }
                 )
-    for part, value in MURA_PAPER_KAPPA.items():
+    parts = {p for row in rows for p in row.predictions["part"].unique()}
+    for part, value in MURA_PAPER_KAPPA.items() if dataset_of_parts(parts) is MURA else ():
         records.append(
             {
                 "system": PAPER_ROW,
@@ -132,10 +142,11 @@ def compare(rows: Sequence[Row]) -> pd.DataFrame:
 
 
 def wide(table: pd.DataFrame, metric: str, values: str = "value") -> pd.DataFrame:
-    """One metric (its `values` column) as systems x parts (PARTS order, then "all"), rows in
-    the order given."""
+    """One metric (its `values` column) as systems x parts (each dataset's order, then "all"),
+    rows in the order given."""
     shown = table[table["metric"] == metric]
-    order = [short_name(p) for p in PARTS] + ["all"]
+    names = [short_name(p) for d in DATASETS.values() for p in d.parts]
+    order = [*dict.fromkeys(names), "all"]
     out = shown.pivot(index="system", columns="part", values=values)
     out = out.reindex(columns=[c for c in order if c in out.columns])
     return out.reindex(list(dict.fromkeys(shown["system"])))
@@ -164,6 +175,8 @@ def markdown(table: pd.DataFrame) -> str:
         "the competition's script used the kappa's variance where its standard error belongs, "
         "which makes them too narrow; this project's are a bootstrap over studies."
     )
+    if PAPER_ROW not in set(table["system"]):  # another dataset: no published row
+        note = ""
     return "\n\n".join(parts) + note + "\n"
 
 
