@@ -19,6 +19,7 @@ from mura_tf.evaluators.intervals import (
     LEVEL,
     RESAMPLES,
     bootstrap_weights,
+    percentile_interval,
     weighted_metrics,
 )
 
@@ -95,7 +96,6 @@ def operating_points(
     labels, probabilities = test["label"].to_numpy(), test["probability"].to_numpy()
     weights = bootstrap_weights(labels, resamples, seed)
     ones = np.ones((1, len(labels)))
-    tail = (1 - level) / 2 * 100
     out: dict = {}
     for name, threshold in chosen.items():
         point = weighted_metrics(ones, labels, probabilities, threshold)
@@ -103,7 +103,7 @@ def operating_points(
         doc = {"threshold": threshold}
         for key, metric in (("sensitivity", "recall"), ("specificity", "specificity")):
             doc[key] = float(point[metric][0])
-            doc[f"{key}_ci"] = [float(v) for v in np.percentile(drawn[metric], [tail, 100 - tail])]
+            doc[f"{key}_ci"] = percentile_interval(drawn[metric], level)
         out[name] = doc
     out["method"] = (
         "thresholds chosen on the dev studies (protocol: 0.5); sensitivity and specificity of "

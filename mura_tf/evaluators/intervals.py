@@ -101,7 +101,9 @@ def _weighted_auc(w: np.ndarray, y: np.ndarray, p: np.ndarray) -> np.ndarray:
         return np.where(pairs > 0, wins / np.where(pairs > 0, pairs, 1), np.nan)
 
 
-def _interval(values: np.ndarray, level: float) -> list[float] | None:
+def percentile_interval(values: np.ndarray, level: float = LEVEL) -> list[float] | None:
+    """The central `level` percentile interval of a metric's resampled `values` `[R]`; None
+    where the metric is undefined (NaN) in most resamples."""
     finite = values[np.isfinite(values)]
     if len(finite) < 0.5 * len(values):  # undefined in most resamples: no interval
         return None
@@ -126,8 +128,8 @@ def _level_intervals(
         predictions["probability"].to_numpy(), threshold,
     )  # fmt: skip
     return {
-        "study": {k: _interval(v, level) for k, v in at_studies.items()},
-        "image": {k: _interval(v, level) for k, v in at_images.items()},
+        "study": {k: percentile_interval(v, level) for k, v in at_studies.items()},
+        "image": {k: percentile_interval(v, level) for k, v in at_images.items()},
     }
 
 

@@ -14,7 +14,13 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm, rankdata
 
-from mura_tf.evaluators.intervals import LEVEL, RESAMPLES, bootstrap_weights, weighted_metrics
+from mura_tf.evaluators.intervals import (
+    LEVEL,
+    RESAMPLES,
+    bootstrap_weights,
+    percentile_interval,
+    weighted_metrics,
+)
 
 PAIRED_METRICS = ("auc", "kappa")
 
@@ -87,18 +93,10 @@ def paired_difference(
     drawn_b = weighted_metrics(weights, labels, b["probability"].to_numpy(), threshold)
     point_a = weighted_metrics(ones, labels, a["probability"].to_numpy(), threshold)
     point_b = weighted_metrics(ones, labels, b["probability"].to_numpy(), threshold)
-    tail = (1 - level) / 2 * 100
     for name in PAIRED_METRICS:
-        differences = drawn_a[name] - drawn_b[name]
-        differences = differences[np.isfinite(differences)]
-        interval = (
-            [float(v) for v in np.percentile(differences, [tail, 100 - tail])]
-            if len(differences) >= 0.5 * resamples
-            else None  # undefined in most resamples (one label only)
-        )
         out[name] = {
             "difference": float(point_a[name][0] - point_b[name][0]),
-            "interval": interval,
+            "interval": percentile_interval(drawn_a[name] - drawn_b[name], level),
         }
     both = 0 < labels.sum() < len(labels)
     out["delong"] = (
