@@ -26,6 +26,7 @@ README's "Real films" table is this command's output (with its command and CPU).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import shlex
@@ -43,7 +44,6 @@ REPO = Path(__file__).resolve().parents[1]
 def _recipe(name: str, flags: list[str], out: Path) -> tuple[Path, float]:
     """Run `python -m recipes.NAME FLAGS --out OUT`; the run folder it printed, and seconds
     (NaN for a run that an earlier invocation finished: it is read, not trained again)."""
-    import importlib
 
     from mura_tf.runs import read_run
     from recipes.common import configure

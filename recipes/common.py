@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -118,8 +119,6 @@ def configure(config: C, argv: Sequence[str] | None, description: str = "") -> C
 def _other_datasets_parts(config: RunConfig, given: dict) -> list[str]:
     """A recipe's parts are MURA's (report 002 pre-trains on elbow, hand and shoulder); on
     another dataset, without --part, it takes all of that dataset's parts (noted)."""
-    import os
-
     from mura_tf.data.catalogue import resolve_dataset
 
     if "part" in given or given.get("synthetic", config.synthetic):
