@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from mura_tf.errors import ConfigError, MuraError
+from mura_tf.evaluators.thresholds import DEV_CHOICES, parse_threshold
 
 EXIT_USAGE = 2
 
@@ -135,6 +136,24 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def add_threshold(parser: argparse.ArgumentParser) -> None:
+    """`--threshold`: the probability at which a study is called positive (parsed by
+    `evaluators.thresholds.parse_threshold`; resolved against the model's run afterwards)."""
+
+    def parsed(text: str) -> float | str:
+        try:
+            return parse_threshold(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parser.add_argument(
+        "--threshold", type=parsed, default=None, metavar="P|dev",
+        help="decide a study positive at probability >= P (default 0.5, MURA's protocol), or "
+        "at a threshold the run chose on its dev split: " + ", ".join(DEV_CHOICES)
+        + " (dev = dev-youden)",
+    )  # fmt: skip
 
 
 class Progress:

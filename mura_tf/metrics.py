@@ -19,10 +19,14 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from mura_tf.evaluators.thresholds import MURA_THRESHOLD
+
 METRICS = ("accuracy", "precision", "recall", "f1", "auc", "kappa")
 
 
-def binary_metrics(labels, probabilities, threshold: float = 0.5) -> dict[str, float | None]:
+def binary_metrics(
+    labels, probabilities, threshold: float = MURA_THRESHOLD
+) -> dict[str, float | None]:
     """accuracy, precision, recall, f1, auc (ROC) and Cohen's kappa of thresholded predictions.
 
     Args:
@@ -60,7 +64,7 @@ def study_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def study_level_metrics(predictions: pd.DataFrame, threshold: float = 0.5) -> dict:
+def study_level_metrics(predictions: pd.DataFrame, threshold: float = MURA_THRESHOLD) -> dict:
     """The `metrics.json` document for per-image predictions.
 
     Returns:

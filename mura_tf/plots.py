@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
 from mura_tf.data.datasets import dataset_of_parts, short_name  # noqa: E402
+from mura_tf.evaluators.thresholds import MURA_THRESHOLD
 from mura_tf.io import write_with  # noqa: E402
 
 
@@ -113,7 +114,7 @@ def plot_roc(studies: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
 
 
 def plot_confusion(
-    studies: pd.DataFrame, path: str | os.PathLike[str], threshold: float = 0.5
+    studies: pd.DataFrame, path: str | os.PathLike[str], threshold: float = MURA_THRESHOLD
 ) -> Path:
     """Study-level confusion matrices (rows: truth, columns: prediction), all and per part."""
     from sklearn.metrics import confusion_matrix

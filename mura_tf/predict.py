@@ -1,7 +1,8 @@
 """Predictions on new radiographs: find the films, group them into studies, call the export.
 
 A study is a folder of views, MURA's convention: the images in one folder form one study, and
-its probability is the mean of its views' (the MURA paper's rule), decided at 0.5.
+its probability is the mean of its views' (the MURA paper's rule), decided at a `Threshold`
+(0.5, MURA's protocol, unless the caller gives another).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from mura_tf.data.datasets import dataset_of_parts
 from mura_tf.data.fracatlas import Outline
 from mura_tf.errors import ConfigError
+from mura_tf.evaluators.thresholds import PROTOCOL, Threshold
 from mura_tf.parts import PARTS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -149,11 +151,12 @@ def predict_films(
     return films.assign(probability=out)
 
 
-def study_table(predictions: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
+def study_table(predictions: pd.DataFrame, threshold: Threshold = PROTOCOL) -> pd.DataFrame:
     """One row per study, in the order first seen: `study`, `part`, `views`, `probability` (the
-    mean of its views', the MURA paper's rule), `abnormal` (probability >= threshold), `label`
-    (when the folders say it), `view_probabilities` (space-separated, in file order) and, from
-    a part-router cascade, `routed_part` (the part whose model scored it)."""
+    mean of its views', the MURA paper's rule), `abnormal` (probability >= threshold.value),
+    `label` (when the folders say it), `view_probabilities` (space-separated, in file order),
+    `threshold` and `threshold_rule` (which threshold made the decision) and, from a
+    part-router cascade, `routed_part` (the part whose model scored it)."""
     groups = predictions.groupby("study", sort=False)
     routed = {"routed_part": ("routed_part", "first")} if "routed_part" in predictions else {}
     table = groups.agg(
@@ -164,8 +167,8 @@ def study_table(predictions: pd.DataFrame, threshold: float = 0.5) -> pd.DataFra
         label=("label", "first"),
         view_probabilities=("probability", lambda p: " ".join(f"{v:.3f}" for v in p)),
     ).reset_index()
-    table.insert(4 + len(routed), "abnormal", table["probability"] >= threshold)
-    return table
+    table.insert(4 + len(routed), "abnormal", table["probability"] >= threshold.value)
+    return table.assign(threshold=threshold.value, threshold_rule=threshold.rule)
 
 
 def study_slug(study: str, taken: set[str]) -> str:
@@ -188,6 +191,7 @@ def write_cams(
     progress: Callable[[int, int], None] | None = None,
     batch_size: int = 32,
     outlines: Mapping[str, Outline] | None = None,
+    threshold: Threshold = PROTOCOL,
 ) -> list[Path]:
     """Grad-CAM overlays for every view, at the film's own size and aspect ratio
     (`OUT/<study>/<view>.png`), and one contact sheet per study (`OUT/<study>.png`), in the
@@ -198,6 +202,7 @@ def write_cams(
         predictions: `predict_films` rows (path, study, probability).
         outlines: radiologists' outlines by path (`mura_tf.data.catalogue.outlines_of_films`),
             drawn on the films that have one.
+        threshold: the decision written in each contact sheet's title.
     Returns:
         The contact sheets written, one per study.
     """
@@ -237,7 +242,7 @@ def write_cams(
                 progress(done, len(predictions))
         mean = views["probability"].mean()
         info = dataset_of_parts(views["part"].unique() if "part" in views else ())
-        verdict = info.positive if mean >= 0.5 else info.negative
+        verdict = info.positive if mean >= threshold.value else info.negative
         title = f"{study}\nstudy probability {mean:.2f}: {verdict}"
         sheets.append(study_sheet(pictures, titles, out / f"{slug}.png", title))
     return sheets

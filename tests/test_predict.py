@@ -1,6 +1,7 @@
 """`mura-tf predict` on a trained run: the same probabilities as the run's own evaluation,
 studies as folders, and one line for every kind of bad input."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -144,3 +145,46 @@ def test_predict_with_cam_in_a_fresh_process(model, trained, synthetic_dir, tmp_
         drawn = [o for o in overlays if o.name == path.name and o.parent.name.endswith(
             path.parent.name)]  # fmt: skip
         assert len(drawn) == 1 and Image.open(drawn[0]).size == Image.open(path).size, path
+
+
+def test_threshold_dev_decides_at_the_runs_own_dev_point(trained, synthetic_dir, tmp_path, capsys):
+    from mura_tf.commands import evaluate
+
+    youden = json.loads((trained / "metrics.json").read_text())["operating_points"]["youden"]
+    elbow = [str(synthetic_dir), "--part", "elbow"]
+    argv = ["--model", str(trained), *elbow, "--out", str(tmp_path / "p"), "--threshold", "dev"]
+    assert run_cli(predict, argv) == 0
+    studies = pd.read_csv(tmp_path / "p" / "studies.csv")
+    np.testing.assert_allclose(studies["threshold"], youden["threshold"], rtol=1e-6)
+    assert studies["threshold_rule"].str.contains("youden point of " + trained.name).all()
+    expected = studies["probability"] >= youden["threshold"]
+    assert (studies["abnormal"] == expected).all()
+
+    # A number: evaluate's metrics are scikit-learn's at that threshold, and say so.
+    from sklearn.metrics import recall_score
+
+    out = tmp_path / "e"
+    argv = ["--model", str(trained / "export"), "--data-dir", *elbow, "--out", str(out),
+            "--threshold", "0.3"]  # fmt: skip
+    assert run_cli(evaluate.main, argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["threshold"]["value"] == 0.3
+    decided = pd.read_csv(out / "studies.csv")
+    assert (decided["abnormal"] == (decided["probability"] >= 0.3)).all()
+    assert metrics["study"]["recall"] == pytest.approx(
+        recall_score(decided["label"], decided["probability"] >= 0.3)
+    )
+
+    # A bare SavedModel records no dev point; a number out of range is refused by the parser.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "export").symlink_to(trained / "export")
+    capsys.readouterr()
+    argv = ["--model", str(bare / "export"), *elbow, "--out", str(tmp_path / "x"),
+            "--threshold", "dev"]  # fmt: skip
+    assert run_cli(predict, argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--threshold dev" in err[0] and "pass a number" in err[0], err
+    with pytest.raises(SystemExit):
+        predict(["--model", str(trained), *elbow, "--threshold", "1.5"])
+    assert "between 0 and 1" in capsys.readouterr().err

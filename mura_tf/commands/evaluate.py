@@ -3,7 +3,10 @@ or FracAtlas (the layout of DIR says which).
 
 Only TensorFlow is needed to load the model: `tf.saved_model.load` and its `serve` endpoint
 (raw float32 pixels in, abnormality probability out). Writes `metrics.json`,
-`predictions.csv`, `roc.png` and `confusion.png` (study level, all parts and per part).
+`predictions.csv` (per film), `studies.csv` (per study, with its decision and the threshold
+that made it), `roc.png` and `confusion.png` (study level, all parts and per part). Studies are
+decided at 0.5 (MURA's protocol) unless `--threshold` gives a number or names a threshold the
+run chose on its dev split; `metrics.json` records which.
 """
 
 from __future__ import annotations
@@ -12,7 +15,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mura_tf.cli import add_mura_folder, command_parser, mura_folder, positive_int, run
+from mura_tf.cli import (
+    add_mura_folder,
+    add_threshold,
+    command_parser,
+    mura_folder,
+    positive_int,
+    run,
+)
 from mura_tf.errors import ConfigError
 
 
@@ -30,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=["train", "valid", "test"],
         help="split to evaluate on (default: the test set: MURA's valid, FracAtlas's test)",
     )
+    add_threshold(parser)
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument(
         "--out", help="output folder (default: next to the model, evaluation-SPLIT)"
@@ -39,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from mura_tf.data.catalogue import detect_dataset, load_catalogue
     from mura_tf.evaluators.intervals import metric_intervals, with_intervals
+    from mura_tf.evaluators.thresholds import resolve_threshold
     from mura_tf.io import write_json, write_text
     from mura_tf.metrics import (
         interval_table,
@@ -47,11 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         study_predictions,
     )
     from mura_tf.plots import plot_confusion, plot_roc
-    from mura_tf.predict import predict_films
+    from mura_tf.predict import predict_films, study_table
     from mura_tf.serving import load_serving, load_study_serving, predict_frame
 
     serve, image_size = load_serving(args.model)
     predict_study = load_study_serving(args.model)
+    threshold = resolve_threshold(args.threshold, args.model)
     dataset = detect_dataset(args.data_dir)
     args.split = args.split or dataset.test_split
     if args.split not in dataset.catalogue_splits:
@@ -63,8 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         predictions = predict_frame(serve, image_size, frame, args.batch_size)
     else:  # a part-router cascade routes each study by the vote of its views
         predictions = predict_films(None, frame, predict_study=predict_study)
-    metrics = study_level_metrics(predictions)
-    metrics = with_intervals(metrics, metric_intervals(predictions))
+    metrics = study_level_metrics(predictions, threshold.value)
+    metrics = with_intervals(metrics, metric_intervals(predictions, threshold=threshold.value))
+    metrics["threshold"] = {"value": threshold.value, "rule": threshold.rule}
+    print(f"studies decided at {threshold.rule}")
     print(metrics_table(metrics).to_string())
     print(f"\n95% intervals ({metrics['intervals']['method']})")
     print(interval_table(metrics).to_string())
@@ -77,8 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     written = [
         write_json(out / "metrics.json", metrics),
         write_text(out / "predictions.csv", predictions.to_csv(index=False, float_format="%.7g")),
+        write_text(
+            out / "studies.csv",
+            study_table(predictions, threshold).to_csv(index=False, float_format="%.7g"),
+        ),
         plot_roc(studies, out / "roc.png"),
-        plot_confusion(studies, out / "confusion.png"),
+        plot_confusion(studies, out / "confusion.png", threshold.value),
     ]
     print("\nwrote " + ", ".join(str(p) for p in written))
     return 0

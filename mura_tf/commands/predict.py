@@ -1,10 +1,11 @@
 """`mura-tf predict --model RUN FILM_OR_FOLDER ...`: a trained model on your own radiographs.
 
 Images in one folder form one study (MURA's convention; `--per-image` turns that off), whose
-probability is the mean of its views', decided at 0.5. A MURA-layout folder (MURA-v1.1/ or
-its parent) or a FracAtlas folder is read through its catalogue, restricted by `--split`
-(default: the dataset's test split) and `--part`. Prints one row
-per study and writes `predictions.csv` (per film) and `studies.csv` (per study) to `--out`;
+probability is the mean of its views', decided at 0.5 (MURA's protocol) or at `--threshold`: a
+number, or a threshold the run chose on its dev split (`dev`); `studies.csv` says which. A
+MURA-layout folder (MURA-v1.1/ or its parent) or a FracAtlas folder is read through its
+catalogue, restricted by `--split` (default: the dataset's test split) and `--part`. Prints one
+row per study and writes `predictions.csv` (per film) and `studies.csv` (per study) to `--out`;
 `--cam DIR` adds a Grad-CAM overlay per view and a contact sheet per study.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mura_tf.cli import Progress, command_parser, positive_int, run
+from mura_tf.cli import Progress, add_threshold, command_parser, positive_int, run
 from mura_tf.errors import ConfigError
 
 SHOWN_STUDIES = 50
@@ -59,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="for a dataset folder: which split (default: its test split)",
     )  # fmt: skip
     parser.add_argument("--part", default="all", help="for a dataset folder: a part, list or all")
+    add_threshold(parser)
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument(
         "--strict", action="store_true", help="stop at an unreadable file instead of skipping it"
@@ -71,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace earlier CSVs in --out")
     args = parser.parse_args(argv)
 
+    from mura_tf.evaluators.thresholds import resolve_threshold
     from mura_tf.io import write_text
     from mura_tf.predict import find_inputs, predict_films, study_table
     from mura_tf.serving import load_cam_serving, load_image_serving, load_study_serving
@@ -82,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     predict = load_image_serving(args.model)
     predict_study = load_study_serving(args.model)  # a cascade routes whole studies
     cams = load_cam_serving(args.model) if args.cam else None
+    threshold = resolve_threshold(args.threshold, args.model)
 
     datasets = [p for p in map(Path, args.inputs) if _is_dataset_folder(p)]
     others = [p for p in args.inputs if Path(p) not in datasets]
@@ -110,12 +114,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     predictions = predict_films(
         predict, films, args.batch_size, Progress("predicting"), predict_study
     )
-    studies = study_table(predictions)
-    shown = studies.head(SHOWN_STUDIES).assign(
-        probability=lambda t: t["probability"].map("{:.3f}".format),
-        abnormal=lambda t: t["abnormal"].map({True: "abnormal", False: "normal"}),
+    studies = study_table(predictions, threshold)
+    shown = (
+        studies.drop(columns=["label", "threshold", "threshold_rule"])
+        .head(SHOWN_STUDIES)
+        .assign(
+            probability=lambda t: t["probability"].map("{:.3f}".format),
+            abnormal=lambda t: t["abnormal"].map({True: "abnormal", False: "normal"}),
+        )
     )
-    print(shown.drop(columns=["label"]).to_string(index=False))
+    print(shown.to_string(index=False))
     if len(studies) > SHOWN_STUDIES:
         print(f"... and {len(studies) - SHOWN_STUDIES} more studies in studies.csv")
     written = [
@@ -124,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     print(
         f"\n{len(predictions)} films, {len(studies)} studies, "
-        f"{int(studies['abnormal'].sum())} abnormal; wrote " + ", ".join(map(str, written))
+        f"{int(studies['abnormal'].sum())} abnormal at {threshold.rule}; wrote "
+        + ", ".join(map(str, written))
     )
     if cams is not None:
         from mura_tf.data.catalogue import outlines_of_films
@@ -132,8 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         outlines = outlines_of_films(predictions["path"])
         sheets = write_cams(
-            cams, predictions, args.cam, Progress("drawing Grad-CAM"), outlines=outlines
-        )
+            cams, predictions, args.cam, Progress("drawing Grad-CAM"), outlines=outlines,
+            threshold=threshold,
+        )  # fmt: skip
         print(
             f"Grad-CAM: {len(predictions)} overlays and {len(sheets)} contact sheets in {args.cam}"
             + (f", {len(outlines)} with the radiologists' outline" if outlines else "")

@@ -22,6 +22,7 @@ from mura_tf.evaluators.intervals import (
     percentile_interval,
     weighted_metrics,
 )
+from mura_tf.evaluators.thresholds import MURA_THRESHOLD
 
 BINS = 10
 SPECIFICITIES = (0.90, 0.95)
@@ -92,7 +93,7 @@ def operating_points(
         `{name: {"threshold", "sensitivity", "specificity", "sensitivity_ci",
         "specificity_ci"}}` for `protocol` (0.5) and each of `dev_thresholds`, and `method`.
     """
-    chosen = {"protocol": 0.5, **dev_thresholds(dev["label"], dev["probability"])}
+    chosen = {"protocol": MURA_THRESHOLD, **dev_thresholds(dev["label"], dev["probability"])}
     labels, probabilities = test["label"].to_numpy(), test["probability"].to_numpy()
     weights = bootstrap_weights(labels, resamples, seed)
     ones = np.ones((1, len(labels)))

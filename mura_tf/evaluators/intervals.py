@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from mura_tf.evaluators.thresholds import MURA_THRESHOLD
+
 LEVEL = 0.95
 # Measured on a FracAtlas run (344 test films): with 10,000 resamples the ends of every study
 # metric's interval move by less than 0.005 between bootstrap seeds, except precision's and F1's
@@ -49,7 +51,10 @@ def bootstrap_weights(labels: np.ndarray, resamples: int, seed: int) -> np.ndarr
 
 
 def weighted_metrics(
-    weights: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5
+    weights: np.ndarray,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    threshold: float = MURA_THRESHOLD,
 ) -> dict[str, np.ndarray]:
     """Every metric of `INTERVAL_METRICS` for each row of `weights` (`[R, N]`: how often each
     of the `N` items counts), as scikit-learn computes it on the items repeated that often.
@@ -143,7 +148,7 @@ def metric_intervals(
     resamples: int = RESAMPLES,
     seed: int = 0,
     level: float = LEVEL,
-    threshold: float = 0.5,
+    threshold: float = MURA_THRESHOLD,
 ) -> dict:
     """The intervals of `metrics.study_level_metrics`' numbers, from the same predictions.
 
