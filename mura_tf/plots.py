@@ -135,7 +135,8 @@ def plot_confusion(
 
 
 def plot_fractions(rows: pd.DataFrame, path: str | os.PathLike[str], title: str = "") -> Path:
-    """Grouped bars of study accuracy, precision and recall per experiment (report 002 fig. 8-10).
+    """Grouped bars of study accuracy, precision and recall per experiment (report 002 fig. 8-10),
+    with their 95% intervals as error bars where the runs recorded them.
 
     Args:
         rows: `mura_tf.results_table.collect` rows of one body part.
@@ -145,7 +146,14 @@ def plot_fractions(rows: pd.DataFrame, path: str | os.PathLike[str], title: str 
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(names)), 3.8))
     for k, metric in enumerate(metrics):
-        ax.bar(x + (k - 1) * 0.27, rows[metric].astype(float).fillna(0), 0.27, label=metric)
+        value = rows[metric].astype(float).fillna(0).to_numpy()
+        style = {}
+        if f"{metric} low" in rows:
+            low = rows[f"{metric} low"].astype(float).to_numpy()
+            high = rows[f"{metric} high"].astype(float).to_numpy()
+            errors = np.nan_to_num(np.stack([value - low, high - value]), nan=0.0)
+            style.update(yerr=np.clip(errors, 0, None), capsize=2, ecolor="#333")
+        ax.bar(x + (k - 1) * 0.27, value, 0.27, label=metric, **style)
     ax.set_xticks(x, names, rotation=20, fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_title(f"{title}: study-level metrics by label fraction")

@@ -1,7 +1,9 @@
 """Report 002's Table 4 from finished runs: one row per (run, body part).
 
 Exp, Body Part, Learning rate, Epochs (pre-train + train), Accuracy, Precision, Recall (study
-level, MURA's protocol), plus Kappa and AUROC. Runs are read through `mura_tf.runs`.
+level, MURA's protocol), plus Kappa and AUROC, each with its 95% interval where the run
+recorded one (`<metric> low`, `<metric> high`; `evaluators.intervals`). Runs are read through
+`mura_tf.runs`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,15 @@ COLUMNS = [
     "Fraction",
     "Run",
 ]
+# Table column -> the key of `metrics.study_level_metrics`' study document.
+METRIC_KEYS = {
+    "Accuracy": "accuracy",
+    "Precision": "precision",
+    "Recall": "recall",
+    "Kappa": "kappa",
+    "AUROC": "auc",
+}
+INTERVAL_COLUMNS = [f"{c} {end}" for c in METRIC_KEYS for end in ("low", "high")]
 
 
 def _pretrain_epochs(settings: dict) -> int | None:
@@ -51,29 +62,39 @@ def collect(runs: str | Path) -> pd.DataFrame:
         epochs = f"{pre}+{epochs}" if pre else epochs
         for part, doc in run.metrics["per_part"].items():
             study = doc["study"]
-            rows.append(
-                {
-                    "Exp": run.label,
-                    "Body Part": short_name(part).capitalize(),
-                    "Learning rate": settings.get("learning_rate"),
-                    "Epochs": epochs,
-                    "Accuracy": study["accuracy"],
-                    "Precision": study["precision"],
-                    "Recall": study["recall"],
-                    "Kappa": study["kappa"],
-                    "AUROC": study["auc"],
-                    "Fraction": settings.get("label_fraction", 1.0),
-                    "Run": str(run.run_dir),
-                }
-            )
-    return pd.DataFrame(rows, columns=COLUMNS)
+            row = {
+                "Exp": run.label,
+                "Body Part": short_name(part).capitalize(),
+                "Learning rate": settings.get("learning_rate"),
+                "Epochs": epochs,
+                "Fraction": settings.get("label_fraction", 1.0),
+                "Run": str(run.run_dir),
+            }
+            for column, key in METRIC_KEYS.items():
+                row[column] = study[key]
+                low, high = study.get(f"{key}_ci") or (None, None)
+                row[f"{column} low"], row[f"{column} high"] = low, high
+            rows.append(row)
+    return pd.DataFrame(rows, columns=COLUMNS + INTERVAL_COLUMNS)
+
+
+def _with_interval(value, low, high) -> str:
+    if pd.isna(value):
+        return ""
+    return f"{value:.3f}" + ("" if pd.isna(low) or pd.isna(high) else f" ({low:.3f}-{high:.3f})")
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table of the first nine columns, metrics to 3 decimals."""
+    """A GitHub-flavoured Markdown table of the first nine columns, metrics to 3 decimals with
+    their 95% intervals in brackets."""
     shown = table[COLUMNS[:9]].copy()
-    for column in ["Accuracy", "Precision", "Recall", "Kappa", "AUROC"]:
-        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
+    for column in METRIC_KEYS:
+        shown[column] = [
+            _with_interval(v, lo, hi)
+            for v, lo, hi in zip(
+                table[column], table[f"{column} low"], table[f"{column} high"], strict=True
+            )
+        ]
     shown["Learning rate"] = shown["Learning rate"].map(lambda v: "" if pd.isna(v) else f"{v:g}")
     lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
     lines += [

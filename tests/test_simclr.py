@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -202,6 +203,11 @@ def test_three_label_fractions_fine_tune_and_appear_in_the_report(
         assert f"| {name} | Elbow | 0.1 | 2+1 |" in table
     csv = pd.read_csv(tmp_path / "report" / "table.csv")
     assert len(csv) == 3 and csv["Accuracy"].between(0, 1).all()
+    for _, row in csv.iterrows():  # each value with the interval its run recorded
+        metrics = json.loads((Path(row["Run"]) / "metrics.json").read_text())
+        low, high = metrics["per_part"]["XR_ELBOW"]["study"]["accuracy_ci"]
+        assert (row["Accuracy low"], row["Accuracy high"]) == pytest.approx((low, high))
+        assert f"{row['Accuracy']:.3f} ({low:.3f}-{high:.3f})" in table
     assert (tmp_path / "report" / "fractions_elbow.png").stat().st_size > 1000
     assert len(list((tmp_path / "report" / "curves").glob("*.png"))) == 3
 
