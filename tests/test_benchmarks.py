@@ -1,6 +1,7 @@
 """Smoke runs of the benchmarks (Keras side only: PyTorch is not a test dependency)."""
 
 import json
+import statistics
 
 import pytest
 
@@ -91,17 +92,22 @@ def test_scaling_benchmark_runs_a_recipe_and_reports_time_and_memory(capsys, tmp
 
 def test_main_job_seed_table_reads_each_runs_metrics(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("MURA_TF_CACHE", str(tmp_path / "cache"))
-    argv = ["--seeds", "3", "--recipes", "resnet18_mlp", "--out", str(tmp_path / "runs")]
+    argv = ["--seeds", "3,4", "--recipes", "resnet18_mlp", "--out", str(tmp_path / "runs")]
     argv += ["--", "--epochs", "1", "--max-steps", "1", "--image-size", "32"]
     assert main_job.main(argv) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| `resnet18_mlp` |")]
-    assert [row.split("|")[2].strip() for row in rows] == ["3"]
-    for row, seed in zip(rows, (3,), strict=True):
+    assert [row.split("|")[2].strip() for row in rows] == ["3", "4"]
+    aurocs = []
+    for row, seed in zip(rows, (3, 4), strict=True):
         (metrics,) = (tmp_path / "runs" / f"resnet18_mlp-seed{seed}").rglob("metrics.json")
-        kappa = json.loads(metrics.read_text())["study"]["kappa"]
-        assert row.split("|")[5].strip() == f"{kappa:.3f}"
-    assert "CPU: " in out and "worst seed study kappa" in out
+        study = json.loads(metrics.read_text())["study"]
+        low, high = study["kappa_ci"]
+        assert row.split("|")[5].strip() == f"{study['kappa']:.3f} ({low:.3f}-{high:.3f})"
+        aurocs.append(study["auc"])
+    mean, sd = statistics.mean(aurocs), statistics.stdev(aurocs)  # the spread over seeds
+    assert f"study AUROC {mean:.3f} ± {sd:.3f} over seeds" in out
+    assert "CPU: " in out
 
 
 def test_inference_benchmark_serves_encoded_films(capsys, tmp_path):
