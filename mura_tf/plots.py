@@ -195,15 +195,23 @@ def plot_comparison(
     return _save(fig, path)
 
 
+CURVE_TITLES = {"auc": "AUROC", "knn_auc": "kNN probe AUROC"}
+
+
 def plot_curves(
     history: pd.DataFrame,
     path: str | os.PathLike[str],
     title: str = "",
     selected: int | None = None,
-    metrics: tuple[str, ...] = ("loss", "accuracy"),
+    metrics: tuple[str, ...] | None = None,
 ) -> Path:
-    """Loss and accuracy per epoch, training and dev (report 000's figures); `selected` (the
-    1-based epoch handed over) is marked."""
+    """`metrics` per epoch, training and dev, one panel each; `selected` (the 1-based epoch
+    handed over) is marked. By default: loss and accuracy (report 000's figures), the AUROC
+    where the dev split was scored by it (the recipes hand over by dev AUROC), and SimCLR's
+    kNN probe of the dev films."""
+    if metrics is None:
+        known = ("loss", "accuracy", "auc", "knn_auc")
+        metrics = tuple(m for m in known if m in history or f"val_{m}" in history)
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.5), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         for prefix, label in (("", "train"), ("val_", "dev")):
@@ -212,7 +220,7 @@ def plot_curves(
                 ax.plot(history["epoch"] + 1, history[column], marker="o", label=label)
         if selected is not None:
             ax.axvline(selected, color="grey", ls="--", lw=1, label=f"handed over ({selected})")
-        ax.set(xlabel="epoch", title=metric)
+        ax.set(xlabel="epoch", title=CURVE_TITLES.get(metric, metric))
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=9)
     return _save(fig, path)

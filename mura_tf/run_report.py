@@ -162,10 +162,7 @@ def build_report(
             from mura_tf.plots import plot_curves
 
             frame = pd.read_csv(history)
-            shown = ("loss", "accuracy") if "accuracy" in frame else ("loss",)
-            if "val_knn_auc" in frame:  # SimCLR's kNN probe of the dev films
-                shown = (*shown, "knn_auc")
-            curves = plot_curves(frame, figures / "curves.png", label, selected.get("epoch"), shown)
+            curves = plot_curves(frame, figures / "curves.png", label, selected.get("epoch"))
             body += ["<h2>Training curves</h2>", _png(curves, "training curves")]
     body += ["<h2>Settings</h2>", _settings(run_config, section)]
     return (
