@@ -80,13 +80,15 @@ REPORT_002_TABLE_4 = {
 
 @dataclass(frozen=True)
 class Published:
-    """One published figure: where from, for which part ("all": every part), which metric."""
+    """One published figure: where from, for which part ("all": every part), which metric,
+    and its 95% interval where the source gives one."""
 
     source: str
     experiment: str
     part: str
     metric: str
     value: float
+    interval: tuple[float, float] | None = None
 
 
 def published_for(recipe: str, label: str, parts: list[str]) -> list[Published]:
@@ -108,6 +110,13 @@ def published_for(recipe: str, label: str, parts: list[str]) -> list[Published]:
                 rows.append(Published(REPORT_002, experiment, part, metric, value))
     for part in [*parts, "all"] if every_part else parts:
         rows.append(
-            Published(MURA_PAPER, "DenseNet169 (paper)", part, "kappa", MURA_PAPER_KAPPA[part])
+            Published(
+                MURA_PAPER,
+                "DenseNet169 (paper)",
+                part,
+                "kappa",
+                MURA_PAPER_KAPPA[part],
+                MURA_PAPER_KAPPA_CI[part],
+            )  # fmt: skip
         )
     return rows

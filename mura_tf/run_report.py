@@ -88,6 +88,12 @@ def _confident_studies(predictions: pd.DataFrame) -> pd.DataFrame:
     return picked.sort_values(["part", "correct"], ascending=[True, False])
 
 
+def _with_interval(value: float | None, interval) -> str:
+    if value is None:
+        return ""
+    return f"{value:.3f}" + (f" ({interval[0]:.3f}-{interval[1]:.3f})" if interval else "")
+
+
 def _published(run_config: dict, metrics: dict, label: str) -> str:
     settings = next(run_config[k] for k in ABNORMALITY_SECTIONS if k in run_config)
     parts = list(metrics["per_part"])
@@ -97,14 +103,15 @@ def _published(run_config: dict, metrics: dict, label: str) -> str:
         # Report 000 counted test images; report 002 and the paper scored studies.
         level = "image" if item.source.startswith("report 000") else "study"
         mine = doc[level].get(item.metric) if doc else None
+        mine_ci = doc[level].get(f"{item.metric}_ci") if doc else None
         rows.append(
             {
                 "source": item.source,
                 "experiment": item.experiment,
                 "part": "all" if item.part == "all" else short_name(item.part),
                 "metric": f"{level} {item.metric}",
-                "published": item.value,
-                "this run": mine,
+                "published (95% interval)": _with_interval(item.value, item.interval),
+                "this run (95% interval)": _with_interval(mine, mine_ci),
             }
         )
     return _table(pd.DataFrame(rows), index=False) if rows else "<p>none</p>"

@@ -37,7 +37,8 @@ def test_every_finished_run_has_a_self_contained_report(finished):
     assert len(sources) >= 5 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "http://" not in page and "https://" not in page  # nothing fetched from a network
     # the MURA paper's kappa for the run's two parts, marked as the paper's; no overall row
-    assert "MURA paper (Rajpurkar et al. 2017)" in page and "0.710" in page and "0.851" in page
+    assert "MURA paper (Rajpurkar et al. 2017)" in page
+    assert "0.710 (0.674-0.745)" in page and "0.851 (0.830-0.871)" in page  # with the paper's CIs
     assert "0.705" not in page
     assert "synthetic MURA this project generates" in page  # and not comparable to them
     assert page.count("most confident") >= 2 and "handed over (" not in page.split("<h2>")[0]
