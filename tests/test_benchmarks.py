@@ -92,22 +92,30 @@ def test_scaling_benchmark_runs_a_recipe_and_reports_time_and_memory(capsys, tmp
 
 def test_main_job_seed_table_reads_each_runs_metrics(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("MURA_TF_CACHE", str(tmp_path / "cache"))
-    argv = ["--seeds", "3,4", "--recipes", "resnet18_mlp", "--out", str(tmp_path / "runs")]
+    argv = ["--seeds", "3", "--recipes", "resnet18_mlp", "--out", str(tmp_path / "runs")]
     argv += ["--", "--epochs", "1", "--max-steps", "1", "--image-size", "32"]
     assert main_job.main(argv) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| `resnet18_mlp` |")]
-    assert [row.split("|")[2].strip() for row in rows] == ["3", "4"]
-    aurocs = []
-    for row, seed in zip(rows, (3, 4), strict=True):
-        (metrics,) = (tmp_path / "runs" / f"resnet18_mlp-seed{seed}").rglob("metrics.json")
-        study = json.loads(metrics.read_text())["study"]
-        low, high = study["kappa_ci"]
-        assert row.split("|")[5].strip() == f"{study['kappa']:.3f} ({low:.3f}-{high:.3f})"
-        aurocs.append(study["auc"])
-    mean, sd = statistics.mean(aurocs), statistics.stdev(aurocs)  # the spread over seeds
-    assert f"study AUROC {mean:.3f} ± {sd:.3f} over seeds" in out
-    assert "CPU: " in out
+    assert [row.split("|")[2].strip() for row in rows] == ["3"]
+    (metrics,) = (tmp_path / "runs" / "resnet18_mlp-seed3").rglob("metrics.json")
+    study = json.loads(metrics.read_text())["study"]
+    low, high = study["kappa_ci"]
+    assert rows[0].split("|")[5].strip() == f"{study['kappa']:.3f} ({low:.3f}-{high:.3f})"
+    assert "CPU: " in out and "resnet18_mlp (1 seeds)" in out
+
+
+def test_main_job_spread_sets_seed_variance_beside_one_runs_interval():
+    def row(seed, auc, ci):
+        study = {"auc": auc, "auc_ci": ci, "kappa": 0.5, "accuracy": 0.8}
+        return {"recipe": "r", "seed": seed, "metrics": {"study": study}}
+
+    rows = [row(0, 0.80, [0.70, 0.90]), row(1, 0.84, [0.72, 0.92]), row(2, 0.90, [0.80, 0.96])]
+    mean, sd = statistics.mean([0.80, 0.84, 0.90]), statistics.stdev([0.80, 0.84, 0.90])
+    line = main_job.spread(rows, "r")
+    assert line.startswith("r (3 seeds): ")
+    assert f"study AUROC {mean:.3f} ± {sd:.3f} over seeds, one run's interval 0.187 wide" in line
+    assert "study kappa 0.500 ± 0.000 over seeds;" in line  # no interval recorded: none shown
 
 
 def test_inference_benchmark_serves_encoded_films(capsys, tmp_path):

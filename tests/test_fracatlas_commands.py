@@ -1,6 +1,7 @@
 """Every command on real films: a tiny run trained on the vendored FracAtlas sample, then
-`evaluate`, `predict` (with Grad-CAM and the radiologists' outline), `explore` and
-`tfds-build` on the same folder."""
+`evaluate`, `predict` (with Grad-CAM and the radiologists' outline) and `tfds-build` on the
+same folder; and that run, or a SimCLR encoder pre-trained on the sample, as the starting point
+of a MURA run (input size and backbone checked in one line)."""
 
 import json
 import os
@@ -8,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,12 +18,14 @@ from PIL import Image, ImageOps
 from mura_tf.cli import run as run_cli
 from mura_tf.data.catalogue import load_catalogue
 from mura_tf.data.fracatlas import load_outlines
-from recipes import resnet18_mlp
+from mura_tf.models.backbones import build_backbone
+from recipes import resnet18_mlp, simclr_finetune, simclr_pretrain
 from recipes.common import run
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "fracatlas"
 TINY = ["--backbone", "resnet18", "--image-size", "32", "--batch-size", "8", "--epochs", "1"]
+TRANSFER = ["--backbone", "resnet18", "--image-size", "32", "--batch-size", "8", "--max-steps", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -113,12 +117,13 @@ def test_tfds_build_stores_the_films_as_displayed(tmp_path):
 
 @pytest.mark.parametrize(
     "recipe",
-    ["resnet18_bodypart", "resnet18_linear", "resnet18_per_part", "part_router"],
+    ["resnet18_bodypart", "part_router"],
 )  # fmt: skip
 def test_every_recipe_runs_on_real_films(recipe, tmp_path):
-    """The ResNet18 recipes here (resnet18_mlp and SimCLR above and in test_transfer); the
-    DenseNet169 ones take 1.5 minutes each even at 32 px, and run on FracAtlas in
-    `benchmarks.real_films`."""
+    """The recipes that are a run kind of their own (resnet18_mlp and SimCLR have their tests
+    above and below; resnet18_linear and resnet18_per_part are resnet18_mlp's run with another
+    head or part, and the DenseNet169 recipes take 1.5 minutes each even at 32 px: they run on
+    FracAtlas in `benchmarks.real_films`)."""
     import importlib
 
     config = importlib.import_module(f"recipes.{recipe}").CONFIG
@@ -134,3 +139,59 @@ def test_every_recipe_runs_on_real_films(recipe, tmp_path):
     config_json = json.loads((metrics.parent / "config.json").read_text())
     section = next(v for v in config_json.values() if isinstance(v, dict) and "part" in v)
     assert section["dataset"] == "fracatlas" and section["part"] == "all"
+
+
+def finished(out: Path, name: str) -> Path:
+    (found,) = [p.parent for p in out.rglob(name)]
+    return found
+
+
+@pytest.fixture(scope="module")
+def fracatlas_runs(tmp_path_factory, trained):
+    """A SimCLR encoder pre-trained on the sample, and the supervised run above."""
+    out = tmp_path_factory.mktemp("fracatlas")
+    pretrain = ["--data-dir", str(SAMPLE), "--epochs", "1", "--out", str(out), *TRANSFER]
+    assert run(simclr_pretrain.CONFIG, argv=pretrain) == 0
+    return finished(out, "encoder.keras"), trained
+
+
+def test_a_mura_run_starts_from_a_fracatlas_encoder_or_supervised_run(
+    fracatlas_runs, synthetic_dir, tmp_path
+):
+    encoder_run, supervised_run = fracatlas_runs
+    assert "fracatlas" in str(encoder_run) and "fracatlas" in str(supervised_run)
+    encoder = keras.saving.load_model(encoder_run / "encoder.keras", compile=False)
+    classifier = keras.saving.load_model(supervised_run / "model.keras", compile=False)
+    (inner,) = [
+        layer for layer in classifier.layers
+        if isinstance(layer, keras.Model) and len(layer.output.shape) == 4
+    ]  # fmt: skip
+    for source, trained in ((encoder_run, encoder), (supervised_run, inner)):
+        started = build_backbone("resnet18", 32, str(source), fused_batch_norm=False)
+        for a, b in zip(started.get_weights(), trained.get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+    common = ["--data-dir", str(synthetic_dir), "--part", "elbow", "--epochs", "1", *TRANSFER]
+    tune = [*common, "--encoder", str(encoder_run), "--out", str(tmp_path / "a")]
+    assert run(simclr_finetune.CONFIG, argv=tune) == 0
+    onto = [*common, "--weights", str(supervised_run), "--out", str(tmp_path / "b")]
+    assert run(resnet18_mlp.CONFIG, argv=onto) == 0
+    assert (finished(tmp_path / "b", "metrics.json") / "export").is_dir()
+
+
+@pytest.mark.parametrize(
+    "flags, said",
+    [
+        (["--image-size", "64"], "takes 32 px images: pass --image-size 32"),
+        (["--backbone", "densenet169"], "holds a resnet18: pass --backbone resnet18"),
+    ],
+)
+def test_a_run_that_does_not_fit_is_one_line(fracatlas_runs, synthetic_dir, tmp_path, capsys,
+                                             flags, said):  # fmt: skip
+    _, supervised_run = fracatlas_runs
+    argv = [
+        "--data-dir", str(synthetic_dir), "--part", "elbow", "--weights", str(supervised_run),
+        "--out", str(tmp_path), *TRANSFER, *flags,
+    ]  # fmt: skip
+    assert run(resnet18_mlp.CONFIG, argv=argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and said in err[0], err
