@@ -2,7 +2,7 @@
 
     python -m benchmarks.real_films --data-dir ../shared/data/fracatlas \\
         [--seeds 0,1,2] [--runs resnet18_mlp,torch_resnet18_mlp,baseline_densenet,simclr] \\
-        [--image-size 128] [--epochs 12] [--out DIR] [-- RECIPE FLAGS...]
+        [--image-size 128] [--epochs 12] [--out DIR] [--record DIR] [-- RECIPE FLAGS...]
 
 Every row is a run as a user starts it (`python -m recipes.NAME --data-dir DIR --weights none
 ...`), in a process of its own, timed; its numbers come from its run folder (`metrics.json`).
@@ -19,8 +19,14 @@ FracAtlas has one film per study, so image and study AUROC are one number. The r
   fine-tuning at 1%, 10% and 100% of the labels, against the same fine-tuning from random
   weights (report 002's protocol, at CPU size).
 
-Prints one table row per run and seed, then the mean and standard deviation over seeds. The
+Prints one table row per run and seed (AUROC and kappa with their 95% intervals), then the mean
+and standard deviation over seeds: seed variance beside test-set variance. The
 README's "Real films" table is this command's output (with its command and CPU).
+
+The whole table takes more CPU hours than a 2-core session has, so every finished run's small
+files (metrics, history, predictions, settings: `RECORDED`) are kept in `--record`
+(`benchmarks/results/real_films/`, versioned) and read back by later invocations, on this
+machine or another: the table grows session by session, each row's CPU in its `config.json`.
 """
 
 from __future__ import annotations
@@ -30,29 +36,50 @@ import importlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.main_job import cpu_model
+from mura_tf.io import write_json
+
 RUNS = ("resnet18_mlp", "torch_resnet18_mlp", "baseline_densenet", "simclr")
 FRACTIONS = (0.01, 0.1, 1.0)
 REPO = Path(__file__).resolve().parents[1]
+RECORD = REPO / "benchmarks" / "results" / "real_films"
 
 
-def _recipe(name: str, flags: list[str], out: Path) -> tuple[Path, float]:
-    """Run `python -m recipes.NAME FLAGS --out OUT`; the run folder it printed, and seconds
-    (NaN for a run that an earlier invocation finished: it is read, not trained again)."""
+# What a finished run leaves in the record (`--record`): enough to print its row and to let the
+# PyTorch twin train on its films, not its weights (a few hundred kB a run).
+RECORDED = ("config.json", "metrics.json", "history.csv", "predictions.csv", "localisation.csv",
+            "torch_reference.json", "checkpoints/best.json", "benchmark.json")  # fmt: skip
+TIMING = "benchmark.json"  # the CPU a run was trained on and its wall time
+
+
+def _recipe(
+    name: str, flags: list[str], out: Path, record: Path | None, keep_splits: bool = False
+) -> tuple[Path, Path, float]:
+    """Run `python -m recipes.NAME FLAGS --out OUT` unless it finished before.
+
+    Returns the run folder under `out` (the path later flags name, e.g. `--encoder`), the
+    folder its results are read from (the same, or its copy in `record`), and seconds (NaN for
+    a run finished by an earlier invocation: it is read, not trained again)."""
 
     from mura_tf.runs import read_run
     from recipes.common import configure
 
     config = importlib.import_module(f"recipes.{name}").CONFIG
     run_dir = configure(config, [*flags, "--out", str(out)]).run_dir()
-    if read_run(run_dir) is not None:
-        print(f"$ (finished before) {run_dir}", file=sys.stderr, flush=True)
-        return run_dir, float("nan")
+    kept = record / run_dir.relative_to(out) if record else None
+    for found in (run_dir, kept):
+        if found is not None and read_run(found) is not None:
+            print(f"$ (finished before) {found}", file=sys.stderr, flush=True)
+            if found == run_dir and kept is not None and read_run(kept) is None:
+                _keep(run_dir, kept, keep_splits)
+            return run_dir, found, float("nan")
     command = [sys.executable, "-m", f"recipes.{name}", *flags, "--out", str(out)]
     print("$ " + shlex.join(command[1:]), file=sys.stderr, flush=True)
     start = time.perf_counter()
@@ -60,27 +87,46 @@ def _recipe(name: str, flags: list[str], out: Path) -> tuple[Path, float]:
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
-    for line in done.stdout.splitlines():
-        if line.startswith("run folder:"):
-            return Path(line.split(":", 1)[1].strip()), seconds
-    raise SystemExit(f"{name} printed no run folder:\n{done.stdout[-2000:]}")
+    write_json(run_dir / TIMING, {"cpu": cpu_model(), "seconds": seconds})
+    if kept is not None:
+        _keep(run_dir, kept, keep_splits)
+    return run_dir, run_dir, seconds
+
+
+def _keep(run_dir: Path, kept: Path, splits: bool = False) -> None:
+    """Copy a finished run's small files (`RECORDED`, and `splits.csv` if asked) to `kept`."""
+    from mura_tf.io import write_with
+
+    for name in (*RECORDED, *(("splits.csv",) if splits else ())):
+        if (run_dir / name).is_file():
+            write_with(kept / name, lambda tmp, src=run_dir / name: shutil.copyfile(src, tmp))
+
+
+def _interval(bounds: list[float] | None) -> str:
+    return f"{bounds[0]:.3f}-{bounds[1]:.3f}" if bounds else ""
 
 
 def _row(run: str, seed: int, run_dir: Path, seconds: float) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    timing = json.loads((run_dir / TIMING).read_text()) if (run_dir / TIMING).is_file() else {}
+    if seconds != seconds:  # finished before: the time it took then, on its CPU
+        seconds = timing.get("seconds", seconds)
     where = metrics.get("localisation", {})
     selected = metrics.get("selected_epoch", {})
     return {
         "run": run,
         "seed": seed,
         "auroc": metrics["study"]["auc"],
+        "auroc 95%": _interval(metrics["study"].get("auc_ci")),
         "kappa": metrics["study"]["kappa"],
+        "kappa 95%": _interval(metrics["study"].get("kappa_ci")),
         "accuracy": metrics["study"]["accuracy"],
         "pointing": where.get("pointing_hit_rate"),
         "chance": where.get("pointing_chance"),
         "mass/share": (where["mass_in_outline"] / where["outline_share"] if where else None),
         "epoch": f"{selected.get('epoch')}/{selected.get('epochs_run')}",
         "minutes": seconds / 60,
+        "cpu": timing.get("cpu", ""),
     }
 
 
@@ -104,7 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=12, help="supervised epochs")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--pretrain-epochs", type=int, default=10)
-    parser.add_argument("--out", help="run folders (default: a temporary folder)")
+    parser.add_argument(
+        "--out", help="run folders (default: a temporary folder); the SimCLR fine-tunes' folder "
+        "names include their encoder's path, so keep one --out for records to match",
+    )  # fmt: skip
+    parser.add_argument(
+        "--record", default=str(RECORD),
+        help="where each finished run's small files are kept and read back (not trained "
+        "again) by later invocations, on any machine (default: %(default)s; '' for none)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if not args.data_dir or not Path(args.data_dir).is_dir():
         parser.error("--data-dir (or $FRACATLAS_DIR) must name a FracAtlas folder")
@@ -127,58 +181,92 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _seed_rows(args, runs: list[str], seed: int, out: Path, extra: list[str]) -> list[dict]:
+    record = Path(args.record) if args.record else None
     common = [
         "--data-dir", args.data_dir, "--weights", "none", "--image-size", str(args.image_size),
         "--seed", str(seed), "--batch-size", str(args.batch_size),
     ]  # fmt: skip
     supervised = [*common, "--epochs", str(args.epochs), *extra]
     rows = []
-    keras_run = None
     if "resnet18_mlp" in runs or "torch_resnet18_mlp" in runs:
-        keras_run, seconds = _recipe("resnet18_mlp", [*supervised, "--no-freeze"], out)
+        flags = [*supervised, "--no-freeze"]
+        run_dir, keras_run, seconds = _recipe("resnet18_mlp", flags, out, record, keep_splits=True)
         if "resnet18_mlp" in runs:
             rows.append(_row("resnet18_mlp", seed, keras_run, seconds))
-    if "torch_resnet18_mlp" in runs:
-        start = time.perf_counter()
-        command = [sys.executable, "-m", "benchmarks.torch_reference", str(keras_run), str(seed)]
-        print("$ " + shlex.join(command[1:]), file=sys.stderr, flush=True)
-        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
-        if done.returncode != 0:
-            raise SystemExit(f"the PyTorch reference failed:\n{done.stderr[-3000:]}")
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-        rows.append(
-            {"run": "torch_resnet18_mlp", "seed": seed, **result,
-             "minutes": (time.perf_counter() - start) / 60}
-        )  # fmt: skip
+        if "torch_resnet18_mlp" in runs:
+            kept = record / run_dir.relative_to(out) if record else None
+            twin = _torch_twin(keras_run, seed, kept)
+            rows.append({"run": "torch_resnet18_mlp", "seed": seed, **twin})
     if "baseline_densenet" in runs:
-        run_dir, seconds = _recipe("baseline_densenet", supervised, out)
+        _, run_dir, seconds = _recipe("baseline_densenet", supervised, out, record)
         rows.append(_row("baseline_densenet", seed, run_dir, seconds))
     if "simclr" in runs:
         pretrain = [
             "--data-dir", args.data_dir, "--part", "all", "--image-size", str(args.image_size),
             "--seed", str(seed), "--epochs", str(args.pretrain_epochs), "--backbone", "resnet18",
         ]  # fmt: skip
-        encoder, seconds = _recipe("simclr_pretrain", pretrain, out)
+        encoder, _, seconds = _recipe("simclr_pretrain", pretrain, out, record)
         rows.append({"run": "simclr_pretrain", "seed": seed, "minutes": seconds / 60})
         for fraction in FRACTIONS:
             tune = [*supervised, "--part", "all", "--backbone", "resnet18",
                     "--fraction", str(fraction)]  # fmt: skip
             for start_from, weights in (("simclr", ["--encoder", str(encoder)]), ("random", [])):
-                run_dir, seconds = _recipe("simclr_finetune", [*tune, *weights], out)
+                # The encoder read from the record has no weights there: a fine-tune not
+                # recorded yet needs it trained again (the same command, into `out`).
+                missing = weights and not (encoder / "encoder.keras").is_file()
+                if missing and not _recorded("simclr_finetune", [*tune, *weights], out, record):
+                    _recipe("simclr_pretrain", pretrain, out, None)
+                _, run_dir, seconds = _recipe("simclr_finetune", [*tune, *weights], out, record)
                 name = f"finetune {fraction:.0%} from {start_from}"
                 rows.append(_row(name, seed, run_dir, seconds))
     return rows
 
 
+def _recorded(name: str, flags: list[str], out: Path, record: Path | None) -> bool:
+    from mura_tf.runs import read_run
+    from recipes.common import configure
+
+    if record is None:
+        return False
+    config = importlib.import_module(f"recipes.{name}").CONFIG
+    run_dir = configure(config, [*flags, "--out", str(out)]).run_dir()
+    return read_run(record / run_dir.relative_to(out)) is not None
+
+
+def _torch_twin(keras_run: Path, seed: int, kept: Path | None) -> dict:
+    """The PyTorch twin of `keras_run` (a run folder or its record: the twin reads only its
+    `config.json` and `splits.csv`), trained in a process of its own; its result is kept beside
+    the Keras run's files (`torch_reference.json`, and in its record `kept`) and read, not
+    trained again, next time."""
+    done_before = keras_run / "torch_reference.json"
+    if done_before.is_file():
+        print(f"$ (finished before) {done_before}", file=sys.stderr, flush=True)
+        return json.loads(done_before.read_text())
+    start = time.perf_counter()
+    command = [sys.executable, "-m", "benchmarks.torch_reference", str(keras_run), str(seed)]
+    print("$ " + shlex.join(command[1:]), file=sys.stderr, flush=True)
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    if done.returncode != 0:
+        raise SystemExit(f"the PyTorch reference failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["minutes"] = (time.perf_counter() - start) / 60
+    result["cpu"] = cpu_model()
+    for folder in {keras_run, *((kept,) if kept else ())}:
+        write_json(folder / "torch_reference.json", result)
+    return result
+
+
 def _print(rows: list[dict]) -> None:
     import pandas as pd
 
-    columns = ["run", "seed", "auroc", "kappa", "accuracy", "pointing", "chance", "mass/share",
-               "epoch", "minutes"]  # fmt: skip
+    columns = ["run", "seed", "auroc", "auroc 95%", "kappa", "kappa 95%", "accuracy", "pointing",
+               "chance", "mass/share", "epoch", "minutes", "cpu"]  # fmt: skip
     table = pd.DataFrame(rows).reindex(columns=columns)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
+        cpus = sorted(set(table.pop("cpu").dropna()) - {""})
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        numeric = table.drop(columns=["seed", "epoch"], errors="ignore")
+        print("CPU: " + "; ".join(cpus or [cpu_model()]))
+        numeric = table.drop(columns=["seed", "epoch", "auroc 95%", "kappa 95%"])
         spread = numeric.groupby("run", sort=False).agg(["mean", "std"])
         if table["seed"].nunique() > 1:
             print("\nmean and standard deviation over seeds")

@@ -23,6 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+# numpy, pandas and scipy only: TensorFlow is never imported beside torch (see real_films).
+from mura_tf.evaluators.intervals import metric_intervals
+
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
@@ -135,9 +138,14 @@ def train_reference(run_dir: str | Path, seed: int) -> dict:
                 break
     model.load_state_dict(best_state)
     p, y = predict(test)
+    # The Keras run's intervals, computed the same way (one film a study in FracAtlas).
+    scored = pd.DataFrame({"study": np.arange(len(y)), "part": "all", "label": y, "probability": p})
+    intervals = metric_intervals(scored, seed=seed)["study"]
     return {
         "auroc": float(roc_auc_score(y, p)),
+        "auroc 95%": "{:.3f}-{:.3f}".format(*intervals["auc"]),
         "kappa": float(cohen_kappa_score(y, p >= 0.5)),
+        "kappa 95%": "{:.3f}-{:.3f}".format(*intervals["kappa"]),
         "accuracy": float(np.mean((p >= 0.5) == y)),
         "epoch": f"{best_epoch}/{epochs_run}",
     }
