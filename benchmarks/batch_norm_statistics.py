@@ -50,11 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     from mura_tf.compat.fused_batch_norm import follow_training_steps
     from mura_tf.data.mura import load_mura
     from mura_tf.data.splits import make_splits
-    from mura_tf.experiment import fit_data, train_config
     from mura_tf.models.backbones import backbone_spec, build_backbone
     from mura_tf.models.heads import build_classifier, classification_head
-    from mura_tf.presets import synthetic_preset
-    from mura_tf.train import compile_classifier
+    from mura_tf.runs.presets import synthetic_preset
+    from mura_tf.runs.supervised import fit_data, train_config
+    from mura_tf.training.train import compile_classifier
 
     base = importlib.import_module(f"recipes.{args.recipe}").CONFIG
     exp = synthetic_preset(

@@ -213,7 +213,8 @@ def add_side_flags(parser, mixed_precision: bool = False) -> None:
     if mixed_precision:
         parser.add_argument(
             "--mixed-precision", choices=("auto", "on", "off"), default="off",
-            help="Keras side: the recipes' --mixed-precision (mura_tf.precision; default off)",
+            help="Keras side: the recipes' --mixed-precision (mura_tf.training.precision; "
+            "default off)",
         )  # fmt: skip
     parser.add_argument("--only", choices=SIDES, help="run one side only")
     parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)

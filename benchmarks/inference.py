@@ -3,8 +3,8 @@
     python -m benchmarks.inference --model resnet18 --size 256 --batch 16
 
 What `mura-tf predict` and `mura-tf evaluate` do per film. The Keras side builds the model the
-recipes build (random weights), exports it with `mura_tf.export.export_savedmodel`, loads the
-SavedModel with `tf.saved_model.load` and calls its `serve_images` signature on batches of
+recipes build (random weights), exports it with `mura_tf.serving.export.export_savedmodel`,
+loads the SavedModel with `tf.saved_model.load` and calls its `serve_images` signature on batches of
 PNG bytes (decode, RGB, resize, normalise and the forward pass all inside the SavedModel). The
 PyTorch side does the same work the usual way: Pillow decode and RGB, torchvision resize and
 normalise, torchvision's same architecture in `eval()` under `torch.inference_mode()`. Both
@@ -47,11 +47,11 @@ def _keras_side(args, films) -> tuple:
     import keras
     import tensorflow as tf
 
-    from mura_tf.export import export_savedmodel
+    from mura_tf.serving.export import export_savedmodel
     from mura_tf.models.backbones import backbone_spec, build_backbone
     from mura_tf.models.heads import build_classifier, classification_head
 
-    from mura_tf.precision import policy_name
+    from mura_tf.training.precision import policy_name
 
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)

@@ -74,11 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     from mura_tf.data.pipeline import make_dataset
     from mura_tf.data.splits import make_splits
     from mura_tf.data.synthetic import LESIONS_FILE
-    from mura_tf.experiment import fit_data, pipeline_config, train_config
     from mura_tf.models.backbones import backbone_spec, build_backbone
     from mura_tf.models.heads import build_classifier, classification_head
-    from mura_tf.presets import synthetic_preset
-    from mura_tf.train import compile_classifier
+    from mura_tf.runs.presets import synthetic_preset
+    from mura_tf.runs.supervised import fit_data, pipeline_config, train_config
+    from mura_tf.training.train import compile_classifier
 
     base = importlib.import_module(f"recipes.{args.recipe}").CONFIG
     explicit = {"epochs": args.epochs, "image_size": args.image_size}

@@ -55,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import keras
 
-    import mura_tf.callbacks as callbacks
-    import mura_tf.experiment as experiment
-    import mura_tf.resume as resume
+    import mura_tf.runs.resume as resume
+    import mura_tf.runs.supervised as experiment
+    import mura_tf.training.callbacks as callbacks
 
     seconds["start-up (imports)"] = time.perf_counter() - start
     for name in ("load_catalogue", "build_backbone", "fit_data", "train", "export_savedmodel"):

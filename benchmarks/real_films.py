@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 from benchmarks.main_job import cpu_model
-from mura_tf.io import write_json
+from mura_tf.files import write_json
 
 RUNS = ("resnet18_mlp", "torch_resnet18_mlp", "baseline_densenet", "simclr")
 FRACTIONS = (0.01, 0.1, 1.0)
@@ -68,7 +68,7 @@ def _recipe(
     folder its results are read from (the same, or its copy in `record`), and seconds (NaN for
     a run finished by an earlier invocation: it is read, not trained again)."""
 
-    from mura_tf.runs import read_run
+    from mura_tf.runs.config import read_run
     from recipes.common import configure
 
     config = importlib.import_module(f"recipes.{name}").CONFIG
@@ -95,7 +95,7 @@ def _recipe(
 
 def _keep(run_dir: Path, kept: Path, splits: bool = False) -> None:
     """Copy a finished run's small files (`RECORDED`, and `splits.csv` if asked) to `kept`."""
-    from mura_tf.io import write_with
+    from mura_tf.files import write_with
 
     for name in (*RECORDED, *(("splits.csv",) if splits else ())):
         if (run_dir / name).is_file():
@@ -223,7 +223,7 @@ def _seed_rows(args, runs: list[str], seed: int, out: Path, extra: list[str]) ->
 
 
 def _recorded(name: str, flags: list[str], out: Path, record: Path | None) -> bool:
-    from mura_tf.runs import read_run
+    from mura_tf.runs.config import read_run
     from recipes.common import configure
 
     if record is None:

@@ -8,7 +8,7 @@ area 0.08-1 and aspect 3/4-4/3; horizontal flip; brightness and contrast jitter 
 Gaussian blur, sigma 0.1-2, a kernel a tenth of the side, p 0.5; ImageNet mean/std) and train
 the encoder, a 3-layer projection head and NT-Xent (temperature 0.1) on both views in one batch,
 with Adam (LARS is not in PyTorch). The Keras side is `make_contrastive_dataset` and the
-`SimCLR` model as `mura_tf.pretrain` builds them; the PyTorch side is torchvision's v2
+`SimCLR` model as `mura_tf.runs.pretrain` builds them; the PyTorch side is torchvision's v2
 transforms on uint8 tensors in a `DataLoader` with `--workers` processes and torchvision's same
 architecture. Rates are source images per second (each makes two views).
 """
@@ -43,7 +43,7 @@ def _keras_side(args, frame) -> tuple:
     from mura_tf.data.pipeline import PipelineConfig
     from mura_tf.models.backbones import backbone_spec, build_backbone
     from mura_tf.models.simclr import SimCLR
-    from mura_tf.precision import policy_name
+    from mura_tf.training.precision import policy_name
 
     keras.mixed_precision.set_global_policy(policy_name(args.mixed_precision))
     keras.utils.set_random_seed(0)

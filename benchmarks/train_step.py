@@ -29,9 +29,9 @@ def _keras_side(args) -> tuple:
     from mura_tf.compat.fused_adam import is_fused
     from mura_tf.models.backbones import build_backbone
     from mura_tf.models.heads import build_classifier, classification_head
-    from mura_tf.train import TrainConfig, compile_classifier
+    from mura_tf.training.train import TrainConfig, compile_classifier
 
-    from mura_tf.precision import policy_name
+    from mura_tf.training.precision import policy_name
 
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)

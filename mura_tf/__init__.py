@@ -1,4 +1,11 @@
-"""mura_tf: Keras 3 / TensorFlow experiments on the MURA radiograph dataset."""
+"""mura_tf: Keras 3 / TensorFlow experiments on the MURA radiograph dataset.
+
+The packages: `data` (reading, splitting, tf.data), `models` (networks, losses), `training`
+(fit, callbacks, optimizers, precision, strategies), `runs` (settings, run folders, and one
+module per run kind), `evaluators` (metrics, intervals, calibration, localisation, routing),
+`serving` (export, loading, prediction, Grad-CAM), `report` (pages, tables, plots),
+`commands` (the `mura-tf` commands), `compat` (workarounds for upstream bugs).
+"""
 
 import os
 
@@ -10,3 +17,7 @@ import os
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"
+
+from mura_tf import _moved  # noqa: E402 - old module paths (before 0.3) keep importing
+
+_moved.install()

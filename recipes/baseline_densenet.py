@@ -1,6 +1,6 @@
 """Report 002 baseline: DenseNet169 per body part, 15 epochs, lr 2e-5, batch 8 / 16, 20% dev."""
 
-from mura_tf.experiment import Experiment
+from mura_tf.runs.supervised import Experiment
 from recipes.common import MONITOR, run
 
 CONFIG = Experiment(

@@ -1,5 +1,6 @@
-"""The one recipe contract: a recipe module is a config (`CONFIG`, a `mura_tf.runs.RunConfig`)
-and `raise SystemExit(run(CONFIG))`. Its flags come from the config's fields (`setting`)."""
+"""The one recipe contract: a recipe module is a config (`CONFIG`, a
+`mura_tf.runs.config.RunConfig`) and `raise SystemExit(run(CONFIG))`. Its flags come from the
+config's fields (`setting`)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ from typing import TypeVar
 
 from mura_tf.cli import ArgumentParser, number, whole_number
 from mura_tf.cli import run as run_cli
-from mura_tf.experiment import Experiment
-from mura_tf.parts import PARTS, short_name
-from mura_tf.presets import synthetic_preset
-from mura_tf.pretrain import PretrainConfig
-from mura_tf.router import RouterConfig
-from mura_tf.runs import RunConfig, flags
+from mura_tf.data.parts import PARTS, short_name
+from mura_tf.runs.config import RunConfig, flags
+from mura_tf.runs.presets import synthetic_preset
+from mura_tf.runs.pretrain import PretrainConfig
+from mura_tf.runs.router import RouterConfig
+from mura_tf.runs.supervised import Experiment
 
 C = TypeVar("C", bound=RunConfig)
 
@@ -174,9 +175,9 @@ def _ensemble(exp: Experiment) -> int:
     """`--ensemble K`: the K seeds, each resumable and kept as a run of its own (a finished one
     is not trained again), then their ensemble beside them."""
     from mura_tf.commands.ensemble import print_ensemble
-    from mura_tf.ensemble import build_ensemble
-    from mura_tf.experiment import run_experiment
-    from mura_tf.runs import read_run
+    from mura_tf.runs.config import read_run
+    from mura_tf.runs.ensemble import build_ensemble
+    from mura_tf.runs.supervised import run_experiment
 
     members = [dataclasses.replace(exp, seed=exp.seed + k, ensemble=1) for k in range(exp.ensemble)]
     for k, member in enumerate(members, 1):
@@ -193,8 +194,8 @@ def _ensemble(exp: Experiment) -> int:
 
 
 def _experiment(exp: Experiment) -> int:
-    from mura_tf.experiment import run_experiment
-    from mura_tf.metrics import interval_table, metrics_table
+    from mura_tf.evaluators.metrics import interval_table, metrics_table
+    from mura_tf.runs.supervised import run_experiment
 
     if exp.ensemble > 1:
         return _ensemble(exp)
@@ -232,7 +233,8 @@ def _experiment(exp: Experiment) -> int:
 
 
 def _router(cfg: RouterConfig) -> int:
-    from mura_tf.router import confusion_frame, run_router
+    from mura_tf.evaluators.routing import confusion_frame
+    from mura_tf.runs.router import run_router
 
     result = run_router(cfg)
     routing = result.metrics["router"]
@@ -257,7 +259,7 @@ def _router(cfg: RouterConfig) -> int:
 
 
 def _pretrain(cfg: PretrainConfig) -> int:
-    from mura_tf.pretrain import run_pretraining
+    from mura_tf.runs.pretrain import run_pretraining
 
     result = run_pretraining(cfg)
     m = result.metrics

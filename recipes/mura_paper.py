@@ -6,7 +6,7 @@ binary cross-entropy weighted per body part by that part's training studies; a s
 probability is the mean of its views', at 0.5. The paper gives no epoch count: 30 here,
 handing over the epoch of the lowest dev loss."""
 
-from mura_tf.experiment import Experiment
+from mura_tf.runs.supervised import Experiment
 from recipes.common import run
 
 CONFIG = Experiment(

@@ -2,7 +2,7 @@
 body part (report 000's settings). The router of the part-router cascade
 (`python -m mura_tf cascade`)."""
 
-from mura_tf.router import RouterConfig
+from mura_tf.runs.router import RouterConfig
 from recipes.common import run
 
 CONFIG = RouterConfig(

@@ -2,7 +2,7 @@
 shoulder (labels unused), 50 epochs; temperature, projection head, LARS, lr 0.3 x B / 256 and
 warm-up from google-research/simclr where the report is silent."""
 
-from mura_tf.pretrain import PretrainConfig
+from mura_tf.runs.pretrain import PretrainConfig
 from recipes.common import run
 
 CONFIG = PretrainConfig(

@@ -112,7 +112,7 @@ def test_moving_statistics_average_over_no_more_steps_than_training_took(step):
 def test_fused_layer_under_bfloat16_matches_keras(training):
     """Under mixed_bfloat16 the fused kernel takes bfloat16 inputs; Keras's layer casts them to
     float32. Both round the output to bfloat16 (8 bits of mantissa): equal to that rounding."""
-    from mura_tf.precision import precision
+    from mura_tf.training.precision import precision
 
     x = tf.constant(RNG.normal(2.0, 3.0, (4, 5, 6, 7)).astype("float32"))
     with precision("on"):

@@ -16,8 +16,8 @@ from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix
 
 from mura_tf.cli import run as run_cli
 from mura_tf.commands.cascade import main as cascade_main
+from mura_tf.data.parts import PARTS
 from mura_tf.errors import ConfigError
-from mura_tf.parts import PARTS
 from recipes.common import run
 
 SMALL_RUN = ["--image-size", "32", "--epochs", "1", "--max-steps", "2", "--weights", "none"]
@@ -158,7 +158,7 @@ def test_the_export_routes_studies_in_a_fresh_process(cascade, tmp_path):
 
 
 def test_a_part_without_a_model_stops_with_one_line(cascade, tmp_path):
-    from mura_tf.cascade import plan_cascade
+    from mura_tf.runs.cascade import plan_cascade
 
     with pytest.raises(ConfigError, match="no model for hand: add a run trained on --part hand"):
         plan_cascade(cascade["router"], [cascade["expert"]])

@@ -21,7 +21,7 @@ def op_types(function, *specs) -> set[str]:
     [("resnet18", "float32"), ("densenet169", "float32"), ("resnet18", "mixed_bfloat16")],
 )
 def test_a_traced_training_step_runs_the_fused_batch_norm_kernels(name, policy):
-    from mura_tf.precision import precision
+    from mura_tf.training.precision import precision
 
     with precision("off" if policy == "float32" else "on") as chosen:
         assert chosen == policy  # no GPU here: "on" is bfloat16
@@ -203,7 +203,7 @@ def test_fused_adam_computes_adam_in_float64_to_float32_rounding():
 def test_a_compiled_training_step_runs_the_fused_adam_kernel(policy):
     """Also under mixed_float16, where `compile` wraps Adam in a LossScaleOptimizer that
     applies the update inside a `tf.cond` (a nested function of the graph)."""
-    from mura_tf.train import TrainConfig, compile_classifier
+    from mura_tf.training.train import TrainConfig, compile_classifier
 
     keras.mixed_precision.set_global_policy(policy)
     try:

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from mura_tf.distribute import make_strategy, per_replica_batch
 from mura_tf.errors import ConfigError
+from mura_tf.training.distribute import make_strategy, per_replica_batch
 from recipes.common import REPORT_000, configure
 
 REPO = Path(__file__).resolve().parents[1]

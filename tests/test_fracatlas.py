@@ -241,7 +241,7 @@ FRESH = textwrap.dedent(
 def test_the_bytes_signature_turns_real_films_as_pillow_in_a_fresh_process(tmp_path):
     from test_serving import SIZE, tiny_classifier
 
-    from mura_tf.export import export_savedmodel
+    from mura_tf.serving.export import export_savedmodel
 
     turned = []
     for path in sorted(SAMPLE.glob("images/*/*.jpg")):

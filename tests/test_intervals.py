@@ -14,7 +14,7 @@ from mura_tf.evaluators.intervals import (
     weighted_metrics,
     with_intervals,
 )
-from mura_tf.metrics import study_level_metrics
+from mura_tf.evaluators.metrics import study_level_metrics
 
 
 def films(seed: int = 0, studies: int = 60) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mura_tf.losses import contrastive_accuracy, nt_xent
+from mura_tf.models.losses import contrastive_accuracy, nt_xent
 
 
 def nt_xent_numpy(z1: np.ndarray, z2: np.ndarray, temperature: float) -> float:
@@ -77,7 +77,7 @@ DISTRIBUTED = textwrap.dedent(
     import json, numpy as np, tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from mura_tf.losses import nt_xent
+    from mura_tf.models.losses import nt_xent
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     rng = np.random.default_rng(0)
     z1 = rng.normal(size=(8, 6)).astype("float32"); z2 = rng.normal(size=(8, 6)).astype("float32")

@@ -3,7 +3,13 @@ import pandas as pd
 import pytest
 from sklearn import metrics as sk
 
-from mura_tf.metrics import METRICS, binary_metrics, macro_f1, metrics_table, study_level_metrics
+from mura_tf.evaluators.metrics import (
+    METRICS,
+    binary_metrics,
+    macro_f1,
+    metrics_table,
+    study_level_metrics,
+)
 
 
 def test_binary_metrics_match_a_hand_computation():

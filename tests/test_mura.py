@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from mura_tf.data.mura import load_mura, png_problem
+from mura_tf.data.parts import PARTS, canonical_part, parse_parts
 from mura_tf.errors import ConfigError, MuraDataError, MuraDataWarning
-from mura_tf.parts import PARTS, canonical_part, parse_parts
 
 
 def read_csv(path: Path) -> list[list[str]]:

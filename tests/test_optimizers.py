@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from mura_tf.optimizers import LARS, scaled_learning_rate, warmup_cosine
+from mura_tf.training.optimizers import LARS, scaled_learning_rate, warmup_cosine
 
 
 def test_lars_matches_a_hand_computed_update_over_two_steps():

@@ -16,8 +16,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 import recipes
-from mura_tf.presets import SYNTHETIC_IMAGE_SIZE
-from mura_tf.runs import read_run
+from mura_tf.runs.config import read_run
+from mura_tf.runs.presets import SYNTHETIC_IMAGE_SIZE
 from recipes.common import build_parser, configure, run
 
 # Every recipe module, found rather than listed: a new recipe is tested without being added.
@@ -39,7 +39,7 @@ def only_run_dir(out: Path) -> Path:
 def test_every_recipe_module_keeps_the_one_contract():
     """A recipe is a module with a `CONFIG` (a RunConfig named after the module) whose command
     line is `recipes.common.run(CONFIG)`; its flags are exactly its config's flag fields."""
-    from mura_tf.runs import RunConfig, flags
+    from mura_tf.runs.config import RunConfig, flags
 
     assert {"baseline_densenet", "mura_paper", "simclr_pretrain", "simclr_finetune"} <= set(RECIPES)
     for name in RECIPES:
@@ -360,9 +360,9 @@ def test_baseline_densenet_is_report_002s_experiment_and_classifies():
 
 @pytest.mark.parametrize("bf16_cpu", [True, False])
 def test_mixed_precision_modes_and_the_old_boolean(monkeypatch, bf16_cpu):
-    from mura_tf import precision
     from mura_tf.errors import ConfigError
-    from mura_tf.experiment import Experiment
+    from mura_tf.runs.supervised import Experiment
+    from mura_tf.training import precision
 
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda: bf16_cpu)
     monkeypatch.setattr(precision, "_gpu_with_tensor_cores", lambda: False)

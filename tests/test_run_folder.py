@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mura_tf.experiment import Experiment
-from mura_tf.io import InUseError
-from mura_tf.run_folder import lock_path, open_run, remove_temporaries, set_aside_path
+from mura_tf.files import InUseError
+from mura_tf.runs.folder import lock_path, open_run, remove_temporaries, set_aside_path
+from mura_tf.runs.supervised import Experiment
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -132,7 +132,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
     run_dir = tmp_path / "runs" / "seed0-abc"
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path;"
-         "from mura_tf.io import exclusive_lock;"
+         "from mura_tf.files import exclusive_lock;"
          f"lock = exclusive_lock(Path({str(lock_path(run_dir))!r}), 'run');"
          "lock.__enter__(); print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -254,8 +254,8 @@ def test_no_space_for_a_checkpoint_is_a_disk_error_before_anything_is_written(
     """Where no tmpfs can be mounted: ENOSPC as the file-writing layer sees it."""
     import keras
 
-    from mura_tf import io
-    from mura_tf.io import DiskError, save_keras
+    from mura_tf import files as io
+    from mura_tf.files import DiskError, save_keras
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     monkeypatch.setattr(io.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 1 << 20})())

@@ -15,8 +15,8 @@ import tensorflow as tf
 from PIL import Image
 
 from mura_tf.data.pipeline import load_image
-from mura_tf.export import export_savedmodel
 from mura_tf.models.heads import build_classifier, classification_head
+from mura_tf.serving.export import export_savedmodel
 
 SIZE = 32
 # Every PNG mode MURA mixes, and a JPEG, at sizes MURA has (117-512 px, any aspect ratio).

@@ -92,7 +92,7 @@ def test_pretraining_writes_an_encoder_history_and_a_probe(pretrained):
     history = pd.read_csv(pretrained / "history.csv")
     assert history["epoch"].tolist() == [0, 1]
     assert {"loss", "contrastive_accuracy", "val_loss", "learning_rate"} <= set(history.columns)
-    # The kNN probe of the dev films, every epoch (mura_tf.probe.KnnProbe).
+    # The kNN probe of the dev films, every epoch (mura_tf.training.probe.KnnProbe).
     assert history["val_knn_auc"].between(0.0, 1.0).all() and history["val_knn_auc"].notna().all()
     # a 2-step run: the loss is still near its starting value ln(2N - 1) for N = 8
     assert abs(history["loss"].iloc[0] - math.log(15)) < 1.5
@@ -239,7 +239,7 @@ def test_report_without_runs_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_knn_scores_are_the_weighted_vote_of_the_nearest_training_films():
-    from mura_tf.probe import knn_scores
+    from mura_tf.training.probe import knn_scores
 
     rng = np.random.default_rng(0)
     train, labels, films = rng.normal(size=(30, 5)), rng.integers(0, 2, 30), rng.normal(size=(4, 5))

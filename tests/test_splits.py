@@ -3,9 +3,9 @@ import pandas as pd
 import pytest
 
 from mura_tf.data.mura import load_mura
+from mura_tf.data.parts import PARTS
 from mura_tf.data.splits import label_fraction, make_splits, patient_split
 from mura_tf.errors import ConfigError, MuraDataError
-from mura_tf.parts import PARTS
 
 
 def fake_catalogue(n_patients: int = 3000, seed: int = 0) -> pd.DataFrame:

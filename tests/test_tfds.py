@@ -11,8 +11,8 @@ import tensorflow as tf
 
 from mura_tf.cli import run
 from mura_tf.data.mura import load_mura
+from mura_tf.data.parts import PARTS
 from mura_tf.data.pipeline import decode_png
-from mura_tf.parts import PARTS
 
 REPO = Path(__file__).resolve().parents[1]
 

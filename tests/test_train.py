@@ -6,10 +6,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mura_tf.callbacks import RunCheckpoint
 from mura_tf.errors import ConfigError, TrainingError
-from mura_tf.resume import RunState, Selection, commit, load_state, restore
-from mura_tf.train import TrainConfig, compile_classifier, make_optimizer, mura_class_weights, train
+from mura_tf.runs.resume import RunState, Selection, commit, load_state, restore
+from mura_tf.training.callbacks import RunCheckpoint
+from mura_tf.training.train import (
+    TrainConfig,
+    compile_classifier,
+    make_optimizer,
+    mura_class_weights,
+    train,
+)
 
 
 def test_mura_class_weights_are_the_papers_formula():
@@ -251,7 +257,7 @@ def test_train_writes_history_logs_checkpoint_and_hands_back_the_best_epoch(tmp_
     assert int(best.optimizer.iterations) == 8 * result.selected_epoch  # its own Adam state
     for a, b in zip(model.optimizer.variables, best.optimizer.variables, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    # The resume point stays until the caller has written everything (mura_tf.io.finish_run).
+    # The resume point stays until the caller has written everything (mura_tf.files.finish_run).
     assert load_state(tmp_path / "backup").epochs_done == 3
     with (tmp_path / "history.csv").open() as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1", "2"]
@@ -286,7 +292,7 @@ def test_nan_loss_stops_with_a_clear_error(tmp_path):
 def test_a_run_folder_that_vanishes_mid_run_stops_with_one_line(tmp_path):
     import shutil
 
-    from mura_tf.io import DiskError
+    from mura_tf.files import DiskError
 
     callback, model = checkpoint_at(tmp_path / "run")
     run_epochs(callback, model, [0.5])
@@ -299,8 +305,8 @@ def test_a_run_folder_that_vanishes_mid_run_stops_with_one_line(tmp_path):
 def test_per_part_class_weights_follow_the_mura_paper_from_each_parts_studies():
     import pandas as pd
 
-    from mura_tf.parts import PARTS
-    from mura_tf.train import mura_part_class_weights
+    from mura_tf.data.parts import PARTS
+    from mura_tf.training.train import mura_part_class_weights
 
     # elbow: 3 studies, 1 abnormal (its 4 images must not count twice); hand: 4, 3 abnormal
     train = pd.DataFrame(
@@ -323,10 +329,10 @@ def test_per_part_weights_reach_every_training_image(synthetic_dir):
     import tensorflow as tf
 
     from mura_tf.data.mura import load_mura
+    from mura_tf.data.parts import PARTS
     from mura_tf.data.splits import make_splits
-    from mura_tf.experiment import Experiment, fit_data
-    from mura_tf.parts import PARTS
-    from mura_tf.train import mura_part_class_weights
+    from mura_tf.runs.supervised import Experiment, fit_data
+    from mura_tf.training.train import mura_part_class_weights
 
     exp = Experiment(recipe="r", backbone="resnet18", part="elbow,hand", image_size=32,
                      batch_size=4, class_weights_by_part=True, augment=())  # fmt: skip

@@ -1,5 +1,5 @@
 """`mura-tf cascade --router ROUTER --experts RUN... [--fallback RUN] --out DIR`: report 000's
-part-router cascade assembled from finished runs (`mura_tf.cascade`).
+part-router cascade assembled from finished runs (`mura_tf.runs.cascade`).
 
 The router (`python -m recipes.part_router`) sends each study to the part its views vote
 for; the expert of that part (a run trained on that part alone) scores it, or the fallback (a
@@ -33,10 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace a finished cascade")
     args = parser.parse_args(argv)
 
-    from mura_tf.cascade import build_cascade, plan_cascade
-    from mura_tf.metrics import metrics_table
-    from mura_tf.parts import short_name
-    from mura_tf.router import confusion_frame
+    from mura_tf.data.parts import short_name
+    from mura_tf.evaluators.metrics import metrics_table
+    from mura_tf.evaluators.routing import confusion_frame
+    from mura_tf.runs.cascade import build_cascade, plan_cascade
 
     plan = plan_cascade(args.router, args.experts, args.fallback)
     for part in plan.parts:

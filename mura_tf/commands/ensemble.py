@@ -1,6 +1,6 @@
 """`mura-tf ensemble RUN RUN ... --out DIR`: average finished runs into one model.
 
-The ensemble is a run folder of its own (`mura_tf.ensemble`): its export has the signatures of
+The ensemble is a run folder of its own (`mura_tf.runs.ensemble`): its export has the signatures of
 a single run's, so `mura-tf evaluate` and `mura-tf predict` take it like any run.
 """
 
@@ -21,7 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace a finished ensemble")
     args = parser.parse_args(argv)
 
-    from mura_tf.ensemble import build_ensemble
+    from mura_tf.runs.ensemble import build_ensemble
 
     result = build_ensemble(args.runs, args.out, args.overwrite)
     print_ensemble(result, f"{len(args.runs)} runs")
@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def print_ensemble(result, members: str) -> None:
     """The closing printout of an ensemble (also `--ensemble K` on a recipe)."""
-    from mura_tf.metrics import metrics_table
+    from mura_tf.evaluators.metrics import metrics_table
 
     print(f"\nEnsemble of {members} (mean of their probabilities), test metrics")
     print(metrics_table(result.metrics).to_string())

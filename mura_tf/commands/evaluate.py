@@ -50,17 +50,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from mura_tf.data.catalogue import detect_dataset, load_catalogue
     from mura_tf.evaluators.intervals import metric_intervals, with_intervals
-    from mura_tf.evaluators.thresholds import resolve_threshold
-    from mura_tf.io import write_json, write_text
-    from mura_tf.metrics import (
+    from mura_tf.evaluators.metrics import (
         interval_table,
         metrics_table,
         study_level_metrics,
         study_predictions,
     )
-    from mura_tf.plots import plot_confusion, plot_roc
-    from mura_tf.predict import predict_films, study_table
-    from mura_tf.serving import load_serving, load_study_serving, predict_frame
+    from mura_tf.evaluators.thresholds import resolve_threshold
+    from mura_tf.files import write_json, write_text
+    from mura_tf.report.plots import plot_confusion, plot_roc
+    from mura_tf.serving.load import load_serving, load_study_serving, predict_frame
+    from mura_tf.serving.predict import predict_films, study_table
 
     serve, image_size = load_serving(args.model)
     predict_study = load_study_serving(args.model)

@@ -74,9 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from mura_tf.evaluators.thresholds import resolve_threshold
-    from mura_tf.io import write_text
-    from mura_tf.predict import find_inputs, predict_films, study_table
-    from mura_tf.serving import load_cam_serving, load_image_serving, load_study_serving
+    from mura_tf.files import write_text
+    from mura_tf.serving.load import load_cam_serving, load_image_serving, load_study_serving
+    from mura_tf.serving.predict import find_inputs, predict_films, study_table
 
     out = Path(args.out)
     if (out / "studies.csv").exists() and not args.overwrite:
@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if cams is not None:
         from mura_tf.data.catalogue import outlines_of_films
-        from mura_tf.predict import write_cams
+        from mura_tf.serving.predict import write_cams
 
         outlines = outlines_of_films(predictions["path"])
         sheets = write_cams(

@@ -1,9 +1,9 @@
 """Collect runs into report 002's Table 4, or write one run's report page.
 
 `mura-tf report --runs saved_models/ --out reports/`; `mura-tf report --run RUN` writes
-`RUN/report.html` again (`mura_tf.run_report`; every run writes it when it finishes);
+`RUN/report.html` again (`mura_tf.report.run`; every run writes it when it finishes);
 `mura-tf report --compare RUN... --out reports/` sets runs side by side per body part
-(`mura_tf.comparison`: comparison.md, comparison.csv, comparison_<metric>.png).
+(`mura_tf.report.comparison`: comparison.md, comparison.csv, comparison_<metric>.png).
 
 One row per (run, body part): Exp, Body Part, Learning rate, Epochs (pre-train + train),
 Accuracy, Precision, Recall (study level, MURA's protocol), plus Kappa and AUROC. Writes
@@ -43,8 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.compare:
         return _compare(args.compare, Path(args.out))
     if args.run:
-        from mura_tf.run_report import write_run_report
-        from mura_tf.runs import read_run
+        from mura_tf.report.run import write_run_report
+        from mura_tf.runs.config import read_run
 
         if read_run(args.run) is None:
             raise ConfigError(f"--run {args.run} is not a finished run (no metrics.json)")
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not Path(args.runs).is_dir():
         raise ConfigError(f"--runs {args.runs} is not a folder")
-    from mura_tf.results_table import collect, markdown
+    from mura_tf.report.table import collect, markdown
 
     table = collect(args.runs)
     if table.empty:
@@ -61,8 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         drop=True
     )
 
-    from mura_tf.io import write_text
-    from mura_tf.plots import plot_curves, plot_fractions
+    from mura_tf.files import write_text
+    from mura_tf.report.plots import plot_curves, plot_fractions
 
     out = Path(args.out)
     text = markdown(table)
@@ -85,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _compare(run_dirs: list[str], out: Path) -> int:
-    from mura_tf.comparison import (
+    from mura_tf.files import write_text
+    from mura_tf.report.comparison import (
         METRICS,
         PAPER_ROW,
         compare,
@@ -95,8 +96,7 @@ def _compare(run_dirs: list[str], out: Path) -> int:
         paired_table,
         wide,
     )
-    from mura_tf.io import write_text
-    from mura_tf.plots import plot_comparison
+    from mura_tf.report.plots import plot_comparison
 
     rows = comparison_rows(run_dirs)
     table = compare(rows)

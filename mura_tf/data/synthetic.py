@@ -6,7 +6,8 @@ few patients imaged at two body parts), 1-5 views per study, PNGs in the modes M
 RGB, and a few LA, RGBA and 16-bit), a few hundred pixels a side, and MURA's share of abnormal
 studies per part. Each part has its own bone geometry, so the body-part task is learnable;
 abnormal studies show metal hardware or a fracture line in at least one view, and
-`lesions.csv` records the box around each one (to check where a model looks, `mura_tf.gradcam`).
+`lesions.csv` records the box around each one (to check where a model looks,
+`mura_tf.serving.gradcam`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from mura_tf.data.datasets import MURA
 from mura_tf.errors import ConfigError, MuraDataError
-from mura_tf.io import exclusive_lock
+from mura_tf.files import exclusive_lock
 
 # Share of abnormal studies per part in MURA-v1.1's train split (Rajpurkar et al., table 1).
 ABNORMAL_SHARE = {

@@ -96,9 +96,9 @@ def score_films(
 
     Args:
         cams: encoded films (object `[N]`) -> (probability `[N]`, cam `[N, S, S]`, content
-            `[N, 4]`), the export's `grad_cam_images` (`mura_tf.gradcam.film_cams`).
+            `[N, 4]`), the export's `grad_cam_images` (`mura_tf.serving.gradcam.film_cams`).
     """
-    from mura_tf.gradcam import to_film
+    from mura_tf.serving.gradcam import to_film
 
     keep = predictions[(predictions["label"] == 1) & predictions["path"].isin(outlines)]
     rows = []

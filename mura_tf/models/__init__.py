@@ -1,1 +1,2 @@
-"""Backbones, classification heads and the layers export needs."""
+"""The networks: backbones (`backbones`), classification heads (`heads`), the SimCLR model
+(`simclr`) and its NT-Xent loss (`losses`)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from mura_tf.losses import contrastive_accuracy, nt_xent
+from mura_tf.models.losses import contrastive_accuracy, nt_xent
 
 
 def projection_head(

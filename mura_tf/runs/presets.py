@@ -1,6 +1,6 @@
 """The CPU presets of `--synthetic`: what a run of the embedded synthetic set changes.
 
-The synthetic set (`mura_tf.runs.SYNTHETIC_DATA`) has a few hundred films per part and this
+The synthetic set (`mura_tf.runs.config.SYNTHETIC_DATA`) has a few hundred films per part and this
 project's machines have 2 cores and no GPU, so `--synthetic` shrinks a recipe to that size.
 Every change is noted in the config (`notes`, printed and kept in `config.json`), and a setting
 the user gave explicitly is never changed.
@@ -12,9 +12,9 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mura_tf.experiment import Experiment
-    from mura_tf.pretrain import PretrainConfig
-    from mura_tf.runs import RunConfig
+    from mura_tf.runs.config import RunConfig
+    from mura_tf.runs.pretrain import PretrainConfig
+    from mura_tf.runs.supervised import Experiment
 
 SYNTHETIC_IMAGE_SIZE = 64
 SYNTHETIC_MAX_EPOCHS = 8
@@ -30,7 +30,7 @@ SYNTHETIC_MIN_DEV_FRACTION = 0.2
 def synthetic_preset(config: RunConfig, explicit: frozenset[str] = frozenset()) -> RunConfig:
     """`config` shrunk to the synthetic set on a CPU, each change noted; the fields named in
     `explicit` (given on the command line) are kept."""
-    from mura_tf.pretrain import PretrainConfig
+    from mura_tf.runs.pretrain import PretrainConfig
 
     changes = {"image_size": min(config.image_size, SYNTHETIC_IMAGE_SIZE)}
     if isinstance(config, PretrainConfig):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mura_tf.parts import PARTS
+from mura_tf.data.parts import PARTS
 
 MURA_PAPER = "MURA paper (Rajpurkar et al. 2017), Table 2"
 REPORT_000 = "report 000"

@@ -10,7 +10,7 @@ Two signatures, both returning the abnormality probability float32 `[N, 1]`:
   `keep_aspect`), then passed to `serve`.
 
 and `grad_cam_images` (not a serving signature: it differentiates the model), the same
-encoded films to `probability` `[N, 1]`, `cam` `[N, S, S]` (`mura_tf.gradcam`, bilinearly
+encoded films to `probability` `[N, 1]`, `cam` `[N, S, S]` (`mura_tf.serving.gradcam`, bilinearly
 upsampled to the input frame) and `content` `[N, 4]` (y0, x0, y1, x1: the part of the frame
 the film fills; all of it unless `keep_aspect` padded it).
 """
@@ -30,7 +30,7 @@ from mura_tf.compat.export_archive import write_savedmodel
 from mura_tf.data.normalization import normalize
 from mura_tf.data.pipeline import decode_and_resize
 from mura_tf.errors import ConfigError
-from mura_tf.gradcam import grad_cam_of_films
+from mura_tf.serving.gradcam import grad_cam_of_films
 
 
 @keras.saving.register_keras_serializable(package="mura_tf")

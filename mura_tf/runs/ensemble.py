@@ -5,7 +5,7 @@ those it trained). Here the members are given (`mura-tf ensemble RUN ...`) or ar
 of a recipe (`--ensemble K`), all kept, equally weighted. An ensemble is a run folder like any
 other: `config.json` (section "ensemble": the members and the rule), `predictions.csv` (the
 mean of the members' test probabilities), `metrics.json`, `report.html`, and `export/` with a
-single run's signatures (`mura_tf.export`), so `evaluate` and `predict` treat it as one run.
+single run's signatures (`mura_tf.serving.export`), so `evaluate` and `predict` treat it as one run.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from mura_tf.errors import ConfigError
-from mura_tf.runs import ABNORMALITY_SECTIONS, CONFIG_FILE, FinishedRun, read_run
+from mura_tf.runs.config import ABNORMALITY_SECTIONS, CONFIG_FILE, FinishedRun, read_run
 
 RULE = "mean of the members' probabilities; every member kept, equally weighted"
 
@@ -83,12 +83,12 @@ def build_ensemble(
     import keras
 
     import mura_tf.models.backbones  # noqa: F401 - registers the layers model.keras files use
-    from mura_tf.export import export_ensemble
-    from mura_tf.io import disk_errors, write_json, write_text
-    from mura_tf.metrics import study_level_metrics
-    from mura_tf.run_folder import open_run
-    from mura_tf.run_report import write_run_report
-    from mura_tf.runs import write_metrics
+    from mura_tf.evaluators.metrics import study_level_metrics
+    from mura_tf.files import disk_errors, write_json, write_text
+    from mura_tf.report.run import write_run_report
+    from mura_tf.runs.config import write_metrics
+    from mura_tf.runs.folder import open_run
+    from mura_tf.serving.export import export_ensemble
 
     runs = finished_members(run_dirs)
     first = runs[0]

@@ -1,7 +1,7 @@
 """What every run shares: its settings, its folder's name and schema, its opening and closing.
 
-A run is a frozen config (`RunConfig`, extended by `mura_tf.experiment.Experiment` and
-`mura_tf.pretrain.PretrainConfig`) and one call. The config's fields carry their own
+A run is a frozen config (`RunConfig`, extended by `mura_tf.runs.supervised.Experiment` and
+`mura_tf.runs.pretrain.PretrainConfig`) and one call. The config's fields carry their own
 command-line metadata (`setting`), from which `recipes.common` builds every recipe's flags.
 
 The run folder `OUT/<recipe>/<parts>/<run>/` (`run_dir`) always holds:
@@ -31,10 +31,10 @@ from mura_tf.data.synthetic import SyntheticConfig, synthetic_dataset
 from mura_tf.errors import ConfigError
 
 CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"  # = mura_tf.run_folder.FINISHED_MARK
+METRICS_FILE = "metrics.json"  # = mura_tf.runs.folder.FINISHED_MARK
 
 # The embedded synthetic set for `--synthetic`: small enough for a 2-core CPU (what a run does
-# with it: `mura_tf.presets`).
+# with it: `mura_tf.runs.presets`).
 SYNTHETIC_DATA = SyntheticConfig(
     patients_per_part=60, valid_patients_per_part=20, min_side=96, max_side=192, seed=0
 )
@@ -171,8 +171,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         # Imported here: reading finished runs (`mura-tf report`) needs no TensorFlow.
         from mura_tf.data.catalogue import resolve_dataset
-        from mura_tf.distribute import check_strategy
         from mura_tf.models.backbones import backbone_spec
+        from mura_tf.training.distribute import check_strategy
 
         spec = backbone_spec(self.backbone)
         data_dir = None if self.synthetic else self.data_dir or os.environ.get("MURA_DATA_DIR")
@@ -294,9 +294,9 @@ def opened(config: RunConfig) -> Iterator[OpenRun]:
     """
     import tensorflow as tf
 
-    from mura_tf.distribute import make_strategy, worker_index, worker_run_dir
-    from mura_tf.io import disk_errors
-    from mura_tf.run_folder import open_run
+    from mura_tf.files import disk_errors
+    from mura_tf.runs.folder import open_run
+    from mura_tf.training.distribute import make_strategy, worker_index, worker_run_dir
 
     # First: a multi-worker strategy must exist before TensorFlow runs any op.
     strategy = make_strategy(config.strategy)
@@ -310,8 +310,8 @@ def opened(config: RunConfig) -> Iterator[OpenRun]:
 def write_config(run: OpenRun, config: RunConfig, data_dir: str, **facts: Any) -> Path:
     """Write `config.json`: the settings under `config.SECTION`, then the data folder, the
     strategy, `facts` (counts, normalisation ...) and the notes."""
-    from mura_tf.distribute import describe
-    from mura_tf.io import write_json
+    from mura_tf.files import write_json
+    from mura_tf.training.distribute import describe
 
     document = {
         config.SECTION: config.settings(),
@@ -326,8 +326,8 @@ def write_config(run: OpenRun, config: RunConfig, data_dir: str, **facts: Any) -
 
 def write_metrics(run_dir: Path, metrics: dict) -> None:
     """Write `metrics.json`, which marks the run finished, then drop its resume points."""
-    from mura_tf.io import write_json
-    from mura_tf.run_folder import finish_run
+    from mura_tf.files import write_json
+    from mura_tf.runs.folder import finish_run
 
     write_json(run_dir / METRICS_FILE, metrics)
     finish_run(run_dir)
@@ -336,8 +336,8 @@ def write_metrics(run_dir: Path, metrics: dict) -> None:
 # --- Reading finished runs ----------------------------------------------------------------------
 
 # config.json's section of each kind of run: supervised and fine-tuning runs, ensembles
-# (`mura_tf.ensemble`), part-router cascades (`mura_tf.cascade`), body-part routers
-# (`mura_tf.router`) and SimCLR pre-training.
+# (`mura_tf.runs.ensemble`), part-router cascades (`mura_tf.runs.cascade`), body-part routers
+# (`mura_tf.runs.router`) and SimCLR pre-training.
 SECTIONS = ("experiment", "ensemble", "cascade", "router", "pretrain")
 # The kinds whose export answers "is this study abnormal?".
 ABNORMALITY_SECTIONS = ("experiment", "ensemble", "cascade")

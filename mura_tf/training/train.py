@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from mura_tf.callbacks import RunCheckpoint, TrainingImages
 from mura_tf.compat.fused_adam import fuse_adam
 from mura_tf.compat.fused_batch_norm import follow_training_steps
 from mura_tf.data.datasets import dataset_of_parts
 from mura_tf.errors import ConfigError, TrainingError
-from mura_tf.resume import Selection, load_state
+from mura_tf.runs.resume import Selection, load_state
+from mura_tf.training.callbacks import RunCheckpoint, TrainingImages
 
 OPTIMIZERS = ("adam", "sgd", "adamw", "lars")
 
@@ -82,7 +82,7 @@ def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
     if config.optimizer == "adamw":
         return fuse_adam(keras.optimizers.AdamW(lr))
     if config.optimizer == "lars":
-        from mura_tf.optimizers import LARS
+        from mura_tf.training.optimizers import LARS
 
         return LARS(lr, momentum=0.9, weight_decay=0.0)  # SimCLR fine-tunes without decay
     return keras.optimizers.SGD(lr, momentum=0.9)
@@ -227,7 +227,7 @@ def train(
     images), `checkpoints/best.keras` with `checkpoints/best.json` (the best dev epoch by
     `config.monitor`; `best.variables.npz` keeps it while training) and `backup/` (the resume
     point). The caller removes `backup/` and `best.variables.npz` once everything the run hands
-    over is written (`mura_tf.run_folder.finish_run`). A run whose `backup/` exists resumes
+    over is written (`mura_tf.runs.folder.finish_run`). A run whose `backup/` exists resumes
     from it; one whose `backup/` says training is over only reloads its best epoch.
 
     Whatever ended training (early stopping, the last epoch, a resume), `model` returns holding
@@ -242,8 +242,9 @@ def train(
         dev_data: batches for model selection, never augmented.
         sample: pixels 0-255 `[N, S, S, 3]`, augmented but not normalised, shown in
             TensorBoard.
-        probes: callbacks that add dev scores to each epoch's logs (`mura_tf.probe.KnnProbe`);
-            they are recorded with the rest, but never select the epoch.
+        probes: callbacks that add dev scores to each epoch's logs
+            (`mura_tf.training.probe.KnnProbe`); they are recorded with the rest, but never
+            select the epoch.
     Raises:
         TrainingError: the loss became NaN, or no epoch gave a finite dev value to select by.
     """

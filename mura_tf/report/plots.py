@@ -15,7 +15,7 @@ from PIL import Image, ImageOps  # noqa: E402
 
 from mura_tf.data.datasets import dataset_of_parts, short_name  # noqa: E402
 from mura_tf.evaluators.thresholds import MURA_THRESHOLD
-from mura_tf.io import write_with  # noqa: E402
+from mura_tf.files import write_with  # noqa: E402
 
 
 def _save(fig, path: str | os.PathLike[str]) -> Path:
@@ -139,7 +139,7 @@ def plot_fractions(rows: pd.DataFrame, path: str | os.PathLike[str], title: str 
     with their 95% intervals as error bars where the runs recorded them.
 
     Args:
-        rows: `mura_tf.results_table.collect` rows of one body part.
+        rows: `mura_tf.report.table.collect` rows of one body part.
     """
     metrics = ["Accuracy", "Precision", "Recall"]
     names = rows["Exp"].tolist()

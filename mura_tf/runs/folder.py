@@ -27,11 +27,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mura_tf.errors import ConfigError
-from mura_tf.io import exclusive_lock
-from mura_tf.resume import BEST_VARIABLES
+from mura_tf.files import exclusive_lock
+from mura_tf.runs.resume import BEST_VARIABLES
 
 FINISHED_MARK = "metrics.json"
-WORKER_FOLDER = re.compile(r"worker\d+")  # mura_tf.distribute.worker_run_dir
+WORKER_FOLDER = re.compile(r"worker\d+")  # mura_tf.training.distribute.worker_run_dir
 
 
 def lock_path(run_dir: Path) -> Path:
@@ -49,9 +49,9 @@ def is_finished(run_dir: str | os.PathLike[str]) -> bool:
 def remove_temporaries(folder: Path) -> list[Path]:
     """Delete what interrupted atomic writes left under `folder`; returns what was removed.
 
-    Atomic writes (`mura_tf.io`, `mura_tf.export`, `mura_tf.resume`) name their temporaries
-    `.NAME.<random>.tmp…` or `.NAME.tmp-<random>` (and a replaced export `.NAME.old-<pid>`),
-    so nothing else matches.
+    Atomic writes (`mura_tf.files`, `mura_tf.serving.export`, `mura_tf.runs.resume`) name their
+    temporaries `.NAME.<random>.tmp…` or `.NAME.tmp-<random>` (and a replaced export
+    `.NAME.old-<pid>`), so nothing else matches.
     """
     removed = []
     if not folder.is_dir():

@@ -1,7 +1,7 @@
 """A run's exported SavedModel, loaded and called with TensorFlow alone (no Keras model code).
 
 The export's `serve` signature maps raw float32 pixels `[N, S, S, 3]` (0-255, resized as in
-training) to abnormality probabilities `[N, 1]`; see `mura_tf.export`.
+training) to abnormality probabilities `[N, 1]`; see `mura_tf.serving.export`.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def load_image_serving(model: str | os.PathLike[str]):
 
 def load_study_serving(model: str | os.PathLike[str]):
     """For an export that routes each study as a whole (a part-router cascade,
-    `mura_tf.cascade`): `predict_study(data)` mapping the encoded films of one study, a string
+    `mura_tf.runs.cascade`): `predict_study(data)` mapping the encoded films of one study, a string
     array `[N]`, to `(probabilities [N, 1], part)`, `part` the index in `PARTS` of the model
     that scored them. None for an export without the `serve_study_images` signature.
     """
@@ -135,7 +135,8 @@ def load_study_serving(model: str | os.PathLike[str]):
 
 def load_cam_serving(model: str | os.PathLike[str]):
     """Load a run's export for Grad-CAM; returns `cams(data)` mapping a string array `[N]` of
-    encoded films to `(probability [N], cam [N, S, S], content [N, 4])` (see `mura_tf.export`).
+    encoded films to `(probability [N], cam [N, S, S], content [N, 4])` (see
+    `mura_tf.serving.export`).
 
     Raises:
         ConfigError: the export has no `grad_cam_images` signature (exported before it).

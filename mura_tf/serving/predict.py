@@ -19,9 +19,9 @@ from PIL import Image, UnidentifiedImageError
 
 from mura_tf.data.datasets import dataset_of_parts
 from mura_tf.data.fracatlas import Outline
+from mura_tf.data.parts import PARTS
 from mura_tf.errors import ConfigError
 from mura_tf.evaluators.thresholds import PROTOCOL, Threshold
-from mura_tf.parts import PARTS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -121,9 +121,9 @@ def predict_films(
 
     Args:
         predict: encoded images, a string array `[N]`, to probabilities `[N, 1]` (the export's
-            `serve_images`, see `mura_tf.serving.load_image_serving`).
+            `serve_images`, see `mura_tf.serving.load.load_image_serving`).
         predict_study: for an export that routes whole studies (a part-router cascade,
-            `mura_tf.serving.load_study_serving`): the films of one study to their
+            `mura_tf.serving.load.load_study_serving`): the films of one study to their
             probabilities and the part they were routed to; used instead of `predict`.
     """
     out = np.zeros(len(films), np.float32)
@@ -198,7 +198,7 @@ def write_cams(
     order the studies first appear. The maps are computed `batch_size` films at a time.
 
     Args:
-        cams: the export's Grad-CAM (`mura_tf.serving.load_cam_serving`).
+        cams: the export's Grad-CAM (`mura_tf.serving.load.load_cam_serving`).
         predictions: `predict_films` rows (path, study, probability).
         outlines: radiologists' outlines by path (`mura_tf.data.catalogue.outlines_of_films`),
             drawn on the films that have one.
@@ -209,9 +209,9 @@ def write_cams(
     import tensorflow as tf
 
     from mura_tf.data.pipeline import decode_film
-    from mura_tf.gradcam import draw_outline, overlay, to_film
-    from mura_tf.io import write_with
-    from mura_tf.plots import study_sheet
+    from mura_tf.files import write_with
+    from mura_tf.report.plots import study_sheet
+    from mura_tf.serving.gradcam import draw_outline, overlay, to_film
 
     out = Path(out_dir)
     encoded = [Path(p).read_bytes() for p in predictions["path"]]

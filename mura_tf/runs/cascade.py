@@ -3,18 +3,18 @@ abnormality model of its part.
 
 Report 000 concludes that "a system that first identifies the bone and then independently
 trains on images from each bone class is the most effective approach". Here that system is
-assembled from finished runs: a router (`mura_tf.router`, e.g. `recipes.part_router`), one
+assembled from finished runs: a router (`mura_tf.runs.router`, e.g. `recipes.part_router`), one
 expert per part (a run trained on that part alone, e.g. `resnet18_per_part --part hand`), and
 optionally a fallback (a run on every part) for the parts without an expert of their own.
 
 A MURA study holds one part, so a study goes to the part its views vote for
-(`mura_tf.router.study_votes`); a single film goes to its own most likely part. The cascade
-is a run folder like any other: `config.json` (section "cascade": the router, the expert of
-each part and the rule), `predictions.csv`, `metrics.json` (the usual study-level metrics
+(`mura_tf.evaluators.routing.study_votes`); a single film goes to its own most likely part.
+The cascade is a run folder like any other: `config.json` (section "cascade": the router, the
+expert of each part and the rule), `predictions.csv`, `metrics.json` (the usual study-level metrics
 beside the router's confusion matrix on the test studies and how many went to the wrong
 part), `report.html`, and `export/`, one SavedModel holding router and experts with a single
-run's signatures (`mura_tf.export`; `serve` and `serve_images` route each film by itself) and
-two more:
+run's signatures (`mura_tf.serving.export`; `serve` and `serve_images` route each film by
+itself) and two more:
 
 - `serve_study_images`: the encoded films of one study, string `[N]` -> `probability`
   `[N, 1]` (every view scored by the expert of the study's part) and `part` (int32, the index
@@ -36,16 +36,16 @@ import tensorflow as tf
 
 from mura_tf.compat.empty_batch import unless_empty
 from mura_tf.data.normalization import normalize
+from mura_tf.data.parts import PARTS, parse_parts, short_name
 from mura_tf.errors import ConfigError
-from mura_tf.parts import PARTS, parse_parts, short_name
-from mura_tf.router import (
+from mura_tf.evaluators.routing import (
     routable_mask,
     routed_frame,
     routing_metrics,
     study_votes,
     view_parts,
 )
-from mura_tf.runs import ABNORMALITY_SECTIONS, CONFIG_FILE, FinishedRun, read_run
+from mura_tf.runs.config import ABNORMALITY_SECTIONS, CONFIG_FILE, FinishedRun, read_run
 
 RULE = (
     "each study goes to the part its views vote for (ties: the larger summed probability), "
@@ -221,8 +221,8 @@ def cascade_archive(
 ) -> keras.export.ExportArchive:
     """The cascade's SavedModel: a single run's signatures plus `serve_study_images` and
     `route_images` (module docstring). Its Grad-CAM is that of the expert each film goes to."""
-    from mura_tf.export import IMAGES, films_to_pixels, serving_archive
-    from mura_tf.gradcam import grad_cam_of_films
+    from mura_tf.serving.export import IMAGES, films_to_pixels, serving_archive
+    from mura_tf.serving.gradcam import grad_cam_of_films
 
     cams = [
         grad_cam_of_films(expert, norm, image_size, keep_aspect)
@@ -307,12 +307,12 @@ def build_cascade(
     Raises:
         ConfigError: `out_dir` holds a finished run and `overwrite` is false.
     """
-    from mura_tf.export import write_archive
-    from mura_tf.io import disk_errors, write_json, write_text
-    from mura_tf.metrics import study_level_metrics
-    from mura_tf.run_folder import open_run
-    from mura_tf.run_report import write_run_report
-    from mura_tf.runs import write_metrics
+    from mura_tf.evaluators.metrics import study_level_metrics
+    from mura_tf.files import disk_errors, write_json, write_text
+    from mura_tf.report.run import write_run_report
+    from mura_tf.runs.config import write_metrics
+    from mura_tf.runs.folder import open_run
+    from mura_tf.serving.export import write_archive
 
     out = Path(out_dir)
     router = plan.router

@@ -14,11 +14,11 @@ folder `OUT/<recipe>/<part>/<run>/`:
     predictions.csv    one row per test image
     localisation.csv   where the dataset has fracture outlines (FracAtlas): each fractured
                        test film's Grad-CAM scored against them (`evaluators.localisation`)
-    report.html        the run on one page (`mura_tf.run_report`)
+    report.html        the run on one page (`mura_tf.report.run`)
     metrics.json       image/study/per-part metrics, the selected epoch and a fingerprint
                        of the first training batch; written last, so it marks a finished run
 
-`backup/` (the resume point, `mura_tf.resume`) stays until all of the above is written, so a
+`backup/` (the resume point, `mura_tf.runs.resume`) stays until all of the above is written, so a
 run killed at any point after its last epoch redoes only the outputs.
 """
 
@@ -39,22 +39,30 @@ from mura_tf.data.augment import AugmentConfig, parse_augmentations
 from mura_tf.data.catalogue import load_catalogue, load_outlines
 from mura_tf.data.pipeline import PipelineConfig, make_dataset
 from mura_tf.data.splits import Splits, label_fraction, make_splits
-from mura_tf.distribute import distribute_batches, local_copy, num_workers
 from mura_tf.errors import ConfigError
 from mura_tf.evaluators.calibration import calibration, operating_points
 from mura_tf.evaluators.intervals import metric_intervals, with_intervals
 from mura_tf.evaluators.localisation import localisation_metrics, score_films
-from mura_tf.export import export_savedmodel
-from mura_tf.gradcam import film_cams
-from mura_tf.io import same_file, write_json, write_text
-from mura_tf.metrics import macro_f1, study_level_metrics, study_predictions
+from mura_tf.evaluators.metrics import macro_f1, study_level_metrics, study_predictions
+from mura_tf.files import same_file, write_json, write_text
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.heads import HEADS, build_classifier, classification_head
-from mura_tf.precision import MODES, parse_mode, precision, uses_mixed_precision
-from mura_tf.run_folder import finish_run
-from mura_tf.run_report import write_run_report
-from mura_tf.runs import Alias, OpenRun, RunConfig, opened, setting, write_config, write_metrics
-from mura_tf.train import (
+from mura_tf.report.run import write_run_report
+from mura_tf.runs.config import (
+    Alias,
+    OpenRun,
+    RunConfig,
+    opened,
+    setting,
+    write_config,
+    write_metrics,
+)
+from mura_tf.runs.folder import finish_run
+from mura_tf.serving.export import export_savedmodel
+from mura_tf.serving.gradcam import film_cams
+from mura_tf.training.distribute import distribute_batches, local_copy, num_workers
+from mura_tf.training.precision import MODES, parse_mode, precision, uses_mixed_precision
+from mura_tf.training.train import (
     OPTIMIZERS,
     TrainConfig,
     compile_classifier,
@@ -130,7 +138,7 @@ class Experiment(RunConfig):
         "auto",
         "bfloat16 compute on CPUs with AVX-512 BF16 or AMX, float16 on GPUs with tensor cores, "
         "float32 variables: auto (where that hardware is, for images of 128 px or more), on, "
-        "off (mura_tf.precision)",
+        "off (mura_tf.training.precision)",
         choices=MODES,
     )
     jit_compile: str = setting(
@@ -139,7 +147,7 @@ class Experiment(RunConfig):
     ensemble: int = setting(
         1,
         "train K seeds (--seed to --seed + K - 1), each a run of its own, then average them into "
-        "one model (mura_tf.ensemble), as the MURA paper did",
+        "one model (mura_tf.runs.ensemble), as the MURA paper did",
         name="--ensemble",
     )
     # The run's name in tables: "" is the recipe; "{mode}" is Finetune or Linear and "{pct}"

@@ -3,7 +3,7 @@
 Exp, Body Part, Learning rate, Epochs (pre-train + train), Accuracy, Precision, Recall (study
 level, MURA's protocol), plus Kappa and AUROC, each with its 95% interval where the run
 recorded one (`<metric> low`, `<metric> high`; `evaluators.intervals`). Runs are read through
-`mura_tf.runs`.
+`mura_tf.runs.config`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mura_tf.parts import short_name
-from mura_tf.runs import ABNORMALITY_SECTIONS, finished_runs, read_run
+from mura_tf.data.parts import short_name
+from mura_tf.runs.config import ABNORMALITY_SECTIONS, finished_runs, read_run
 
 COLUMNS = [
     "Exp",

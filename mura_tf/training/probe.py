@@ -10,7 +10,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mura_tf.data.pipeline import PipelineConfig, make_dataset
-from mura_tf.metrics import study_level_metrics
+from mura_tf.evaluators.metrics import study_level_metrics
 
 
 def pooled_features(

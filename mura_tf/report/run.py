@@ -4,7 +4,8 @@ For a supervised run: the settings; image- and study-level metrics, overall and 
 study-level ROC and confusion matrices; the training curves with the epoch handed over marked;
 per part, the most confident correct and the most confident wrong test studies with their
 views under Grad-CAM; and the published figures for the same experiment beside this run's
-(`mura_tf.published`). For SimCLR pre-training: the settings, the curves and the linear probes.
+(`mura_tf.report.published`). For SimCLR pre-training: the settings, the curves and the
+linear probes.
 
 Written by every run just before `metrics.json` (so a finished run always has one), and again
 on demand by `mura-tf report --run RUN`.
@@ -24,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from mura_tf.data.datasets import dataset_of_parts, short_name
-from mura_tf.published import published_for
-from mura_tf.runs import ABNORMALITY_SECTIONS, SECTIONS
+from mura_tf.report.published import published_for
+from mura_tf.runs.config import ABNORMALITY_SECTIONS, SECTIONS
 
 REPORT_FILE = "report.html"
 
@@ -75,7 +76,7 @@ def _settings(run_config: dict, section: str) -> str:
 
 def _confident_studies(predictions: pd.DataFrame) -> pd.DataFrame:
     """Per part, the most confident correct and the most confident wrong test study."""
-    from mura_tf.metrics import study_predictions
+    from mura_tf.evaluators.metrics import study_predictions
 
     studies = study_predictions(predictions)
     studies["correct"] = (studies["probability"] >= 0.5) == (studies["label"] == 1)
@@ -123,7 +124,7 @@ def build_report(
     """The report page of the run in `run_dir` as HTML text.
 
     `metrics` defaults to the run's `metrics.json` (a run writes its report before that file,
-    passing them in); `cams` (`mura_tf.gradcam.film_cams`: a run passes its model in memory)
+    passing them in); `cams` (`mura_tf.serving.gradcam.film_cams`: a run passes its model in memory)
     defaults to the export's Grad-CAM.
     """
     run_dir = Path(run_dir)
@@ -166,7 +167,7 @@ def build_report(
             body += _pretrain_sections(metrics)
         history = run_dir / "history.csv"
         if history.is_file():
-            from mura_tf.plots import plot_curves
+            from mura_tf.report.plots import plot_curves
 
             frame = pd.read_csv(history)
             curves = plot_curves(frame, figures / "curves.png", label, selected.get("epoch"))
@@ -188,8 +189,8 @@ def _supervised_sections(
     cams: Cams | None,
     after_metrics: Sequence[str] = (),
 ) -> list[str]:
-    from mura_tf.metrics import interval_table, metrics_table, study_predictions
-    from mura_tf.plots import plot_confusion, plot_roc
+    from mura_tf.evaluators.metrics import interval_table, metrics_table, study_predictions
+    from mura_tf.report.plots import plot_confusion, plot_roc
 
     predictions = pd.read_csv(run_dir / "predictions.csv")
     studies = study_predictions(predictions)
@@ -233,7 +234,7 @@ def _calibration_section(metrics: dict, figures: Path) -> list[str]:
     """The reliability diagram and the operating points (thresholds chosen on dev)."""
     if "calibration" not in metrics:
         return []
-    from mura_tf.plots import plot_reliability
+    from mura_tf.report.plots import plot_reliability
 
     points = metrics.get("operating_points", {})
     rows = {
@@ -270,8 +271,8 @@ def _localisation_section(
     fractured test films under Grad-CAM with the radiologists' outline drawn on them."""
     from mura_tf.data.catalogue import outlines_of_films
     from mura_tf.errors import ConfigError
-    from mura_tf.predict import write_cams
-    from mura_tf.serving import load_cam_serving
+    from mura_tf.serving.load import load_cam_serving
+    from mura_tf.serving.predict import write_cams
 
     keys = ["films", "pointing_hit_rate", "pointing_chance", "mass_in_outline", "outline_share"]
     rows = {"all": localisation, **localisation["per_part"]}
@@ -313,8 +314,8 @@ def _confident_section(
     run_dir: Path, predictions: pd.DataFrame, figures: Path, cams: Cams | None
 ) -> list[str]:
     from mura_tf.errors import ConfigError
-    from mura_tf.predict import write_cams
-    from mura_tf.serving import load_cam_serving
+    from mura_tf.serving.load import load_cam_serving
+    from mura_tf.serving.predict import write_cams
 
     try:
         cams = cams or load_cam_serving(run_dir)
@@ -340,8 +341,8 @@ def _confident_section(
 
 
 def _router_section(routing: dict, section: str) -> list[str]:
-    """The body-part routing (`mura_tf.router.routing_metrics`): scores and confusion."""
-    from mura_tf.router import confusion_frame
+    """The body-part routing (`evaluators.routing.routing_metrics`): scores and confusion."""
+    from mura_tf.evaluators.routing import confusion_frame
 
     image, study = routing["image"], routing["study"]
     scores = pd.DataFrame(
@@ -387,6 +388,6 @@ def write_run_report(
     run_dir: str | os.PathLike[str], metrics: dict | None = None, cams: Cams | None = None
 ) -> Path:
     """Write `RUN/report.html` atomically; see `build_report`."""
-    from mura_tf.io import write_text
+    from mura_tf.files import write_text
 
     return write_text(Path(run_dir) / REPORT_FILE, build_report(run_dir, metrics, cams))

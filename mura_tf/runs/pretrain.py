@@ -4,8 +4,9 @@
 `logs/` (TensorBoard), `checkpoints/best.keras` (whole SimCLR model, best dev NT-Xent),
 `encoder.keras` (the backbone of that best epoch alone, what `simclr_finetune --encoder` loads);
 `history.csv` and TensorBoard carry `val_knn_auc`, a kNN probe of the dev films after every
-epoch (`mura_tf.probe.KnnProbe`), which shows while it runs whether pre-training still helps;
-`report.html` (`mura_tf.run_report`) and `metrics.json` (the selected epoch's losses, and
+epoch (`mura_tf.training.probe.KnnProbe`), which shows while it runs whether pre-training
+still helps;
+`report.html` (`mura_tf.report.run`) and `metrics.json` (the selected epoch's losses, and
 linear probes on the abnormality label of
 the pre-trained encoder and of the same encoder at its random initialisation, the baseline
 pre-training must beat; written last).
@@ -24,18 +25,18 @@ from mura_tf.data.catalogue import load_catalogue
 from mura_tf.data.contrastive import ViewConfig, make_contrastive_dataset
 from mura_tf.data.pipeline import PipelineConfig
 from mura_tf.data.splits import Splits, make_splits
-from mura_tf.distribute import distribute_batches, local_copy, num_workers
 from mura_tf.errors import ConfigError
-from mura_tf.io import save_keras
+from mura_tf.files import save_keras
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.simclr import SimCLR
-from mura_tf.optimizers import LARS, scaled_learning_rate, warmup_cosine
-from mura_tf.precision import MODES, parse_mode, precision, uses_mixed_precision
-from mura_tf.probe import KnnProbe, linear_probe
-from mura_tf.run_folder import finish_run
-from mura_tf.run_report import write_run_report
-from mura_tf.runs import OpenRun, RunConfig, opened, setting, write_config, write_metrics
-from mura_tf.train import TrainConfig, train
+from mura_tf.report.run import write_run_report
+from mura_tf.runs.config import OpenRun, RunConfig, opened, setting, write_config, write_metrics
+from mura_tf.runs.folder import finish_run
+from mura_tf.training.distribute import distribute_batches, local_copy, num_workers
+from mura_tf.training.optimizers import LARS, scaled_learning_rate, warmup_cosine
+from mura_tf.training.precision import MODES, parse_mode, precision, uses_mixed_precision
+from mura_tf.training.probe import KnnProbe, linear_probe
+from mura_tf.training.train import TrainConfig, train
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,7 +71,7 @@ class PretrainConfig(RunConfig):
         "auto",
         "bfloat16 compute on CPUs with AVX-512 BF16 or AMX, float16 on GPUs with tensor cores, "
         "float32 variables: auto (where that hardware is, for images of 128 px or more), on, "
-        "off (mura_tf.precision); encoder.keras is saved float32 either way",
+        "off (mura_tf.training.precision); encoder.keras is saved float32 either way",
         choices=MODES,
     )
 

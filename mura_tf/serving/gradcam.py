@@ -7,8 +7,8 @@ pooling -> head), the map of an image is
 
 where `A` `[h, w, C]` is the backbone's last convolutional feature map (DenseNet169's final
 ReLU, ResNet's last block) and `logit` the abnormality output before its sigmoid. The maps are
-computed inside the export (`mura_tf.export`, signature `grad_cam_images`), so any run folder
-or export can draw them; `overlay` puts one on its film.
+computed inside the export (`mura_tf.serving.export`, signature `grad_cam_images`), so any run
+folder or export can draw them; `overlay` puts one on its film.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def film_cams(
 ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """`grad_cam_of_films` on NumPy: encoded films (object array `[N]` of bytes) to
     `(probability [N], cam [N, S, S], content [N, 4])`, the shape of
-    `mura_tf.serving.load_cam_serving`'s function, for a model still in memory."""
+    `mura_tf.serving.load.load_cam_serving`'s function, for a model still in memory."""
     fn = tf.function(
         grad_cam_of_films(model, normalization, image_size, keep_aspect),
         input_signature=[tf.TensorSpec([None], tf.string)],

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from mura_tf.errors import TrainingError
-from mura_tf.io import atomic_path, ensure_free_space, keras_bytes, write_json
+from mura_tf.files import atomic_path, ensure_free_space, keras_bytes, write_json
 
 STATE = "state.json"
 VARIABLES_SUFFIX = ".variables.npz"

@@ -2,15 +2,15 @@
 paper's kappas as a reference row.
 
 Each row is computed from test predictions (`predictions.csv`) with MURA's study rule
-(`mura_tf.metrics.study_level_metrics`), so every row is scored the same way:
+(`mura_tf.evaluators.metrics.study_level_metrics`), so every row is scored the same way:
 
-- a run on several parts, an ensemble (`mura_tf.ensemble`): one row, its label;
+- a run on several parts, an ensemble (`mura_tf.runs.ensemble`): one row, its label;
 - runs on one part each with the same label (per-part models): merged into one row;
-- a part-router cascade (`mura_tf.cascade`): its row, and beside it "cascade given the true
+- a part-router cascade (`mura_tf.runs.cascade`): its row, and beside it "cascade given the true
   parts": the same experts with every study sent to its true part, i.e. what routing costs.
 
 The paper's figures come from its own 207-study test set with ImageNet weights
-(`mura_tf.published`); they are a reference, not a score on the same films.
+(`mura_tf.report.published`); they are a reference, not a score on the same films.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ import pandas as pd
 from mura_tf.data.datasets import DATASETS, MURA, dataset_of_parts, short_name
 from mura_tf.errors import ConfigError
 from mura_tf.evaluators.intervals import metric_intervals
+from mura_tf.evaluators.metrics import study_level_metrics
 from mura_tf.evaluators.paired import paired_difference
-from mura_tf.metrics import study_level_metrics
-from mura_tf.published import MURA_PAPER, MURA_PAPER_KAPPA, MURA_PAPER_KAPPA_CI
-from mura_tf.runs import ABNORMALITY_SECTIONS, FinishedRun, read_run
+from mura_tf.report.published import MURA_PAPER, MURA_PAPER_KAPPA, MURA_PAPER_KAPPA_CI
+from mura_tf.runs.config import ABNORMALITY_SECTIONS, FinishedRun, read_run
 
 METRICS = {"kappa": "Kappa", "auc": "AUROC", "accuracy": "Accuracy"}
 PAPER_ROW = "MURA paper (its test set)"

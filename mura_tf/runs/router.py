@@ -1,0 +1,112 @@
+"""The body-part router: report 000 §3.3's first stage as a run of its own.
+
+A classifier of the dataset's parts (backbone + head, softmax: MURA's 7) trained on the body
+part of each film. A MURA study holds one part, so a study is routed by the majority vote of its
+views (`study_votes`; a tie goes to the part with the larger summed probability), and the router is
+scored per study as well as per view (`routing_metrics`): accuracy, macro F1, the confusion
+matrix, how many studies went to the wrong part and in how many the views disagreed.
+
+The run folder is a supervised run's (`mura_tf.runs.supervised`) without the export (the router is
+served inside a cascade, `mura_tf.runs.cascade`): `config.json` (section "router"), `splits.csv`,
+`history.csv`, `logs/`, `checkpoints/`, `model.keras`, `predictions.csv` (one row per test
+film: its part, the part its view was given and the part its study was routed to, and the
+probability of every part), `report.html`, `metrics.json`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import keras
+import pandas as pd
+
+from mura_tf.data.catalogue import load_catalogue
+from mura_tf.data.splits import make_splits
+from mura_tf.errors import ConfigError
+from mura_tf.evaluators.routing import routed_frame, routing_metrics
+from mura_tf.files import same_file, write_text
+from mura_tf.models.backbones import backbone_spec, build_backbone
+from mura_tf.models.heads import build_classifier, classification_head
+from mura_tf.report.run import write_run_report
+from mura_tf.runs.config import opened, write_config, write_metrics
+from mura_tf.runs.supervised import Experiment, fit_data, split_table, train_config
+from mura_tf.training.precision import precision
+from mura_tf.training.train import compile_classifier, train
+
+
+@dataclass(frozen=True, kw_only=True)
+class RouterConfig(Experiment):
+    """A body-part router run: an `Experiment` whose target is the part, not the label."""
+
+    SECTION: ClassVar[str] = "router"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.part) < 2:
+            raise ConfigError(
+                f"--part {self.parts_spec}: a router chooses between parts; give two or more"
+            )
+        if self.monitor == "val_auc":
+            raise ConfigError(
+                "--monitor val_auc: a router has no AUC; use val_loss or val_accuracy"
+            )
+        if self.ensemble > 1 or self.intermediate_epochs or self.label_fraction < 1:
+            raise ConfigError("a router takes no --ensemble, --intermediate-epochs or --fraction")
+        if self.strategy == "multi_worker":
+            raise ConfigError("--strategy multi_worker: train a router on one machine")
+        if self.class_weights or self.class_weights_by_part:
+            raise ConfigError("a router takes no class weights: they weigh abnormality")
+
+
+@dataclass(frozen=True)
+class RouterResult:
+    run_dir: Path
+    metrics: dict
+    predictions: pd.DataFrame
+
+
+def run_router(cfg: RouterConfig) -> RouterResult:
+    """Train and test a body-part router; see the module docstring for what it writes."""
+    with opened(cfg) as run, precision(cfg.mixed_precision, cfg.image_size) as policy:
+        run_dir = run.run_dir
+        data_dir = cfg.data_folder()
+        splits = make_splits(
+            load_catalogue(data_dir, cfg.part, dataset=cfg.data_info, strict=cfg.strict),
+            cfg.dev_fraction,
+            cfg.seed,
+        )
+        if splits.test.empty:
+            raise ConfigError(f"{data_dir} has no valid split to test the router on")
+        spec = backbone_spec(cfg.backbone)
+        counts = {name: int(len(getattr(splits, name))) for name in ("train", "dev", "test")}
+        write_config(
+            run, cfg, data_dir, images=counts, normalization=spec.normalization,
+            dtype_policy=policy,
+        )  # fmt: skip
+        write_text(run_dir / "splits.csv", split_table(splits).to_csv(index=False))
+
+        keras.utils.set_random_seed(cfg.seed)
+        data = fit_data(cfg, splits, spec.normalization, run.strategy, target="part")
+        config = train_config(cfg, data)
+        with run.strategy.scope():
+            backbone = build_backbone(cfg.backbone, cfg.image_size, cfg.weights)
+            head = classification_head(cfg.head, outputs=len(cfg.data_info.parts), name="part_head")
+            model = build_classifier(
+                backbone, head, cfg.image_size, cfg.freeze_backbone, name="part_router"
+            )
+            compile_classifier(model, config, task="part")
+        result = train(model, data.train, data.dev, run_dir, config, sample=data.first_pixels)
+        same_file(run_dir / "checkpoints" / "best.keras", run_dir / "model.keras")  # as trained
+
+        probabilities = model.predict(data.test, verbose=0)
+        frame = splits.test[["path", "part", "patient", "study", "label"]]
+        predictions = routed_frame(frame, probabilities, cfg.part)
+        metrics = {"router": routing_metrics(predictions), "selected_epoch": result.selection()}
+        write_text(
+            run_dir / "predictions.csv", predictions.to_csv(index=False, float_format="%.7g")
+        )
+        write_run_report(run_dir, metrics)
+        write_metrics(run_dir, metrics)
+    return RouterResult(run_dir, metrics, predictions)
