@@ -20,15 +20,17 @@ EXIT_USAGE = 2
 def quiet_tensorflow() -> None:
     """Start TensorFlow without its C++ start-up log (CUDA probing, CPU feature notes, oneDNN).
 
-    Commands call this before anything imports TensorFlow. Setting `TF_CPP_MIN_LOG_LEVEL`
-    yourself (`TF_CPP_MIN_LOG_LEVEL=0` shows everything) turns it off: then TensorFlow logs
-    as it always does.
+    Commands call this before anything imports TensorFlow. `TF_CPP_MIN_LOG_LEVEL=0` or `1`
+    in the environment (asking for TensorFlow's log) turns it off: then TensorFlow logs as it
+    always does. A higher value of your own (`2`, `3`: the usual way to silence TensorFlow) is
+    kept, and the start-up lines that no level hides are hidden too.
     """
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+    asked = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip()
+    if asked in ("0", "1") or "tensorflow" in sys.modules:
         return
     # 3 also hides "failed call to cuInit" on machines without a GPU, which TensorFlow logs as
     # an error; real failures still reach the user as Python exceptions.
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = asked or "3"
     # Messages logged before absl::InitializeLog (TensorFlow's import logs a dozen) go straight
     # to file descriptor 2, whatever TF_CPP_MIN_LOG_LEVEL says; hide it while TensorFlow loads.
     sys.stderr.flush()

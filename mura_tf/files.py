@@ -78,6 +78,15 @@ def save_keras(model, path: str | os.PathLike[str]) -> Path:
     return write_with(path, save)
 
 
+def load_for_inference(path: str | os.PathLike[str]):
+    """A `.keras` model to predict with: not compiled, so the optimizer state it was saved with
+    is not read (Keras would warn that it "skips variable loading for optimizer" whenever the
+    optimizer in hand was built differently)."""
+    import keras  # here: the rest of this module serves commands that never load Keras
+
+    return keras.saving.load_model(path, compile=False)
+
+
 def same_file(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
     """Atomically make `path` hold what `source` holds: a hard link where the file system has
     them (no bytes written; `source` is only ever replaced by renames, so the two never

@@ -10,9 +10,11 @@ from mura_tf.__main__ import COMMANDS
 REPO = Path(__file__).resolve().parents[1]
 
 
-def mura_tf(*args, cwd):
+def mura_tf(*args, cwd, log_level=None):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user starts it: quiet by default
+    if log_level is not None:
+        env["TF_CPP_MIN_LOG_LEVEL"] = log_level
     return subprocess.run([sys.executable, "-m", "mura_tf", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
 
@@ -47,3 +49,20 @@ def test_commands_run_through_the_entry_point(tmp_path):
     # Quiet start: TensorFlow's C++ log does not precede the one line.
     assert missing.returncode == 2 and missing.stderr.startswith("mura-tf: error:")
     assert missing.stderr.count("\n") == 1, missing.stderr
+
+
+def test_a_users_own_quiet_log_level_keeps_the_start_quiet(tmp_path):
+    missing = mura_tf(
+        "evaluate",
+        "--model",
+        tmp_path / "nothing",
+        "--data-dir",
+        tmp_path,
+        cwd=tmp_path,
+        log_level="3",
+    )  # fmt: skip  (the usual way to silence TF)
+    assert missing.returncode == 2 and missing.stderr.startswith("mura-tf: error:")
+    assert missing.stderr.count("\n") == 1, missing.stderr
+    loud = mura_tf("evaluate", "--model", tmp_path / "nothing", "--data-dir", tmp_path,
+                   cwd=tmp_path, log_level="0")  # fmt: skip
+    assert loud.returncode == 2 and loud.stderr.count("\n") > 1  # asked for: TensorFlow's log

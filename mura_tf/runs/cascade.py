@@ -45,6 +45,7 @@ from mura_tf.evaluators.routing import (
     study_votes,
     view_parts,
 )
+from mura_tf.files import load_for_inference
 from mura_tf.runs.config import ABNORMALITY_SECTIONS, CONFIG_FILE, FinishedRun, read_run
 
 RULE = (
@@ -199,10 +200,9 @@ class PartCascade(keras.Model):
 
 def cascade_model(plan: CascadePlan) -> PartCascade:
     """The plan's runs loaded (`model.keras`) into one `PartCascade`, built."""
-    import mura_tf.models.backbones  # noqa: F401 - registers the layers model.keras files use
 
     def load(run: FinishedRun) -> tuple[keras.Model, str]:
-        return keras.saving.load_model(run.run_dir / "model.keras"), run.config["normalization"]
+        return load_for_inference(run.run_dir / "model.keras"), run.config["normalization"]
 
     members = plan.members()
     index = {run.run_dir: i for i, run in enumerate(members)}

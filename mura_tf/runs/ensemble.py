@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from mura_tf.errors import ConfigError
+from mura_tf.files import load_for_inference
 from mura_tf.runs.config import ABNORMALITY_SECTIONS, CONFIG_FILE, FinishedRun, read_run
 
 RULE = "mean of the members' probabilities; every member kept, equally weighted"
@@ -80,9 +81,7 @@ def build_ensemble(
         ConfigError: the runs do not fit together, or `out_dir` holds a finished run and
             `overwrite` is false.
     """
-    import keras
 
-    import mura_tf.models.backbones  # noqa: F401 - registers the layers model.keras files use
     from mura_tf.evaluators.metrics import study_level_metrics
     from mura_tf.files import disk_errors, write_json, write_text
     from mura_tf.report.run import write_run_report
@@ -119,7 +118,7 @@ def build_ensemble(
             for run in runs
         ]
         members = [
-            (keras.saving.load_model(run.run_dir / "model.keras"), run.config["normalization"])
+            (load_for_inference(run.run_dir / "model.keras"), run.config["normalization"])
             for run in runs
         ]
         export_ensemble(members, settings["image_size"], out / "export", settings["keep_aspect"])
