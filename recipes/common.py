@@ -153,7 +153,7 @@ def run(
         for note in chosen.notes:
             print(note)
         if isinstance(chosen, PretrainConfig):
-            return _pretrain(chosen)
+            return _run_pretraining(chosen)
         if isinstance(chosen, RouterConfig):
             return _router(chosen)
         return _experiment(chosen)
@@ -258,7 +258,7 @@ def _router(cfg: RouterConfig) -> int:
     return 0
 
 
-def _pretrain(cfg: PretrainConfig) -> int:
+def _run_pretraining(cfg: PretrainConfig) -> int:
     from mura_tf.runs.pretrain import run_pretraining
 
     result = run_pretraining(cfg)

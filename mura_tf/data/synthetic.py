@@ -186,13 +186,6 @@ def _rotated_box(box: Box, angle: float, w: int, h: int) -> Box:
     return (max(0.0, min(xs)), max(0.0, min(ys)), min(float(w), max(xs)), min(float(h), max(ys)))
 
 
-def render_view(
-    part: str, lesion: str | None, w: int, h: int, rng: np.random.Generator
-) -> np.ndarray:
-    """One synthetic radiograph: `render_film` without the lesion's box."""
-    return render_film(part, lesion, w, h, rng)[0]
-
-
 def render_film(
     part: str, lesion: str | None, w: int, h: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, Box | None]:

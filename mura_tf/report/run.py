@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from mura_tf.data.datasets import dataset_of_parts, short_name
+from mura_tf.evaluators.thresholds import MURA_THRESHOLD
 from mura_tf.report.published import published_for
 from mura_tf.runs.config import ABNORMALITY_SECTIONS, SECTIONS
 
@@ -79,8 +80,8 @@ def _confident_studies(predictions: pd.DataFrame) -> pd.DataFrame:
     from mura_tf.evaluators.metrics import study_predictions
 
     studies = study_predictions(predictions)
-    studies["correct"] = (studies["probability"] >= 0.5) == (studies["label"] == 1)
-    studies["confidence"] = (studies["probability"] - 0.5).abs()
+    studies["correct"] = (studies["probability"] >= MURA_THRESHOLD) == (studies["label"] == 1)
+    studies["confidence"] = (studies["probability"] - MURA_THRESHOLD).abs()
     picked = (
         studies.sort_values("confidence", ascending=False)
         .groupby(["part", "correct"], sort=True)
@@ -198,7 +199,7 @@ def _supervised_sections(
     out = [
         "<h2>Test metrics</h2>",
         f"<p class=muted>{info.title}'s {info.test_split} split; label 1: {info.positive}; a "
-        "study's probability is the mean of its views', decided at 0.5.</p>",
+        f"study's probability is the mean of its views', decided at {MURA_THRESHOLD}.</p>",
         _table(metrics_table(metrics)),
         *_interval_section(metrics, interval_table(metrics)),
         *_calibration_section(metrics, figures),
