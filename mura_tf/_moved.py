@@ -62,6 +62,24 @@ class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         pass  # the new module ran when it was imported
 
 
+def forwarding(package: str, module: str):
+    """A package's `__getattr__` that gives the names of `module`, imported on first use: the
+    package `mura_tf.runs` answers for the old module `runs` (now `runs.config`), and
+    `mura_tf.serving` for the old `serving` (now `serving.load`)."""
+
+    def __getattr__(name: str):
+        if importlib.util.find_spec(f"{package}.{name}") is not None:
+            # a submodule of the package: let the import system load it, never shadow it
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        target = importlib.import_module(module)
+        try:
+            return getattr(target, name)
+        except AttributeError:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
+
+    return __getattr__
+
+
 def install() -> None:
     if not any(isinstance(f, _MovedFinder) for f in sys.meta_path):
         sys.meta_path.append(_MovedFinder())

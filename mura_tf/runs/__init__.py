@@ -7,14 +7,7 @@ the synthetic preset (`presets`), and one module per kind: `supervised` (an expe
 lived when `runs` was a module) still works, resolved on first use.
 """
 
-import importlib
+from mura_tf._moved import forwarding
 
-
-def __getattr__(name: str):
-    # Lazily, so importing a kind's module does not import every setting first.
-    config = importlib.import_module("mura_tf.runs.config")
-
-    try:
-        return getattr(config, name)
-    except AttributeError:
-        raise AttributeError(f"module 'mura_tf.runs' has no attribute {name!r}") from None
+# Lazily, so importing one module of the package does not import the old module's first.
+__getattr__ = forwarding(__name__, "mura_tf.runs.config")

@@ -2,14 +2,7 @@
 with TensorFlow alone (`load`), predictions on a user's films (`predict`) and Grad-CAM
 (`gradcam`)."""
 
-import importlib
+from mura_tf._moved import forwarding
 
-
-def __getattr__(name: str):
-    # `from mura_tf.serving import load_serving`, from when `serving` was the module `load` is.
-    load = importlib.import_module("mura_tf.serving.load")
-
-    try:
-        return getattr(load, name)
-    except AttributeError:
-        raise AttributeError(f"module 'mura_tf.serving' has no attribute {name!r}") from None
+# Lazily, so importing one module of the package does not import the old module's first.
+__getattr__ = forwarding(__name__, "mura_tf.serving.load")
