@@ -342,6 +342,19 @@ def test_help_shows_the_reports_defaults(name, capsys):
     assert f"(default: {lr})" in text and f"(default: {exp.epochs})" in text
 
 
+def test_a_run_kind_offers_only_the_flags_it_takes(capsys):
+    not_taken = ("--ensemble", "--fraction", "--class-weights", "--intermediate-epochs")
+    for name, offered in (("part_router", False), ("resnet18_mlp", True)):
+        with pytest.raises(SystemExit):
+            run(recipe(name), argv=["--help"])
+        text = capsys.readouterr().out
+        assert all((f"{flag} " in text) == offered for flag in not_taken), (name, text)
+    with pytest.raises(SystemExit) as e:  # argparse's own one-line usage error
+        run(recipe("part_router"), argv=["--synthetic", "--ensemble", "2"])
+    assert e.value.code == 2
+    assert "unrecognized arguments: --ensemble 2" in capsys.readouterr().err
+
+
 def test_baseline_densenet_is_report_002s_experiment_and_classifies():
     import keras
 

@@ -99,9 +99,13 @@ def flag_of(config_type: type, name: str) -> str:
 
 
 def flags(config_type: type) -> list[tuple[dataclasses.Field, Flag]]:
-    """The fields of `config_type` that are flags, in declaration order."""
+    """The fields of `config_type` that are flags, in declaration order; a run kind that
+    inherits a setting it does not take (`NOT_TAKEN`) has no flag for it."""
+    refused = getattr(config_type, "NOT_TAKEN", frozenset())
     return [
-        (f, f.metadata["flag"]) for f in dataclasses.fields(config_type) if "flag" in f.metadata
+        (f, f.metadata["flag"])
+        for f in dataclasses.fields(config_type)
+        if "flag" in f.metadata and f.name not in refused
     ]
 
 

@@ -41,6 +41,11 @@ class RouterConfig(Experiment):
     """A body-part router run: an `Experiment` whose target is the part, not the label."""
 
     SECTION: ClassVar[str] = "router"
+    # Settings of `Experiment` a router does not take: no flags for them (`runs.config.flags`).
+    NOT_TAKEN: ClassVar[frozenset[str]] = frozenset(
+        {"ensemble", "intermediate_epochs", "label_fraction", "class_weights",
+         "class_weights_by_part"}
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -52,12 +57,15 @@ class RouterConfig(Experiment):
             raise ConfigError(
                 "--monitor val_auc: a router has no AUC; use val_loss or val_accuracy"
             )
-        if self.ensemble > 1 or self.intermediate_epochs or self.label_fraction < 1:
-            raise ConfigError("a router takes no --ensemble, --intermediate-epochs or --fraction")
         if self.strategy == "multi_worker":
             raise ConfigError("--strategy multi_worker: train a router on one machine")
-        if self.class_weights or self.class_weights_by_part:
-            raise ConfigError("a router takes no class weights: they weigh abnormality")
+        # No flag sets these (NOT_TAKEN); a library caller is told in the fields' names.
+        given = [
+            name for name in sorted(self.NOT_TAKEN)
+            if getattr(self, name) != Experiment.__dataclass_fields__[name].default
+        ]  # fmt: skip
+        if given:
+            raise ConfigError(f"RouterConfig takes no {', '.join(given)}: leave them unset")
 
 
 @dataclass(frozen=True)
