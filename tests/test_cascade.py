@@ -20,6 +20,9 @@ from mura_tf.data.parts import PARTS
 from mura_tf.errors import ConfigError
 from recipes.common import run
 
+# Module fixtures: these tests stay on one pytest-xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("cascade")
+
 SMALL_RUN = ["--image-size", "32", "--epochs", "1", "--max-steps", "2", "--weights", "none"]
 
 

@@ -15,6 +15,9 @@ from mura_tf.cli import run as run_cli
 from mura_tf.commands.ensemble import main as ensemble_main
 from recipes.common import run
 
+# Module fixtures: these tests stay on one pytest-xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("ensemble")
+
 
 @pytest.fixture(scope="module")
 def trained(synthetic_dir, tmp_path_factory):

@@ -22,6 +22,9 @@ from mura_tf.models.backbones import build_backbone
 from recipes import resnet18_mlp, simclr_finetune, simclr_pretrain
 from recipes.common import run
 
+# Module fixtures: these tests stay on one pytest-xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("fracatlas_commands")
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "fracatlas"
 TINY = ["--backbone", "resnet18", "--image-size", "32", "--batch-size", "8", "--epochs", "1"]

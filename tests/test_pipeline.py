@@ -26,6 +26,9 @@ from mura_tf.data.pipeline import (
 )
 from mura_tf.errors import ConfigError
 
+# Module fixtures: these tests stay on one pytest-xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("pipeline")
+
 RNG = np.random.default_rng(0)
 
 

@@ -13,6 +13,9 @@ from mura_tf.cli import run as run_cli
 from mura_tf.commands.predict import main as predict
 from recipes.common import run
 
+# Module fixtures: these tests stay on one pytest-xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("predict")
+
 
 @pytest.fixture(scope="module")
 def trained(synthetic_dir, tmp_path_factory):

@@ -20,6 +20,9 @@ from mura_tf.runs.config import read_run
 from mura_tf.runs.presets import SYNTHETIC_IMAGE_SIZE
 from recipes.common import build_parser, configure, run
 
+# Module fixtures: these tests stay on one pytest-xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("recipes")
+
 # Every recipe module, found rather than listed: a new recipe is tested without being added.
 RECIPES = sorted(m.name for m in pkgutil.iter_modules(recipes.__path__) if m.name != "common")
 SMOKE = ["--image-size", "32", "--epochs", "1", "--max-steps", "2", "--weights", "none"]

@@ -11,6 +11,9 @@ from mura_tf.cli import run as run_cli
 from mura_tf.commands.report import main as report_main
 from recipes.common import run
 
+# Module fixtures: these tests stay on one pytest-xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("run_report")
+
 
 @pytest.fixture(scope="module")
 def finished(synthetic_dir, tmp_path_factory):

@@ -15,6 +15,9 @@ from mura_tf.models.simclr import SimCLR, projection_head
 from recipes import simclr_finetune, simclr_pretrain
 from recipes.common import run
 
+# Module fixtures: these tests stay on one pytest-xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("simclr")
+
 TINY = ["--backbone", "resnet18", "--image-size", "32", "--batch-size", "8", "--max-steps", "2"]
 
 

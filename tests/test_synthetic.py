@@ -14,6 +14,9 @@ from mura_tf.data.splits import make_splits
 from mura_tf.data.synthetic import ABNORMAL_SHARE, SyntheticConfig, generate_synthetic
 from mura_tf.errors import ConfigError, MuraDataError
 
+# Module fixtures: these tests stay on one pytest-xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("synthetic")
+
 
 def test_official_layout_and_headerless_csvs(synthetic_dir):
     root = synthetic_dir / "MURA-v1.1"

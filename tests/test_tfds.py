@@ -14,6 +14,9 @@ from mura_tf.data.mura import load_mura
 from mura_tf.data.parts import PARTS
 from mura_tf.data.pipeline import decode_png
 
+# Module fixtures: these tests stay on one pytest-xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("tfds")
+
 REPO = Path(__file__).resolve().parents[1]
 
 
