@@ -54,7 +54,9 @@ def test_table_reports_medians_and_ratios():
     assert "| torch | 2.00 |" in text
 
 
-@pytest.mark.parametrize("fused_adam", ["true", "false"])
+# Keras' own Adam (`--fused-adam false`) is the same code path with another optimizer, which
+# test_compat trains against the fused one.
+@pytest.mark.parametrize("fused_adam", ["true"])
 def test_train_step_benchmark_runs_the_project_model(capsys, fused_adam):
     argv = ["--model", "resnet18", "--size", "32", "--batch", "2", "--steps", "1"]
     argv += ["--warmup", "1", "--repeats", "2", "--max-repeats", "2", "--settle-seconds", "0"]
