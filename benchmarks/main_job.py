@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mura_tf.evaluators.intervals import value_with_interval
+
 RECIPES = ("baseline_densenet", "resnet18_mlp")
 
 
@@ -60,13 +62,12 @@ def run_once(recipe: str, seed: int, out: Path, extra: list[str]) -> dict:
     return {"recipe": recipe, "seed": seed, "seconds": seconds, "metrics": metrics}
 
 
-def _shown(doc: dict, key: str) -> str:
-    low_high = doc.get(f"{key}_ci")
-    return f"{doc[key]:.3f}" + (f" ({low_high[0]:.3f}-{low_high[1]:.3f})" if low_high else "")
-
-
 def table(rows: list[dict]) -> str:
     """The seed table: one Markdown row per run, each metric with its 95% interval."""
+
+    def _shown(doc: dict, key: str) -> str:
+        return value_with_interval(doc[key], doc.get(f"{key}_ci"))
+
     lines = [
         "| recipe | seed | epoch kept | study AUROC | study kappa | study accuracy "
         "| image AUROC | wall time |",

@@ -26,7 +26,8 @@ README's "Real films" table is this command's output (with its command and CPU).
 The whole table takes more CPU hours than a 2-core session has, so every finished run's small
 files (metrics, history, predictions, settings: `RECORDED`) are kept in `--record`
 (`benchmarks/results/real_films/`, versioned) and read back by later invocations, on this
-machine or another: the table grows session by session, each row's CPU in its `config.json`.
+machine or another: the table grows session by session, each row's CPU and wall time in its
+`benchmark.json`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import shlex
 import shutil
@@ -44,7 +46,8 @@ import time
 from pathlib import Path
 
 from benchmarks.main_job import cpu_model
-from mura_tf.files import write_json
+from mura_tf.evaluators.intervals import interval_text
+from mura_tf.files import write_json, write_with
 
 RUNS = ("resnet18_mlp", "torch_resnet18_mlp", "baseline_densenet", "simclr")
 FRACTIONS = (0.01, 0.1, 1.0)
@@ -69,11 +72,8 @@ def _recipe(
     a run finished by an earlier invocation: it is read, not trained again)."""
 
     from mura_tf.runs.config import read_run
-    from recipes.common import configure
 
-    config = importlib.import_module(f"recipes.{name}").CONFIG
-    run_dir = configure(config, [*flags, "--out", str(out)]).run_dir()
-    kept = record / run_dir.relative_to(out) if record else None
+    run_dir, kept = _run_paths(name, flags, out, record)
     for found in (run_dir, kept):
         if found is not None and read_run(found) is not None:
             print(f"$ (finished before) {found}", file=sys.stderr, flush=True)
@@ -93,23 +93,29 @@ def _recipe(
     return run_dir, run_dir, seconds
 
 
+def _run_paths(
+    name: str, flags: list[str], out: Path, record: Path | None
+) -> tuple[Path, Path | None]:
+    """The run folder `python -m recipes.NAME FLAGS --out OUT` uses, and its copy in `record`
+    (None without a record)."""
+    from recipes.common import configure  # after main's quiet TensorFlow start
+
+    config = importlib.import_module(f"recipes.{name}").CONFIG
+    run_dir = configure(config, [*flags, "--out", str(out)]).run_dir()
+    return run_dir, (record / run_dir.relative_to(out) if record else None)
+
+
 def _keep(run_dir: Path, kept: Path, splits: bool = False) -> None:
     """Copy a finished run's small files (`RECORDED`, and `splits.csv` if asked) to `kept`."""
-    from mura_tf.files import write_with
-
     for name in (*RECORDED, *(("splits.csv",) if splits else ())):
         if (run_dir / name).is_file():
             write_with(kept / name, lambda tmp, src=run_dir / name: shutil.copyfile(src, tmp))
 
 
-def _interval(bounds: list[float] | None) -> str:
-    return f"{bounds[0]:.3f}-{bounds[1]:.3f}" if bounds else ""
-
-
 def _row(run: str, seed: int, run_dir: Path, seconds: float) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     timing = json.loads((run_dir / TIMING).read_text()) if (run_dir / TIMING).is_file() else {}
-    if seconds != seconds:  # finished before: the time it took then, on its CPU
+    if math.isnan(seconds):  # finished before: the time it took then, on its CPU
         seconds = timing.get("seconds", seconds)
     where = metrics.get("localisation", {})
     selected = metrics.get("selected_epoch", {})
@@ -117,9 +123,9 @@ def _row(run: str, seed: int, run_dir: Path, seconds: float) -> dict:
         "run": run,
         "seed": seed,
         "auroc": metrics["study"]["auc"],
-        "auroc 95%": _interval(metrics["study"].get("auc_ci")),
+        "auroc 95%": interval_text(metrics["study"].get("auc_ci")),
         "kappa": metrics["study"]["kappa"],
-        "kappa 95%": _interval(metrics["study"].get("kappa_ci")),
+        "kappa 95%": interval_text(metrics["study"].get("kappa_ci")),
         "accuracy": metrics["study"]["accuracy"],
         "pointing": where.get("pointing_hit_rate"),
         "chance": where.get("pointing_chance"),
@@ -190,11 +196,11 @@ def _seed_rows(args, runs: list[str], seed: int, out: Path, extra: list[str]) ->
     rows = []
     if "resnet18_mlp" in runs or "torch_resnet18_mlp" in runs:
         flags = [*supervised, "--no-freeze"]
-        run_dir, keras_run, seconds = _recipe("resnet18_mlp", flags, out, record, keep_splits=True)
+        _, keras_run, seconds = _recipe("resnet18_mlp", flags, out, record, keep_splits=True)
         if "resnet18_mlp" in runs:
             rows.append(_row("resnet18_mlp", seed, keras_run, seconds))
         if "torch_resnet18_mlp" in runs:
-            kept = record / run_dir.relative_to(out) if record else None
+            _, kept = _run_paths("resnet18_mlp", flags, out, record)
             twin = _torch_twin(keras_run, seed, kept)
             rows.append({"run": "torch_resnet18_mlp", "seed": seed, **twin})
     if "baseline_densenet" in runs:
@@ -224,13 +230,9 @@ def _seed_rows(args, runs: list[str], seed: int, out: Path, extra: list[str]) ->
 
 def _recorded(name: str, flags: list[str], out: Path, record: Path | None) -> bool:
     from mura_tf.runs.config import read_run
-    from recipes.common import configure
 
-    if record is None:
-        return False
-    config = importlib.import_module(f"recipes.{name}").CONFIG
-    run_dir = configure(config, [*flags, "--out", str(out)]).run_dir()
-    return read_run(record / run_dir.relative_to(out)) is not None
+    _, kept = _run_paths(name, flags, out, record)
+    return kept is not None and read_run(kept) is not None
 
 
 def _torch_twin(keras_run: Path, seed: int, kept: Path | None) -> dict:

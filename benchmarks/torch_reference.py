@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 # numpy, pandas and scipy only: TensorFlow is never imported beside torch (see real_films).
-from mura_tf.evaluators.intervals import metric_intervals
+from mura_tf.evaluators.intervals import interval_text, metric_intervals
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -143,9 +143,9 @@ def train_reference(run_dir: str | Path, seed: int) -> dict:
     intervals = metric_intervals(scored, seed=seed)["study"]
     return {
         "auroc": float(roc_auc_score(y, p)),
-        "auroc 95%": "{:.3f}-{:.3f}".format(*intervals["auc"]),
+        "auroc 95%": interval_text(intervals["auc"]),
         "kappa": float(cohen_kappa_score(y, p >= 0.5)),
-        "kappa 95%": "{:.3f}-{:.3f}".format(*intervals["kappa"]),
+        "kappa 95%": interval_text(intervals["kappa"]),
         "accuracy": float(np.mean((p >= 0.5) == y)),
         "epoch": f"{best_epoch}/{epochs_run}",
     }

@@ -30,7 +30,6 @@ MOVED = {
     "mura_tf.ensemble": "mura_tf.runs.ensemble",
     "mura_tf.cascade": "mura_tf.runs.cascade",
     "mura_tf.export": "mura_tf.serving.export",
-    "mura_tf.serving": None,  # now a package: `mura_tf.serving.load` holds the old module
     "mura_tf.predict": "mura_tf.serving.predict",
     "mura_tf.gradcam": "mura_tf.serving.gradcam",
     "mura_tf.run_report": "mura_tf.report.run",
@@ -39,13 +38,13 @@ MOVED = {
     "mura_tf.published": "mura_tf.report.published",
     "mura_tf.plots": "mura_tf.report.plots",
 }
-# `mura_tf.runs` and `mura_tf.serving` are packages now; `mura_tf.runs` resolves the old
-# module's names itself (its `__getattr__`), `mura_tf.serving.load` is the old `serving`.
+# `mura_tf.runs` and `mura_tf.serving` were modules and are packages now: each answers for
+# its old module's names (`forwarding`: `runs.config`, `serving.load`).
 
 
 class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(self, fullname, path, target=None):
-        if MOVED.get(fullname):
+        if fullname in MOVED:
             return importlib.util.spec_from_loader(fullname, self)
         return None
 

@@ -98,3 +98,13 @@ def test_the_auroc_interval_covers_the_true_value_about_95_percent_of_the_time()
         low, high = metric_intervals(frame, resamples=1000, seed=trial)["study"]["auc"]
         covered += low <= truth <= high
     assert 0.90 <= covered / 200 <= 0.98, covered / 200
+
+
+def test_intervals_are_printed_one_way_everywhere():
+    from mura_tf.evaluators.intervals import interval_text, value_with_interval
+
+    assert interval_text([0.75, 0.9641]) == "0.750-0.964"
+    assert interval_text(None) == "" and interval_text((0.7, float("nan"))) == ""
+    assert value_with_interval(0.8571, (0.75, 0.9641)) == "0.857 (0.750-0.964)"
+    assert value_with_interval(0.8571, None) == "0.857"
+    assert value_with_interval(None, (0.1, 0.2)) == "" == value_with_interval(float("nan"), None)

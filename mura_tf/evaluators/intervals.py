@@ -106,6 +106,23 @@ def _weighted_auc(w: np.ndarray, y: np.ndarray, p: np.ndarray) -> np.ndarray:
         return np.where(pairs > 0, wins / np.where(pairs > 0, pairs, 1), np.nan)
 
 
+def interval_text(bounds) -> str:
+    """An interval as the tables print it, `0.750-0.964`; empty where there is none (None, or
+    a missing end as pandas holds it)."""
+    if bounds is None or any(pd.isna(end) for end in bounds):
+        return ""
+    return f"{bounds[0]:.3f}-{bounds[1]:.3f}"
+
+
+def value_with_interval(value, bounds) -> str:
+    """A value and its interval as the tables print them, `0.857 (0.750-0.964)`; the value
+    alone without an interval, empty without a value."""
+    if value is None or pd.isna(value):
+        return ""
+    text = interval_text(bounds)
+    return f"{value:.3f}" + (f" ({text})" if text else "")
+
+
 def percentile_interval(values: np.ndarray, level: float = LEVEL) -> list[float] | None:
     """The central `level` percentile interval of a metric's resampled `values` `[R]`; None
     where the metric is undefined (NaN) in most resamples."""

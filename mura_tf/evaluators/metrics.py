@@ -19,6 +19,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from mura_tf.evaluators.intervals import interval_text
 from mura_tf.evaluators.thresholds import MURA_THRESHOLD
 
 METRICS = ("accuracy", "precision", "recall", "f1", "auc", "kappa")
@@ -95,13 +96,9 @@ def interval_table(
     """The 95% intervals beside `metrics_table`'s study metrics (`evaluators.intervals`), as
     text `low-high`, rows `all` and each part; empty without intervals."""
     rows = {"all": metrics, **metrics["per_part"]}
-
-    def shown(bounds) -> str:
-        return "" if not bounds else f"{bounds[0]:.3f}-{bounds[1]:.3f}"
-
     table = pd.DataFrame(
         {
-            name: {f"study_{k}_95ci": shown(doc["study"].get(f"{k}_ci")) for k in names}
+            name: {f"study_{k}_95ci": interval_text(doc["study"].get(f"{k}_ci")) for k in names}
             for name, doc in rows.items()
         }
     ).T

@@ -24,7 +24,7 @@ import pandas as pd
 
 from mura_tf.data.datasets import DATASETS, MURA, dataset_of_parts, short_name
 from mura_tf.errors import ConfigError
-from mura_tf.evaluators.intervals import metric_intervals
+from mura_tf.evaluators.intervals import metric_intervals, value_with_interval
 from mura_tf.evaluators.metrics import study_level_metrics
 from mura_tf.evaluators.paired import paired_difference
 from mura_tf.report.published import MURA_PAPER, MURA_PAPER_KAPPA, MURA_PAPER_KAPPA_CI
@@ -163,7 +163,7 @@ def markdown(table: pd.DataFrame) -> str:
         lines = [header, "|---" * (len(frame.columns) + 1) + "|"]
         for system, values in frame.iterrows():
             cells = [
-                "" if pd.isna(v) else f"{v:.3f}" + ("" if pd.isna(lo) else f" ({lo:.3f}-{hi:.3f})")
+                value_with_interval(v, (lo, hi))
                 for v, lo, hi in zip(values, low.loc[system], high.loc[system], strict=True)
             ]
             name = f"{system} *" if system == PAPER_ROW else system

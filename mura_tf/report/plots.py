@@ -134,6 +134,14 @@ def plot_confusion(
     return _save(fig, path)
 
 
+def _error_bars(values: np.ndarray, low, high) -> dict:
+    """`ax.bar` keywords drawing each bar's 95% interval `low`-`high` (no bar where an end is
+    missing)."""
+    low, high = np.asarray(low, float), np.asarray(high, float)
+    errors = np.nan_to_num(np.stack([values - low, high - values]), nan=0.0)
+    return {"yerr": np.clip(errors, 0, None), "capsize": 2, "ecolor": "#333"}
+
+
 def plot_fractions(rows: pd.DataFrame, path: str | os.PathLike[str], title: str = "") -> Path:
     """Grouped bars of study accuracy, precision and recall per experiment (report 002 fig. 8-10),
     with their 95% intervals as error bars where the runs recorded them.
@@ -149,10 +157,7 @@ def plot_fractions(rows: pd.DataFrame, path: str | os.PathLike[str], title: str 
         value = rows[metric].astype(float).fillna(0).to_numpy()
         style = {}
         if f"{metric} low" in rows:
-            low = rows[f"{metric} low"].astype(float).to_numpy()
-            high = rows[f"{metric} high"].astype(float).to_numpy()
-            errors = np.nan_to_num(np.stack([value - low, high - value]), nan=0.0)
-            style.update(yerr=np.clip(errors, 0, None), capsize=2, ecolor="#333")
+            style = _error_bars(value, rows[f"{metric} low"], rows[f"{metric} high"])
         ax.bar(x + (k - 1) * 0.27, value, 0.27, label=metric, **style)
     ax.set_xticks(x, names, rotation=20, fontsize=8)
     ax.set_ylim(0, 1)
@@ -181,10 +186,7 @@ def plot_comparison(
         values = frame.loc[system].astype(float).to_numpy()
         style = {"hatch": "//", "alpha": 0.6} if system == reference else {}
         if low is not None and high is not None:
-            lo = low.loc[system].astype(float).to_numpy()
-            hi = high.loc[system].astype(float).to_numpy()
-            errors = np.nan_to_num(np.vstack([values - lo, hi - values]), nan=0.0)
-            style.update(yerr=np.clip(errors, 0, None), capsize=2, ecolor="#333")
+            style.update(_error_bars(values, low.loc[system], high.loc[system]))
         ax.bar(x + (k - (len(systems) - 1) / 2) * width, values, width, label=system, **style)
     ax.set_xticks(x, parts, fontsize=9)
     ax.axhline(0, color="#999", linewidth=0.6)

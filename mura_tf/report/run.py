@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from mura_tf.data.datasets import dataset_of_parts, short_name
+from mura_tf.evaluators.intervals import interval_text, value_with_interval
 from mura_tf.evaluators.thresholds import MURA_THRESHOLD
 from mura_tf.report.published import published_for
 from mura_tf.runs.config import ABNORMALITY_SECTIONS, SECTIONS
@@ -90,12 +91,6 @@ def _confident_studies(predictions: pd.DataFrame) -> pd.DataFrame:
     return picked.sort_values(["part", "correct"], ascending=[True, False])
 
 
-def _with_interval(value: float | None, interval) -> str:
-    if value is None:
-        return ""
-    return f"{value:.3f}" + (f" ({interval[0]:.3f}-{interval[1]:.3f})" if interval else "")
-
-
 def _published(run_config: dict, metrics: dict, label: str) -> str:
     settings = next(run_config[k] for k in ABNORMALITY_SECTIONS if k in run_config)
     parts = list(metrics["per_part"])
@@ -112,8 +107,8 @@ def _published(run_config: dict, metrics: dict, label: str) -> str:
                 "experiment": item.experiment,
                 "part": "all" if item.part == "all" else short_name(item.part),
                 "metric": f"{level} {item.metric}",
-                "published (95% interval)": _with_interval(item.value, item.interval),
-                "this run (95% interval)": _with_interval(mine, mine_ci),
+                "published (95% interval)": value_with_interval(item.value, item.interval),
+                "this run (95% interval)": value_with_interval(mine, mine_ci),
             }
         )
     return _table(pd.DataFrame(rows), index=False) if rows else "<p>none</p>"
@@ -242,9 +237,9 @@ def _calibration_section(metrics: dict, figures: Path) -> list[str]:
         name: {
             "threshold": doc["threshold"],
             "sensitivity": doc["sensitivity"],
-            "sensitivity 95% CI": "{:.3f}-{:.3f}".format(*doc["sensitivity_ci"]),
+            "sensitivity 95% CI": interval_text(doc["sensitivity_ci"]),
             "specificity": doc["specificity"],
-            "specificity 95% CI": "{:.3f}-{:.3f}".format(*doc["specificity_ci"]),
+            "specificity 95% CI": interval_text(doc["specificity_ci"]),
         }
         for name, doc in points.items()
         if isinstance(doc, dict)

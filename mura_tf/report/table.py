@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from mura_tf.data.parts import short_name
+from mura_tf.evaluators.intervals import value_with_interval
 from mura_tf.runs.config import ABNORMALITY_SECTIONS, finished_runs, read_run
 
 COLUMNS = [
@@ -78,19 +79,13 @@ def collect(runs: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS + INTERVAL_COLUMNS)
 
 
-def _with_interval(value, low, high) -> str:
-    if pd.isna(value):
-        return ""
-    return f"{value:.3f}" + ("" if pd.isna(low) or pd.isna(high) else f" ({low:.3f}-{high:.3f})")
-
-
 def markdown(table: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table of the first nine columns, metrics to 3 decimals with
     their 95% intervals in brackets."""
     shown = table[COLUMNS[:9]].copy()
     for column in METRIC_KEYS:
         shown[column] = [
-            _with_interval(v, lo, hi)
+            value_with_interval(v, (lo, hi))
             for v, lo, hi in zip(
                 table[column], table[f"{column} low"], table[f"{column} high"], strict=True
             )
