@@ -129,7 +129,8 @@ def plot_confusion(
         for (i, j), count in np.ndenumerate(matrix):
             ax.text(j, i, str(count), ha="center", va="center")
         ax.set_xticks([0, 1], names, fontsize=7)
-        ax.set_yticks([0, 1], names, fontsize=7)
+        # Truth labels on the first panel only: beside every panel they ran into the next one.
+        ax.set_yticks([0, 1], names if ax is axes[0][0] else ["", ""], fontsize=7)
         ax.set_title(name, fontsize=9)
     return _save(fig, path)
 
