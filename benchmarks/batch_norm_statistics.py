@@ -47,35 +47,31 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import tensorflow as tf
 
-    from mura_tf.compat.fused_batch_norm import follow_training_steps
-    from mura_tf.data.mura import load_mura
-    from mura_tf.data.splits import make_splits
-    from mura_tf.models.backbones import backbone_spec, build_backbone
-    from mura_tf.models.heads import build_classifier, classification_head
+    from mura_tf.data.pipeline import make_dataset
     from mura_tf.runs.presets import synthetic_preset
-    from mura_tf.runs.supervised import fit_data, train_config
-    from mura_tf.training.train import compile_classifier
+    from mura_tf.runs.supervised import build_model, pipeline_config, prepare_data
 
     base = importlib.import_module(f"recipes.{args.recipe}").CONFIG
     exp = synthetic_preset(
         dataclasses.replace(base, synthetic=True, seed=args.seed, part=args.part)
     )
-    splits = make_splits(load_mura(exp.data_folder(), exp.part), exp.dev_fraction, exp.seed)
-    spec = backbone_spec(exp.backbone)
-    data = fit_data(exp, splits, spec.normalization, tf.distribute.get_strategy())
-    keras.utils.set_random_seed(exp.seed)
-    backbone = build_backbone(exp.backbone, exp.image_size, exp.weights)
+    # The recipe's own seams, so that the run (its split and its random draws) is the recipe's.
+    prepared = prepare_data(exp)
+    built = build_model(exp, prepared, tf.distribute.get_strategy())
+    model, data = built.model, built.data
+    # Training batches of the probe's own: iterating the run's would move its shuffle on.
+    probe_batches = make_dataset(
+        prepared.splits.train, pipeline_config(exp, built.normalization, training=True),
+        batch_size=exp.batch_size, training=True, seed=exp.seed + 1,
+    )  # fmt: skip
     norms = [
         layer
-        for layer in backbone._flatten_layers(include_self=False, recursive=True)
+        for layer in model._flatten_layers(include_self=False, recursive=True)
         if isinstance(layer, keras.layers.BatchNormalization)
     ]
-    model = build_classifier(
-        backbone, classification_head(exp.head), exp.image_size, exp.freeze_backbone
-    )
-    compile_classifier(model, train_config(exp, data))
-    if not args.keras_momentum:
-        follow_training_steps(model, model.optimizer.iterations)
+    if args.keras_momentum:  # undo what the recipe's model does (follow_training_steps)
+        for layer in norms:
+            layer.__dict__.pop("_mura_tf_steps", None)
     loss_fn = keras.losses.BinaryCrossentropy()
 
     def dev_loss(training: bool) -> float:
@@ -100,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             restore(moving)
             # Population statistics: a running mean of the batch moments at these weights.
             kept = [(layer.momentum, layer.__dict__.pop("_mura_tf_steps", None)) for layer in norms]
-            for k, (x, _) in enumerate(data.train.take(40)):
+            for k, (x, _) in enumerate(probe_batches.take(40)):
                 for layer in norms:
                     layer.momentum = k / (k + 1)
                 model(x, training=True)

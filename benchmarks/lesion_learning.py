@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -69,16 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
     from sklearn.metrics import roc_auc_score
 
-    from mura_tf.compat.fused_batch_norm import follow_training_steps
-    from mura_tf.data.mura import find_mura_root, load_mura
+    from mura_tf.data.mura import find_mura_root
     from mura_tf.data.pipeline import make_dataset
-    from mura_tf.data.splits import make_splits
     from mura_tf.data.synthetic import LESIONS_FILE
-    from mura_tf.models.backbones import backbone_spec, build_backbone
-    from mura_tf.models.heads import build_classifier, classification_head
     from mura_tf.runs.presets import synthetic_preset
-    from mura_tf.runs.supervised import fit_data, pipeline_config, train_config
-    from mura_tf.training.train import compile_classifier
+    from mura_tf.runs.supervised import build_model, pipeline_config, prepare_data
+    from mura_tf.training.train import train
 
     base = importlib.import_module(f"recipes.{args.recipe}").CONFIG
     explicit = {"epochs": args.epochs, "image_size": args.image_size}
@@ -101,24 +98,17 @@ def main(argv: list[str] | None = None) -> int:
         )
     table = pd.read_csv(lesions_csv)
     lesions = dict(zip(table["path"], table["kind"], strict=True))
-    splits = make_splits(load_mura(root, exp.part), exp.dev_fraction, exp.seed)
-    spec = backbone_spec(exp.backbone)
     exp = dataclasses.replace(exp, data_dir=str(root), synthetic=False)
-    # In the order the recipes draw their random numbers, so that the run is the recipe's.
-    keras.utils.set_random_seed(exp.seed)
-    backbone = build_backbone(exp.backbone, exp.image_size, exp.weights)
-    data = fit_data(exp, splits, spec.normalization, tf.distribute.get_strategy())
+    # The recipe's own seams, so that the run (its split and its random draws) is the recipe's.
+    prepared = prepare_data(exp)
+    built = build_model(exp, prepared, tf.distribute.get_strategy())
+    splits, data, model = prepared.splits, built.data, built.model
     frames = {"train": splits.train, "dev": splits.dev, "test": splits.test}
     # The run's own dev and test passes, and the training films as they are evaluated.
-    evaluation = pipeline_config(exp, spec.normalization, training=False)
+    evaluation = pipeline_config(exp, built.normalization, training=False)
     train_films = make_dataset(splits.train, evaluation, batch_size=exp.eval_batch_size)
     batches = {"train": train_films, "dev": data.dev, "test": data.test}
     kinds = {name: _kinds(frame, lesions, root) for name, frame in frames.items()}
-    model = build_classifier(
-        backbone, classification_head(exp.head), exp.image_size, exp.freeze_backbone
-    )
-    compile_classifier(model, train_config(exp, data))
-    follow_training_steps(model, model.optimizer.iterations)
 
     class Probe(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -149,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         columns += [f"{name} N / H / F", f"{name} fracture AUROC"]
     print("| " + " | ".join([*columns, "test study AUROC"]) + " |")
     print("|---" * (len(columns) + 1) + "|")
-    model.fit(data.train, validation_data=data.dev, epochs=exp.epochs, callbacks=[Probe()],
-              shuffle=False, verbose=0)  # fmt: skip
+    with tempfile.TemporaryDirectory() as run_dir:  # the trainer's files are not kept
+        config = dataclasses.replace(built.train_config, verbose=0)
+        train(model, data.train, data.dev, run_dir, config, probes=[Probe()])
     return 0
 
 

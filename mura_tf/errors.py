@@ -19,3 +19,14 @@ class TrainingError(MuraError):
 
 class MuraDataWarning(UserWarning):
     """Data was skipped (for example a corrupt PNG); the message counts and names it."""
+
+
+class FieldError(ConfigError):
+    """A config field has an impossible value: `field` names it and `problem` says why ("must
+    be at least 1, got 0"). The library's message names the field; the command line's names
+    the field's flag (`recipes.common.configure`)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field} {problem}")
+        self.field = field
+        self.problem = problem

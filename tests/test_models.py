@@ -31,7 +31,7 @@ def test_each_backbone_knows_its_normalisation():
 def test_unknown_backbone_and_tiny_images_are_config_errors():
     with pytest.raises(ConfigError, match="unknown backbone 'vgg16': use one of densenet169"):
         build_backbone("vgg16", 64)
-    with pytest.raises(ConfigError, match="--image-size must be at least 32 for resnet18"):
+    with pytest.raises(ConfigError, match="^image_size must be at least 32 for resnet18"):
         build_backbone("resnet18", 16, "none")
 
 

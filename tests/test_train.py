@@ -38,10 +38,10 @@ def test_report_000_schedule_is_001_for_1000_steps_then_0001():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"epochs": 0}, "--epochs"),
-        ({"learning_rate": 0}, "--lr"),
-        ({"optimizer": "rmsprop"}, "optimizer"),
-        ({"lr_boundaries": (10,), "lr_values": (0.1,)}, "one more value"),
+        ({"epochs": 0}, "^epochs must be at least 1, got 0$"),
+        ({"learning_rate": 0}, "^learning_rate must be positive"),
+        ({"optimizer": "rmsprop"}, "^optimizer must be one of"),
+        ({"lr_boundaries": (10,), "lr_values": (0.1,)}, "one more than lr_boundaries"),
     ],
 )
 def test_impossible_train_settings_are_config_errors(kwargs, message):

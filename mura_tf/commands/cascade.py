@@ -34,27 +34,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from mura_tf.data.parts import short_name
-    from mura_tf.evaluators.metrics import metrics_table
-    from mura_tf.evaluators.routing import confusion_frame
-    from mura_tf.runs.cascade import build_cascade, plan_cascade
+    from mura_tf.runs.cascade import build_cascade, closing, plan_cascade
 
     plan = plan_cascade(args.router, args.experts, args.fallback)
     for part in plan.parts:
         expert = plan.experts[part]
         kind = "fallback" if plan.fallback is expert else "expert"
         print(f"{short_name(part):>9} -> {kind} {expert.run_dir}")
-    result = build_cascade(plan, args.out, args.overwrite)
-    routing = result.metrics["router"]
-    print("\nPart-router cascade, test metrics (study = mean of the views' probabilities)")
-    print(metrics_table(result.metrics).to_string())
-    print(
-        f"\nrouting: {routing['wrong_part_studies']} of {routing['studies']} test studies went "
-        f"to the wrong part; views disagreed in {routing['views_disagreed_studies']}"
-    )
-    print(confusion_frame(routing).to_string())
-    print(f"\nrun folder:   {result.run_dir}")
-    print(f"SavedModel:   {result.run_dir / 'export'}")
-    print(f"report:       {result.run_dir / 'report.html'}")
+    print("\n".join(closing(build_cascade(plan, args.out, args.overwrite))))
     return 0
 
 

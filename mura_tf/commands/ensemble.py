@@ -21,22 +21,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace a finished ensemble")
     args = parser.parse_args(argv)
 
-    from mura_tf.runs.ensemble import build_ensemble
+    from mura_tf.runs.ensemble import build_ensemble, closing
 
-    result = build_ensemble(args.runs, args.out, args.overwrite)
-    print_ensemble(result, f"{len(args.runs)} runs")
+    print("\n".join(closing(build_ensemble(args.runs, args.out, args.overwrite))))
     return 0
-
-
-def print_ensemble(result, members: str) -> None:
-    """The closing printout of an ensemble (also `--ensemble K` on a recipe)."""
-    from mura_tf.evaluators.metrics import metrics_table
-
-    print(f"\nEnsemble of {members} (mean of their probabilities), test metrics")
-    print(metrics_table(result.metrics).to_string())
-    print(f"\nrun folder:   {result.run_dir}")
-    print(f"SavedModel:   {result.run_dir / 'export'}")
-    print(f"report:       {result.run_dir / 'report.html'}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 
 from mura_tf.compat.fused_batch_norm import fuse_batch_norm
-from mura_tf.errors import ConfigError
+from mura_tf.errors import ConfigError, FieldError
 
 NO_NETWORK_HINT = "use --weights none (random initialisation) or --weights PATH to a local file"
 
@@ -33,11 +33,11 @@ class BackboneSpec:
     build: Callable[[int, str | None], keras.Model]  # (image_size, weights) -> backbone
 
     def check_image_size(self, image_size: int) -> None:
-        """Raise `ConfigError` (naming `--image-size`) below the smallest input this
+        """Raise `FieldError` (naming `image_size`) below the smallest input this
         architecture accepts: its downsampling must leave a feature map."""
         if image_size < self.min_size:
-            raise ConfigError(
-                f"--image-size must be at least {self.min_size} for {self.name}, got {image_size}"
+            raise FieldError(
+                "image_size", f"must be at least {self.min_size} for {self.name}, got {image_size}"
             )
 
 

@@ -28,7 +28,8 @@ from mura_tf.evaluators.intervals import metric_intervals, value_with_interval
 from mura_tf.evaluators.metrics import study_level_metrics
 from mura_tf.evaluators.paired import paired_difference
 from mura_tf.report.published import MURA_PAPER, MURA_PAPER_KAPPA, MURA_PAPER_KAPPA_CI
-from mura_tf.runs.config import ABNORMALITY_SECTIONS, FinishedRun, read_run
+from mura_tf.runs.config import FinishedRun, read_run
+from mura_tf.runs.kinds import ABNORMALITY_SECTIONS
 
 METRICS = {"kappa": "Kappa", "auc": "AUROC", "accuracy": "Accuracy"}
 PAPER_ROW = "MURA paper (its test set)"

@@ -25,10 +25,12 @@ import numpy as np
 import pandas as pd
 
 from mura_tf.data.datasets import dataset_of_parts, short_name
+from mura_tf.errors import ConfigError
 from mura_tf.evaluators.intervals import interval_text, value_with_interval
 from mura_tf.evaluators.thresholds import MURA_THRESHOLD
+from mura_tf.files import write_text
 from mura_tf.report.published import published_for
-from mura_tf.runs.config import ABNORMALITY_SECTIONS, SECTIONS
+from mura_tf.runs.kinds import ABNORMALITY_SECTIONS, SECTIONS, kind_of_section
 
 REPORT_FILE = "report.html"
 
@@ -152,14 +154,15 @@ def build_report(
         )
     with tempfile.TemporaryDirectory() as tmp:
         figures = Path(tmp)
-        routing = _router_section(metrics["router"], section) if "router" in metrics else []
-        if section in ABNORMALITY_SECTIONS:  # a cascade's routing right below its metrics
+        sections = kind_of_section(section).report
+        routing = _router_section(metrics["router"], section) if "routing" in sections else []
+        if "abnormality" in sections:  # a cascade's routing right below its metrics
             body += _supervised_sections(
                 run_dir, run_config, metrics, label, figures, cams, after_metrics=routing
             )
         else:
             body += routing
-        if section == "pretrain":
+        if "pretrain" in sections:
             body += _pretrain_sections(metrics)
         history = run_dir / "history.csv"
         if history.is_file():
@@ -266,7 +269,6 @@ def _localisation_section(
     """The localisation scores, overall and per part, and the most and least confident
     fractured test films under Grad-CAM with the radiologists' outline drawn on them."""
     from mura_tf.data.catalogue import outlines_of_films
-    from mura_tf.errors import ConfigError
     from mura_tf.serving.load import load_cam_serving
     from mura_tf.serving.predict import write_cams
 
@@ -309,7 +311,6 @@ def _localisation_section(
 def _confident_section(
     run_dir: Path, predictions: pd.DataFrame, figures: Path, cams: Cams | None
 ) -> list[str]:
-    from mura_tf.errors import ConfigError
     from mura_tf.serving.load import load_cam_serving
     from mura_tf.serving.predict import write_cams
 
@@ -384,6 +385,5 @@ def write_run_report(
     run_dir: str | os.PathLike[str], metrics: dict | None = None, cams: Cams | None = None
 ) -> Path:
     """Write `RUN/report.html` atomically; see `build_report`."""
-    from mura_tf.files import write_text
 
     return write_text(Path(run_dir) / REPORT_FILE, build_report(run_dir, metrics, cams))

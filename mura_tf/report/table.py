@@ -14,7 +14,8 @@ import pandas as pd
 
 from mura_tf.data.parts import short_name
 from mura_tf.evaluators.intervals import value_with_interval
-from mura_tf.runs.config import ABNORMALITY_SECTIONS, finished_runs, read_run
+from mura_tf.runs.config import finished_runs, read_run
+from mura_tf.runs.kinds import ABNORMALITY_SECTIONS
 
 COLUMNS = [
     "Exp",

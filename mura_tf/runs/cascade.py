@@ -37,16 +37,24 @@ import tensorflow as tf
 from mura_tf.compat.empty_batch import unless_empty
 from mura_tf.data.normalization import normalize
 from mura_tf.data.parts import PARTS, parse_parts, short_name
+from mura_tf.data.pipeline import PipelineConfig, make_dataset
 from mura_tf.errors import ConfigError
+from mura_tf.evaluators.metrics import metrics_table, study_level_metrics
 from mura_tf.evaluators.routing import (
+    confusion_frame,
     routable_mask,
     routed_frame,
     routing_metrics,
     study_votes,
     view_parts,
 )
-from mura_tf.files import load_for_inference
-from mura_tf.runs.config import ABNORMALITY_SECTIONS, CONFIG_FILE, FinishedRun, read_run
+from mura_tf.files import disk_errors, load_for_inference
+from mura_tf.runs.config import FinishedRun, read_run, write_run_config
+from mura_tf.runs.folder import open_run
+from mura_tf.runs.kinds import ABNORMALITY_SECTIONS
+from mura_tf.runs.result import RunResult, where_lines, write_results
+from mura_tf.serving.export import IMAGES, films_to_pixels, serving_archive, write_archive
+from mura_tf.serving.gradcam import grad_cam_of_films
 
 RULE = (
     "each study goes to the part its views vote for (ties: the larger summed probability), "
@@ -221,9 +229,6 @@ def cascade_archive(
 ) -> keras.export.ExportArchive:
     """The cascade's SavedModel: a single run's signatures plus `serve_study_images` and
     `route_images` (module docstring). Its Grad-CAM is that of the expert each film goes to."""
-    from mura_tf.serving.export import IMAGES, films_to_pixels, serving_archive
-    from mura_tf.serving.gradcam import grad_cam_of_films
-
     cams = [
         grad_cam_of_films(expert, norm, image_size, keep_aspect)
         for expert, norm in zip(model.experts, model.normalizations, strict=True)
@@ -263,8 +268,6 @@ def _test_predictions(
 ) -> pd.DataFrame:
     """The router's test films routed per study, each scored by its study's expert
     (`probability`) and, for comparison, by its true part's (`probability_true_part`)."""
-    from mura_tf.data.pipeline import PipelineConfig, make_dataset
-
     config = PipelineConfig(**plan.router.input_frame, normalization="raw")
 
     def batches():
@@ -291,29 +294,15 @@ def _test_predictions(
     )
 
 
-@dataclass(frozen=True)
-class CascadeResult:
-    run_dir: Path
-    metrics: dict
-    predictions: pd.DataFrame
-
-
 def build_cascade(
     plan: CascadePlan, out_dir: str | os.PathLike[str], overwrite: bool = False
-) -> CascadeResult:
+) -> RunResult:
     """Assemble, test and export the cascade of `plan` as the run folder `out_dir` (module
     docstring). The test films are the router's (MURA's valid split of its parts).
 
     Raises:
         ConfigError: `out_dir` holds a finished run and `overwrite` is false.
     """
-    from mura_tf.evaluators.metrics import study_level_metrics
-    from mura_tf.files import disk_errors, write_json, write_text
-    from mura_tf.report.run import write_run_report
-    from mura_tf.runs.config import write_metrics
-    from mura_tf.runs.folder import open_run
-    from mura_tf.serving.export import write_archive
-
     out = Path(out_dir)
     router = plan.router
     size, keep_aspect = router.input_frame["image_size"], router.input_frame["keep_aspect"]
@@ -330,11 +319,9 @@ def build_cascade(
             "keep_aspect": keep_aspect,
             "synthetic": any(r.settings.get("synthetic") for r in [router, *plan.members()]),
         }
-        write_json(
-            out / CONFIG_FILE,
-            {"cascade": settings, "data_dir": router.config.get("data_dir"),
-             "label": "Part-router cascade", "notes": []},
-        )  # fmt: skip
+        write_run_config(
+            out, "cascade", settings, router.config.get("data_dir"), "Part-router cascade"
+        )
         model = cascade_model(plan)
         frame = pd.read_csv(router.run_dir / "predictions.csv")
         frame = frame[["path", "part", "patient", "study", "label"]]
@@ -347,7 +334,21 @@ def build_cascade(
         )
         metrics["experts"] = experts
         write_archive(cascade_archive(model, plan, size, keep_aspect), out / "export")
-        write_text(out / "predictions.csv", predictions.to_csv(index=False, float_format="%.7g"))
-        write_run_report(out, metrics)
-        write_metrics(out, metrics)
-    return CascadeResult(out, metrics, predictions)
+        write_results(out, metrics, predictions)
+    return RunResult(out, metrics, predictions, settings)
+
+
+def closing(result: RunResult) -> list[str]:
+    """What building a cascade prints: its test metrics, how many studies went to the wrong
+    part, the router's confusion matrix and where everything went."""
+    routing = result.metrics["router"]
+    return [
+        "",
+        "Part-router cascade, test metrics (study = mean of the views' probabilities)",
+        metrics_table(result.metrics).to_string(),
+        "",
+        f"routing: {routing['wrong_part_studies']} of {routing['studies']} test studies went "
+        f"to the wrong part; views disagreed in {routing['views_disagreed_studies']}",
+        confusion_frame(routing).to_string(),
+        *where_lines(result.run_dir, ("SavedModel:", result.run_dir / "export")),
+    ]

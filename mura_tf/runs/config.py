@@ -6,8 +6,8 @@ command-line metadata (`setting`), from which `recipes.common` builds every reci
 
 The run folder `OUT/<recipe>/<parts>/<run>/` (`run_dir`) always holds:
 
-    config.json   the settings (under the config's `SECTION`: "experiment" or "pretrain"),
-                  the data folder, the strategy and the notes; written first (`write_config`)
+    config.json   the settings (under the key of the run's kind, `mura_tf.runs.kinds`), the
+                  data folder, the strategy and the notes; written first (`write_config`)
     metrics.json  the results; written last (`write_metrics`), it marks a finished run
 
 and what each kind of run adds (see its module). `read_run` and `finished_runs` are the one
@@ -28,7 +28,11 @@ from typing import Any, ClassVar
 
 from mura_tf.data.datasets import DATASETS, MURA, DatasetInfo, dataset_of_parts, short_name
 from mura_tf.data.synthetic import SyntheticConfig, synthetic_dataset
-from mura_tf.errors import ConfigError
+from mura_tf.errors import ConfigError, FieldError
+from mura_tf.files import disk_errors, write_json
+from mura_tf.runs.folder import finish_run, open_run
+from mura_tf.runs.kinds import SECTIONS, kind_of_config
+from mura_tf.training.precision import MODES, parse_mode, uses_mixed_precision
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"  # = mura_tf.runs.folder.FINISHED_MARK
@@ -121,9 +125,8 @@ NOT_SETTINGS = frozenset(
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
     """The settings every run has: where its data and folder are, what it runs on, how it is
-    seeded. Each is validated here, once; subclasses validate only their own."""
-
-    SECTION: ClassVar[str] = "run"  # config.json's key for the settings
+    seeded. Each is validated here, once; subclasses validate only their own. Errors name the
+    field (`FieldError`); the command line words them as its flags."""
 
     recipe: str
     backbone: str = setting("resnet18", "backbone: resnet18, resnet50 or densenet169")
@@ -170,7 +173,20 @@ class RunConfig:
     deterministic: bool = setting(
         False, "deterministic ops: the same seed gives the same batches and metrics (slower on GPU)"
     )
+    mixed_precision: str = setting(
+        "auto",
+        "bfloat16 compute on CPUs with AVX-512 BF16 or AMX, float16 on GPUs with tensor cores, "
+        "float32 variables: auto (where that hardware is, for images of 128 px or more), on, "
+        "off (mura_tf.training.precision)",
+        choices=MODES,
+    )
     notes: tuple[str, ...] = field(default=(), compare=False)
+
+    # The fields the shared trainer takes, by its names: `TrainConfig` validates them.
+    TRAINER_FIELDS: ClassVar[dict[str, str]] = {"epochs": "epochs", "max_steps": "steps_per_epoch"}
+    # Settings this kind gained after runs of it existed, with the value those runs had: at
+    # that value they stay out of the hash that names the run folder (`identity`).
+    LATER_SETTINGS: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
         # Imported here: reading finished runs (`mura-tf report`) needs no TensorFlow.
@@ -188,25 +204,39 @@ class RunConfig:
         # Parsed once, in the dataset's order: `--part Hand,elbow` and `--part elbow,hand` are
         # one run.
         object.__setattr__(self, "part", info.parse_parts(self.part))
-        for name in ("epochs", "batch_size"):
-            self._at_least(name, 1)
-        if self.max_steps is not None:
-            self._at_least("max_steps", 1)
+        self._at_least("batch_size", 1)
+        self._check_trainer_settings()
         spec.check_image_size(self.image_size)
         if not 0 < self.dev_fraction < 1:
-            raise ConfigError(
-                f"{self.flag('dev_fraction')} must be in (0, 1), got {self.dev_fraction}"
-            )
+            raise FieldError("dev_fraction", f"must be in (0, 1), got {self.dev_fraction}")
         check_strategy(self.strategy)
+        object.__setattr__(self, "mixed_precision", parse_mode(self.mixed_precision))
 
     @classmethod
     def flag(cls, name: str) -> str:
         return flag_of(cls, name)
 
+    def synthetic_changes(self, explicit: frozenset[str]) -> dict[str, Any]:
+        """What `--synthetic` changes in this kind's settings besides the image size
+        (`mura_tf.runs.presets`), before the settings in `explicit` are put back."""
+        return {}
+
     def _at_least(self, name: str, low: float) -> None:
         value = getattr(self, name)
         if value < low:
-            raise ConfigError(f"{self.flag(name)} must be at least {low}, got {value}")
+            raise FieldError(name, f"must be at least {low}, got {value}")
+
+    def _check_trainer_settings(self) -> None:
+        """Validate the trainer's settings where their facts live (`TrainConfig`), worded
+        with this config's field names."""
+        from mura_tf.training.train import TrainConfig
+
+        given = {theirs: getattr(self, mine) for mine, theirs in self.TRAINER_FIELDS.items()}
+        try:
+            TrainConfig(**given)
+        except FieldError as e:
+            mine = next(m for m, t in self.TRAINER_FIELDS.items() if t == e.field)
+            raise FieldError(mine, e.problem) from None
 
     @property
     def data_info(self) -> DatasetInfo:
@@ -227,6 +257,10 @@ class RunConfig:
         out = {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_SETTINGS}
         out["part"] = self.parts_spec
         out["dataset"] = self.data_info.name
+        # Whether the run computes in mixed precision, as version 0.2 and earlier stored it: a
+        # run whose `auto` stays float32 (small images, or no bfloat16 hardware) keeps the name
+        # of its folder from before `auto` was the default.
+        out["mixed_precision"] = uses_mixed_precision(self.mixed_precision, self.image_size)
         return out
 
     def identity(self) -> dict:
@@ -235,6 +269,7 @@ class RunConfig:
         later = {
             f.name: f.metadata["legacy"] for f in dataclasses.fields(self) if "since" in f.metadata
         }
+        later.update(self.LATER_SETTINGS)
         return {k: v for k, v in self.settings().items() if k not in later or v != later[k]}
 
     def run_dir(self) -> Path:
@@ -298,8 +333,6 @@ def opened(config: RunConfig) -> Iterator[OpenRun]:
     """
     import tensorflow as tf
 
-    from mura_tf.files import disk_errors
-    from mura_tf.runs.folder import open_run
     from mura_tf.training.distribute import make_strategy, worker_index, worker_run_dir
 
     # First: a multi-worker strategy must exist before TensorFlow runs any op.
@@ -312,39 +345,47 @@ def opened(config: RunConfig) -> Iterator[OpenRun]:
 
 
 def write_config(run: OpenRun, config: RunConfig, data_dir: str, **facts: Any) -> Path:
-    """Write `config.json`: the settings under `config.SECTION`, then the data folder, the
-    strategy, `facts` (counts, normalisation ...) and the notes."""
-    from mura_tf.files import write_json
+    """Write `config.json` of a run that trains: `write_run_config` with the config's settings
+    and the strategy among `facts` (counts, normalisation ...)."""
     from mura_tf.training.distribute import describe
 
+    return write_run_config(
+        run.run_dir, kind_of_config(type(config)).section, config.settings(), data_dir,
+        config.table_label(), config.notes,
+        **facts, strategy=describe(config.strategy, run.strategy),
+    )  # fmt: skip
+
+
+def write_run_config(
+    run_dir: Path,
+    section: str,
+    settings: dict,
+    data_dir: str | None,
+    label: str,
+    notes: Sequence[str] = (),
+    **facts: Any,
+) -> Path:
+    """Write `config.json`: `settings` under the kind's `section`, then the data folder,
+    `facts`, the notes and the run's name in tables (`label`)."""
+
     document = {
-        config.SECTION: config.settings(),
-        "data_dir": str(data_dir),
+        section: settings,
+        "data_dir": None if data_dir is None else str(data_dir),
         **facts,
-        "strategy": describe(config.strategy, run.strategy),
-        "notes": list(config.notes),
+        "notes": list(notes),
+        "label": label,
     }
-    document["label"] = config.table_label()
-    return write_json(run.run_dir / CONFIG_FILE, document)
+    return write_json(run_dir / CONFIG_FILE, document)
 
 
 def write_metrics(run_dir: Path, metrics: dict) -> None:
     """Write `metrics.json`, which marks the run finished, then drop its resume points."""
-    from mura_tf.files import write_json
-    from mura_tf.runs.folder import finish_run
 
     write_json(run_dir / METRICS_FILE, metrics)
     finish_run(run_dir)
 
 
 # --- Reading finished runs ----------------------------------------------------------------------
-
-# config.json's section of each kind of run: supervised and fine-tuning runs, ensembles
-# (`mura_tf.runs.ensemble`), part-router cascades (`mura_tf.runs.cascade`), body-part routers
-# (`mura_tf.runs.router`) and SimCLR pre-training.
-SECTIONS = ("experiment", "ensemble", "cascade", "router", "pretrain")
-# The kinds whose export answers "is this study abnormal?".
-ABNORMALITY_SECTIONS = ("experiment", "ensemble", "cascade")
 
 
 @dataclass(frozen=True)

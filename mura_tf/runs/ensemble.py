@@ -12,23 +12,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from mura_tf.errors import ConfigError
-from mura_tf.files import load_for_inference
-from mura_tf.runs.config import ABNORMALITY_SECTIONS, CONFIG_FILE, FinishedRun, read_run
+from mura_tf.evaluators.metrics import metrics_table, study_level_metrics
+from mura_tf.files import disk_errors, load_for_inference
+from mura_tf.runs.config import FinishedRun, read_run, write_run_config
+from mura_tf.runs.folder import open_run
+from mura_tf.runs.kinds import ABNORMALITY_SECTIONS
+from mura_tf.runs.result import RunResult, where_lines, write_results
+from mura_tf.serving.export import export_ensemble
 
 RULE = "mean of the members' probabilities; every member kept, equally weighted"
-
-
-@dataclass(frozen=True)
-class EnsembleResult:
-    run_dir: Path
-    metrics: dict
-    predictions: pd.DataFrame
 
 
 def finished_members(run_dirs: Sequence[str | os.PathLike[str]]) -> list[FinishedRun]:
@@ -74,20 +71,13 @@ def build_ensemble(
     run_dirs: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     overwrite: bool = False,
-) -> EnsembleResult:
+) -> RunResult:
     """Combine finished runs into the ensemble run folder `out_dir` (see the module docstring).
 
     Raises:
         ConfigError: the runs do not fit together, or `out_dir` holds a finished run and
             `overwrite` is false.
     """
-
-    from mura_tf.evaluators.metrics import study_level_metrics
-    from mura_tf.files import disk_errors, write_json, write_text
-    from mura_tf.report.run import write_run_report
-    from mura_tf.runs.config import write_metrics
-    from mura_tf.runs.folder import open_run
-    from mura_tf.serving.export import export_ensemble
 
     runs = finished_members(run_dirs)
     first = runs[0]
@@ -102,14 +92,8 @@ def build_ensemble(
             **first.input_frame,
             "synthetic": any(run.settings.get("synthetic") for run in runs),
         }
-        write_json(
-            out / CONFIG_FILE,
-            {
-                "ensemble": settings,
-                "data_dir": first.config.get("data_dir"),
-                "label": f"{first.label} x{len(runs)}",
-                "notes": [],
-            },
+        write_run_config(
+            out, "ensemble", settings, first.config.get("data_dir"), f"{first.label} x{len(runs)}"
         )
         predictions = mean_predictions(runs)
         metrics = study_level_metrics(predictions)
@@ -122,7 +106,16 @@ def build_ensemble(
             for run in runs
         ]
         export_ensemble(members, settings["image_size"], out / "export", settings["keep_aspect"])
-        write_text(out / "predictions.csv", predictions.to_csv(index=False, float_format="%.7g"))
-        write_run_report(out, metrics)
-        write_metrics(out, metrics)
-    return EnsembleResult(out, metrics, predictions)
+        write_results(out, metrics, predictions)
+    return RunResult(out, metrics, predictions, settings)
+
+
+def closing(result: RunResult) -> list[str]:
+    """What building an ensemble prints: its test metrics and where everything went."""
+    members = len(result.config["members"])
+    return [
+        "",
+        f"Ensemble of {members} runs (mean of their probabilities), test metrics",
+        metrics_table(result.metrics).to_string(),
+        *where_lines(result.run_dir, ("SavedModel:", result.run_dir / "export")),
+    ]

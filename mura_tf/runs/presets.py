@@ -11,10 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # only the base: the kinds import this module for their changes
     from mura_tf.runs.config import RunConfig
-    from mura_tf.runs.pretrain import PretrainConfig
-    from mura_tf.runs.supervised import Experiment
 
 SYNTHETIC_IMAGE_SIZE = 64
 SYNTHETIC_MAX_EPOCHS = 8
@@ -30,13 +28,8 @@ SYNTHETIC_MIN_DEV_FRACTION = 0.2
 def synthetic_preset(config: RunConfig, explicit: frozenset[str] = frozenset()) -> RunConfig:
     """`config` shrunk to the synthetic set on a CPU, each change noted; the fields named in
     `explicit` (given on the command line) are kept."""
-    from mura_tf.runs.pretrain import PretrainConfig
-
     changes = {"image_size": min(config.image_size, SYNTHETIC_IMAGE_SIZE)}
-    if isinstance(config, PretrainConfig):
-        changes.update(_pretrain_changes(config, explicit))
-    else:
-        changes.update(_supervised_changes(config, explicit))
+    changes.update(config.synthetic_changes(explicit))
     changes = {
         name: value
         for name, value in changes.items()
@@ -51,7 +44,8 @@ def synthetic_preset(config: RunConfig, explicit: frozenset[str] = frozenset()) 
     return dataclasses.replace(config, notes=(*config.notes, *notes), **changes)
 
 
-def _supervised_changes(exp: Experiment, explicit: frozenset[str]) -> dict[str, Any]:
+def supervised_changes(exp: RunConfig, explicit: frozenset[str]) -> dict[str, Any]:
+    """What the preset changes in a supervised run (`Experiment.synthetic_changes`)."""
     changes: dict[str, Any] = {"epochs": min(exp.epochs, SYNTHETIC_MAX_EPOCHS)}
     weights = exp.weights if "weights" in explicit or exp.weights != "imagenet" else "none"
     changes["weights"] = weights
@@ -79,7 +73,8 @@ def _supervised_changes(exp: Experiment, explicit: frozenset[str]) -> dict[str, 
     return changes
 
 
-def _pretrain_changes(cfg: PretrainConfig, explicit: frozenset[str]) -> dict[str, Any]:
+def pretrain_changes(cfg: RunConfig, explicit: frozenset[str]) -> dict[str, Any]:
+    """What the preset changes in a SimCLR pre-training (`PretrainConfig.synthetic_changes`)."""
     changes: dict[str, Any] = {
         "epochs": min(cfg.epochs, SYNTHETIC_MAX_PRETRAIN_EPOCHS),
         "batch_size": min(cfg.batch_size, SYNTHETIC_MAX_PRETRAIN_BATCH),

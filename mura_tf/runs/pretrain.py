@@ -14,9 +14,9 @@ pre-training must beat; written last).
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
-from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import keras
 
@@ -25,16 +25,17 @@ from mura_tf.data.catalogue import load_catalogue
 from mura_tf.data.contrastive import ViewConfig, make_contrastive_dataset
 from mura_tf.data.pipeline import PipelineConfig
 from mura_tf.data.splits import Splits, make_splits
-from mura_tf.errors import ConfigError
+from mura_tf.errors import FieldError
 from mura_tf.files import save_keras
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.simclr import SimCLR
-from mura_tf.report.run import write_run_report
-from mura_tf.runs.config import OpenRun, RunConfig, opened, setting, write_config, write_metrics
+from mura_tf.runs.config import OpenRun, RunConfig, opened, setting, write_config
 from mura_tf.runs.folder import finish_run
+from mura_tf.runs.presets import pretrain_changes
+from mura_tf.runs.result import RunResult, where_lines, write_results
 from mura_tf.training.distribute import distribute_batches, local_copy, num_workers
 from mura_tf.training.optimizers import LARS, scaled_learning_rate, warmup_cosine
-from mura_tf.training.precision import MODES, parse_mode, precision, uses_mixed_precision
+from mura_tf.training.precision import precision
 from mura_tf.training.probe import KnnProbe, linear_probe
 from mura_tf.training.train import TrainConfig, train
 
@@ -43,8 +44,6 @@ from mura_tf.training.train import TrainConfig, train
 class PretrainConfig(RunConfig):
     """SimCLR settings: report 002 where it speaks (ResNet-50, 50 epochs, elbow/hand/shoulder:
     `recipes/simclr_pretrain.py`), google-research/simclr's defaults where it does not."""
-
-    SECTION: ClassVar[str] = "pretrain"
 
     base_learning_rate: float = setting(
         0.3, "base learning rate, scaled by --lr-scaling", name="--lr"
@@ -67,54 +66,37 @@ class PretrainConfig(RunConfig):
     )
     projection_layers: int = setting(3, "layers in the projection head")
     projection_dim: int = setting(128, "output size of the projection head")
-    mixed_precision: str = setting(
-        "auto",
-        "bfloat16 compute on CPUs with AVX-512 BF16 or AMX, float16 on GPUs with tensor cores, "
-        "float32 variables: auto (where that hardware is, for images of 128 px or more), on, "
-        "off (mura_tf.training.precision); encoder.keras is saved float32 either way",
-        choices=MODES,
-    )
+    TRAINER_FIELDS: ClassVar[dict[str, str]] = {
+        **RunConfig.TRAINER_FIELDS,
+        "base_learning_rate": "learning_rate",
+    }
+    # Mixed precision came to pre-training later than to the supervised runs.
+    LATER_SETTINGS: ClassVar[dict[str, Any]] = {"mixed_precision": False}
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self._at_least("projection_layers", 1)
         self._at_least("projection_dim", 1)
         if self.batch_size < 2:
-            raise ConfigError("--batch-size must be at least 2: NT-Xent needs negatives")
+            raise FieldError("batch_size", "must be at least 2: NT-Xent needs negatives")
         if not self.temperature > 0:
-            raise ConfigError(f"--temperature must be positive, got {self.temperature}")
-        if not self.base_learning_rate > 0:
-            raise ConfigError(f"--lr must be positive, got {self.base_learning_rate}")
+            raise FieldError("temperature", f"must be positive, got {self.temperature}")
         if self.optimizer not in ("lars", "adam"):
-            raise ConfigError(f"unknown --optimizer {self.optimizer!r}: use lars or adam")
+            raise FieldError("optimizer", f"must be lars or adam, got {self.optimizer!r}")
         if not 0 < self.min_crop_area <= 1:
-            raise ConfigError(f"--min-crop-area must be in (0, 1], got {self.min_crop_area}")
-        object.__setattr__(self, "mixed_precision", parse_mode(self.mixed_precision))
+            raise FieldError("min_crop_area", f"must be in (0, 1], got {self.min_crop_area}")
 
-    def settings(self) -> dict:
-        out = super().settings()
-        # Added after runs existed: left out where the run computes in float32, so that their
-        # folders (named by a hash of the settings) are found again.
-        if uses_mixed_precision(self.mixed_precision, self.image_size):
-            out["mixed_precision"] = True
-        else:
-            del out["mixed_precision"]
-        return out
+    def synthetic_changes(self, explicit: frozenset[str]) -> dict[str, Any]:
+        return pretrain_changes(self, explicit)
 
 
 def _probe(backbone: keras.Model, splits: Splits, pipeline: PipelineConfig) -> dict | None:
     return linear_probe(backbone, splits.train, splits.test, pipeline) if len(splits.test) else None
 
 
-@dataclass
-class PretrainResult:
-    run_dir: Path
-    metrics: dict
-    model: SimCLR
-
-
-def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
-    """Pre-train a SimCLR encoder; see the module docstring for the outputs."""
+def run_pretraining(cfg: PretrainConfig) -> RunResult:
+    """Pre-train a SimCLR encoder; see the module docstring for the outputs. The result keeps
+    the trained `SimCLR` model as `extra["model"]`."""
     with opened(cfg) as run, precision(cfg.mixed_precision, cfg.image_size) as policy:
         return _pretrain(cfg, run, policy)
 
@@ -130,7 +112,7 @@ def _float32_copy(backbone: keras.Model, cfg: PretrainConfig) -> keras.Model:
     return copy
 
 
-def _pretrain(cfg: PretrainConfig, run: OpenRun, policy: str) -> PretrainResult:
+def _pretrain(cfg: PretrainConfig, run: OpenRun, policy: str) -> RunResult:
     strategy, run_dir, worker = run.strategy, run.run_dir, run.worker
     data_dir = cfg.data_folder()
     splits = make_splits(
@@ -219,7 +201,7 @@ def _pretrain(cfg: PretrainConfig, run: OpenRun, policy: str) -> PretrainResult:
     save_keras(_float32_copy(model.backbone, cfg), run_dir / "encoder.keras")
     if worker:
         finish_run(run_dir)
-        return PretrainResult(run_dir, {}, model)
+        return RunResult(run_dir, {}, None, cfg, {"model": model})
     selected = result.history[result.selected_epoch - 1]
     metrics = {
         "loss": float(selected["loss"]),
@@ -229,6 +211,31 @@ def _pretrain(cfg: PretrainConfig, run: OpenRun, policy: str) -> PretrainResult:
         "linear_probe": probe(),
         "linear_probe_at_init": probe_before,
     }
-    write_run_report(run_dir, metrics)
-    write_metrics(run_dir, metrics)
-    return PretrainResult(run_dir, metrics, model)
+    write_results(run_dir, metrics)
+    return RunResult(run_dir, metrics, None, cfg, {"model": model})
+
+
+def closing(result: RunResult) -> list[str]:
+    """What a pre-training run prints when it is done: the encoder handed over, its linear
+    probe against the random encoder's, and how to fine-tune it."""
+    m = result.metrics
+    chosen = m["selected_epoch"]
+    lines = [
+        "",
+        f"encoder handed over: epoch {chosen['epoch']} of {chosen['epochs_run']}, the best dev "
+        f"NT-Xent {m['val_loss']:.3f} (train {m['loss']:.3f}), contrastive accuracy "
+        f"{m['contrastive_accuracy']:.3f}",
+    ]
+    if m["linear_probe"]:
+        after, before = m["linear_probe"], m["linear_probe_at_init"]
+        lines.append(
+            f"linear probe on the frozen encoder: image AUROC {after['image']['auc']:.3f} "
+            f"(random init {before['image']['auc']:.3f}), study AUROC "
+            f"{after['study']['auc']:.3f} (random init {before['study']['auc']:.3f})"
+        )
+    run_dir = shlex.quote(str(result.run_dir))
+    return [
+        *lines,
+        *where_lines(result.run_dir, ("encoder:", result.run_dir / "encoder.keras")),
+        f"fine-tune:    python -m recipes.simclr_finetune --encoder {run_dir} --fraction 0.1",
+    ]

@@ -15,23 +15,26 @@ probability of every part), `report.html`, `metrics.json`.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import keras
-import pandas as pd
 
-from mura_tf.data.catalogue import load_catalogue
-from mura_tf.data.splits import make_splits
 from mura_tf.errors import ConfigError
-from mura_tf.evaluators.routing import routed_frame, routing_metrics
-from mura_tf.files import same_file, write_text
+from mura_tf.evaluators.routing import confusion_frame, routed_frame, routing_metrics
+from mura_tf.files import same_file
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.heads import build_classifier, classification_head
-from mura_tf.report.run import write_run_report
-from mura_tf.runs.config import opened, write_config, write_metrics
-from mura_tf.runs.supervised import Experiment, fit_data, split_table, train_config
+from mura_tf.runs.config import opened
+from mura_tf.runs.result import RunResult, describe_selection, where_lines, write_results
+from mura_tf.runs.supervised import (
+    Experiment,
+    fit_data,
+    prepare_data,
+    train_config,
+    write_opening,
+)
 from mura_tf.training.precision import precision
 from mura_tf.training.train import compile_classifier, train
 
@@ -40,7 +43,6 @@ from mura_tf.training.train import compile_classifier, train
 class RouterConfig(Experiment):
     """A body-part router run: an `Experiment` whose target is the part, not the label."""
 
-    SECTION: ClassVar[str] = "router"
     # Settings of `Experiment` a router does not take: no flags for them (`runs.config.flags`).
     NOT_TAKEN: ClassVar[frozenset[str]] = frozenset(
         {"ensemble", "intermediate_epochs", "label_fraction", "class_weights",
@@ -68,35 +70,16 @@ class RouterConfig(Experiment):
             raise ConfigError(f"RouterConfig takes no {', '.join(given)}: leave them unset")
 
 
-@dataclass(frozen=True)
-class RouterResult:
-    run_dir: Path
-    metrics: dict
-    predictions: pd.DataFrame
-
-
-def run_router(cfg: RouterConfig) -> RouterResult:
+def run_router(cfg: RouterConfig) -> RunResult:
     """Train and test a body-part router; see the module docstring for what it writes."""
     with opened(cfg) as run, precision(cfg.mixed_precision, cfg.image_size) as policy:
         run_dir = run.run_dir
-        data_dir = cfg.data_folder()
-        splits = make_splits(
-            load_catalogue(data_dir, cfg.part, dataset=cfg.data_info, strict=cfg.strict),
-            cfg.dev_fraction,
-            cfg.seed,
-        )
-        if splits.test.empty:
-            raise ConfigError(f"{data_dir} has no valid split to test the router on")
+        prepared = prepare_data(cfg)
         spec = backbone_spec(cfg.backbone)
-        counts = {name: int(len(getattr(splits, name))) for name in ("train", "dev", "test")}
-        write_config(
-            run, cfg, data_dir, images=counts, normalization=spec.normalization,
-            dtype_policy=policy,
-        )  # fmt: skip
-        write_text(run_dir / "splits.csv", split_table(splits).to_csv(index=False))
+        write_opening(run, cfg, prepared, normalization=spec.normalization, dtype_policy=policy)
 
         keras.utils.set_random_seed(cfg.seed)
-        data = fit_data(cfg, splits, spec.normalization, run.strategy, target="part")
+        data = fit_data(cfg, prepared.splits, spec.normalization, run.strategy, target="part")
         config = train_config(cfg, data)
         with run.strategy.scope():
             backbone = build_backbone(cfg.backbone, cfg.image_size, cfg.weights)
@@ -109,12 +92,31 @@ def run_router(cfg: RouterConfig) -> RouterResult:
         same_file(run_dir / "checkpoints" / "best.keras", run_dir / "model.keras")  # as trained
 
         probabilities = model.predict(data.test, verbose=0)
-        frame = splits.test[["path", "part", "patient", "study", "label"]]
+        frame = prepared.splits.test[["path", "part", "patient", "study", "label"]]
         predictions = routed_frame(frame, probabilities, cfg.part)
         metrics = {"router": routing_metrics(predictions), "selected_epoch": result.selection()}
-        write_text(
-            run_dir / "predictions.csv", predictions.to_csv(index=False, float_format="%.7g")
-        )
-        write_run_report(run_dir, metrics)
-        write_metrics(run_dir, metrics)
-    return RouterResult(run_dir, metrics, predictions)
+        write_results(run_dir, metrics, predictions)
+    return RunResult(run_dir, metrics, predictions, cfg)
+
+
+def closing(result: RunResult) -> list[str]:
+    """What a router run prints when it is done: how well it routes views and studies, its
+    confusion matrix, where everything went and how to build a cascade on it."""
+    routing = result.metrics["router"]
+    views, studies = routing["image"], routing["study"]
+    return [
+        "",
+        f"Body-part routing of the test films ({result.config.data_info.title} "
+        f"{result.config.data_info.test_split} split)",
+        f"views:   accuracy {views['accuracy']:.3f}, macro F1 {views['macro_f1']:.3f} "
+        f"({views['n']} films)",
+        f"studies: accuracy {studies['accuracy']:.3f} by majority vote of the views "
+        f"({routing['wrong_part_studies']} of {routing['studies']} to the wrong part; views "
+        f"disagreed in {routing['views_disagreed_studies']})",
+        confusion_frame(routing).to_string(),
+        "",
+        f"model handed over: {describe_selection(result.metrics['selected_epoch'])}",
+        *where_lines(result.run_dir),
+        f"cascade:      python -m mura_tf cascade --router {shlex.quote(str(result.run_dir))} "
+        "--experts PART_RUN... [--fallback ALL_PARTS_RUN] --out DIR",
+    ]

@@ -26,28 +26,35 @@ from __future__ import annotations
 
 import hashlib
 import math
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from mura_tf.compat.fused_batch_norm import follow_training_steps
 from mura_tf.data.augment import AugmentConfig, parse_augmentations
 from mura_tf.data.catalogue import load_catalogue, load_outlines
 from mura_tf.data.pipeline import PipelineConfig, make_dataset
 from mura_tf.data.splits import Splits, label_fraction, make_splits
-from mura_tf.errors import ConfigError
+from mura_tf.errors import ConfigError, FieldError
 from mura_tf.evaluators.calibration import calibration, operating_points
 from mura_tf.evaluators.intervals import metric_intervals, with_intervals
 from mura_tf.evaluators.localisation import localisation_metrics, score_films
-from mura_tf.evaluators.metrics import macro_f1, study_level_metrics, study_predictions
+from mura_tf.evaluators.metrics import (
+    interval_table,
+    macro_f1,
+    metrics_table,
+    study_level_metrics,
+    study_predictions,
+)
 from mura_tf.files import same_file, write_json, write_text
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.heads import HEADS, build_classifier, classification_head
-from mura_tf.report.run import write_run_report
 from mura_tf.runs.config import (
     Alias,
     OpenRun,
@@ -55,16 +62,18 @@ from mura_tf.runs.config import (
     opened,
     setting,
     write_config,
-    write_metrics,
 )
 from mura_tf.runs.folder import finish_run
+from mura_tf.runs.presets import supervised_changes
+from mura_tf.runs.result import RunResult, describe_selection, where_lines, write_results
 from mura_tf.serving.export import export_savedmodel
 from mura_tf.serving.gradcam import film_cams
 from mura_tf.training.distribute import distribute_batches, local_copy, num_workers
-from mura_tf.training.precision import MODES, parse_mode, precision, uses_mixed_precision
+from mura_tf.training.precision import precision
 from mura_tf.training.train import (
     OPTIMIZERS,
     TrainConfig,
+    TrainResult,
     compile_classifier,
     mura_class_weights,
     mura_part_class_weights,
@@ -77,8 +86,6 @@ LOCALISATION_FILE = "localisation.csv"
 @dataclass(frozen=True, kw_only=True)
 class Experiment(RunConfig):
     """Every setting of one supervised run; recipes fill in the reports' values."""
-
-    SECTION: ClassVar[str] = "experiment"
 
     head: str = setting("linear", "classification head", choices=HEADS)
     freeze_backbone: bool = setting(
@@ -134,13 +141,6 @@ class Experiment(RunConfig):
     label_fraction: float = setting(
         1.0, "share of labelled training studies to use (0.01, 0.1, 1.0)", name="--fraction"
     )
-    mixed_precision: str = setting(
-        "auto",
-        "bfloat16 compute on CPUs with AVX-512 BF16 or AMX, float16 on GPUs with tensor cores, "
-        "float32 variables: auto (where that hardware is, for images of 128 px or more), on, "
-        "off (mura_tf.training.precision)",
-        choices=MODES,
-    )
     jit_compile: str = setting(
         "auto", "XLA compilation of the train step", choices=("auto", "true", "false")
     )
@@ -154,30 +154,28 @@ class Experiment(RunConfig):
     # the label fraction in percent, which is otherwise appended when below 100%.
     label: str = field(default="", compare=False)
 
+    TRAINER_FIELDS: ClassVar[dict[str, str]] = {
+        **RunConfig.TRAINER_FIELDS,
+        "learning_rate": "learning_rate",
+        "patience": "patience",
+        "optimizer": "optimizer",
+    }
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.head not in HEADS:
-            raise ConfigError(f"unknown head {self.head!r}: use one of {', '.join(HEADS)}")
+            raise FieldError("head", f"must be one of {', '.join(HEADS)}, got {self.head!r}")
         object.__setattr__(self, "augment", parse_augmentations(self.augment))
         self._at_least("eval_batch_size", 1)
-        self._at_least("patience", 0)
         self._at_least("intermediate_epochs", 0)
         self._at_least("ensemble", 1)
-        object.__setattr__(self, "mixed_precision", parse_mode(self.mixed_precision))
         if self.ensemble > 1 and self.strategy == "multi_worker":
             raise ConfigError("--ensemble with --strategy multi_worker: train the seeds one by one")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"--lr must be positive, got {self.learning_rate}")
         if not 0 < self.label_fraction <= 1:
-            raise ConfigError(f"--fraction must be in (0, 1], got {self.label_fraction}")
+            raise FieldError("label_fraction", f"must be in (0, 1], got {self.label_fraction}")
 
-    def settings(self) -> dict:
-        out = super().settings()
-        # Whether the run computes in mixed precision, as version 0.2 and earlier stored it: a
-        # run whose `auto` stays float32 (small images, or no bfloat16 hardware) keeps the name
-        # of its folder (named by a hash of the settings) from before `auto` was the default.
-        out["mixed_precision"] = uses_mixed_precision(self.mixed_precision, self.image_size)
-        return out
+    def synthetic_changes(self, explicit: frozenset[str]) -> dict[str, Any]:
+        return supervised_changes(self, explicit)
 
     def table_label(self) -> str:
         pct = f"{self.label_fraction * 100:g}"
@@ -187,17 +185,6 @@ class Experiment(RunConfig):
         if "{pct}" not in self.label and self.label_fraction < 1:
             label = f"{label} {pct}pct"
         return label
-
-
-@dataclass
-class RunResult:
-    """What a finished run produced."""
-
-    run_dir: Path
-    metrics: dict
-    predictions: pd.DataFrame
-    experiment: Experiment
-    extra: dict = field(default_factory=dict)
 
 
 def pipeline_config(exp: Experiment, normalization: str, training: bool) -> PipelineConfig:
@@ -352,14 +339,47 @@ def run_experiment(exp: Experiment) -> RunResult:
 
     Under `--strategy multi_worker` every worker trains; worker 0 (the chief) writes the run
     folder, the others keep their checkpoints and backups in `RUN/worker<i>/` and return
-    without evaluating (`RunResult.metrics` is empty for them).
+    without evaluating (`RunResult.metrics` is empty for them). The result keeps the
+    body-part stage's metrics, where there is one, as `extra["body_part"]`.
     """
     with opened(exp) as run, precision(exp.mixed_precision, exp.image_size) as policy:
-        return _run_experiment(exp, run, policy)
+        prepared = prepare_data(exp)
+        spec = backbone_spec(exp.backbone)
+        write_opening(run, exp, prepared, normalization=spec.normalization, dtype_policy=policy)
+        built = build_model(exp, prepared, run.strategy, run.run_dir)
+        trained = train(
+            built.model, built.data.train, built.data.dev, run.run_dir, built.train_config,
+            sample=built.data.first_pixels,
+        )  # fmt: skip
+        # The model now holds what best.keras holds (train read it back from there).
+        same_file(run.run_dir / "checkpoints" / "best.keras", run.run_dir / "model.keras")
+        return hand_over(exp, run, prepared, built, trained)
 
 
-def _run_experiment(exp: Experiment, run: OpenRun, policy: str) -> RunResult:
-    strategy, run_dir = run.strategy, run.run_dir
+# --- The seams of a supervised run: prepare the data, build the model, (train), hand over.
+# The router, the benchmarks that train as a recipe does, and `run_experiment` call them in
+# this order, so that they draw the same random numbers.
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A run's films: where they are and how they split (`splits.csv`)."""
+
+    data_dir: str
+    splits: Splits
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {name: int(len(getattr(self.splits, name))) for name in ("train", "dev", "test")}
+
+
+def prepare_data(exp: Experiment) -> PreparedData:
+    """The catalogue of `exp`'s parts, split by patient (seeded), the training split cut to
+    `exp.label_fraction`.
+
+    Raises:
+        ConfigError: the data has no test split for these parts.
+    """
     data_dir = exp.data_folder()
     frame = load_catalogue(data_dir, exp.part, dataset=exp.data_info, strict=exp.strict)
     splits = make_splits(frame, exp.dev_fraction, exp.seed)
@@ -372,19 +392,47 @@ def _run_experiment(exp: Experiment, run: OpenRun, policy: str) -> RunResult:
             f"{data_dir} has no test split: MURA's valid/ folder (or its valid_*.csv "
             f"files), or FracAtlas's test films, hold none of --part {exp.parts_spec}"
         )
-    spec = backbone_spec(exp.backbone)
-    counts = {name: int(len(getattr(splits, name))) for name in ("train", "dev", "test")}
-    write_config(
-        run, exp, data_dir, images=counts, normalization=spec.normalization, dtype_policy=policy
-    )
-    write_text(run_dir / "splits.csv", split_table(splits).to_csv(index=False))
+    return PreparedData(data_dir, splits)
 
+
+def write_opening(run: OpenRun, exp: Experiment, prepared: PreparedData, **facts) -> None:
+    """`config.json` (with the split's counts and `facts`) and `splits.csv`."""
+    write_config(run, exp, prepared.data_dir, images=prepared.counts, **facts)
+    write_text(run.run_dir / "splits.csv", split_table(prepared.splits).to_csv(index=False))
+
+
+@dataclass
+class BuiltModel:
+    """A compiled classifier ready for `train`, the batches it trains on and the trainer's
+    settings; `extra` holds the body-part stage's metrics where there is one."""
+
+    model: keras.Model
+    data: FitData
+    train_config: TrainConfig
+    normalization: str
+    extra: dict = field(default_factory=dict)
+
+
+def build_model(
+    exp: Experiment,
+    prepared: PreparedData,
+    strategy: tf.distribute.Strategy,
+    run_dir: Path | None = None,
+) -> BuiltModel:
+    """Seed, build the backbone, run the body-part stage where `exp` has one (in
+    `run_dir/body_part`), make the batches and compile the classifier, in the recipe's order
+    of random draws. Its batch norms' moving statistics follow the training steps
+    (`mura_tf.compat.fused_batch_norm`), as `train` would make them."""
+    splits = prepared.splits
+    spec = backbone_spec(exp.backbone)
     keras.utils.set_random_seed(exp.seed)
     with strategy.scope():
         backbone = build_backbone(exp.backbone, exp.image_size, exp.weights)
     extra: dict = {}
     hidden = None
     if exp.intermediate_epochs:
+        if run_dir is None:
+            raise ConfigError("intermediate_epochs trains a body-part stage: give a run_dir")
         hidden, extra["body_part"] = _body_part_stage(
             exp, splits, backbone, spec.normalization, run_dir, strategy
         )
@@ -406,16 +454,22 @@ def _run_experiment(exp: Experiment, run: OpenRun, policy: str) -> RunResult:
             )
         model = build_classifier(backbone, head, exp.image_size, exp.freeze_backbone)
         compile_classifier(model, fit_config)
-    result = train(model, data.train, data.dev, run_dir, fit_config, sample=data.first_pixels)
-    # The model now holds what best.keras holds (train read it back from there).
-    same_file(run_dir / "checkpoints" / "best.keras", run_dir / "model.keras")
-    if num_workers(strategy) > 1:
+    follow_training_steps(model, model.optimizer.iterations)
+    return BuiltModel(model, data, fit_config, spec.normalization, extra)
+
+
+def hand_over(
+    exp: Experiment, run: OpenRun, prepared: PreparedData, built: BuiltModel, trained: TrainResult
+) -> RunResult:
+    """Test the trained model, export it and write the run's results (module docstring)."""
+    run_dir, splits, model = run.run_dir, prepared.splits, built.model
+    if num_workers(run.strategy) > 1:
         if run.worker:
             finish_run(run_dir)
-            return RunResult(run_dir, {}, pd.DataFrame(), exp, extra)
+            return RunResult(run_dir, {}, None, exp, built.extra)
         model = local_copy(model)
 
-    probabilities = model.predict(data.test, verbose=0)[:, 0]
+    probabilities = model.predict(built.data.test, verbose=0)[:, 0]
     predictions = splits.test[["path", "part", "patient", "study", "label"]].assign(
         probability=probabilities
     )
@@ -423,7 +477,7 @@ def _run_experiment(exp: Experiment, run: OpenRun, policy: str) -> RunResult:
     metrics = with_intervals(metrics, metric_intervals(predictions, seed=exp.seed))
     # Calibration, and operating points whose thresholds are chosen on dev, never on test.
     dev_data = make_dataset(
-        splits.dev, pipeline_config(exp, spec.normalization, training=False),
+        splits.dev, pipeline_config(exp, built.normalization, training=False),
         batch_size=exp.eval_batch_size,
     )  # fmt: skip
     dev_predictions = splits.dev[["study", "label"]].assign(
@@ -434,22 +488,55 @@ def _run_experiment(exp: Experiment, run: OpenRun, policy: str) -> RunResult:
     metrics["operating_points"] = operating_points(
         study_predictions(dev_predictions.assign(part="")), test_studies, seed=exp.seed
     )
-    metrics.update(extra)
-    metrics["selected_epoch"] = result.selection()
-    metrics["first_batch_sha1"] = hashlib.sha1(data.first_batch.tobytes()).hexdigest()
+    metrics.update(built.extra)
+    metrics["selected_epoch"] = trained.selection()
+    metrics["first_batch_sha1"] = hashlib.sha1(built.data.first_batch.tobytes()).hexdigest()
     export_savedmodel(
-        model, spec.normalization, exp.image_size, run_dir / "export", exp.keep_aspect
+        model, built.normalization, exp.image_size, run_dir / "export", exp.keep_aspect
     )
-    write_text(run_dir / "predictions.csv", predictions.to_csv(index=False, float_format="%.7g"))
-    cams = film_cams(model, spec.normalization, exp.image_size, exp.keep_aspect)
-    outlines = load_outlines(data_dir, exp.data_info)
+    cams = film_cams(model, built.normalization, exp.image_size, exp.keep_aspect)
+    outlines = load_outlines(prepared.data_dir, exp.data_info)
     if outlines:  # where the model looked, against the radiologists' outlines
         scores = score_films(predictions, outlines, cams)
         metrics["localisation"] = localisation_metrics(scores)
         write_text(run_dir / LOCALISATION_FILE, scores.to_csv(index=False, float_format="%.7g"))
-    write_run_report(run_dir, metrics, cams)
-    write_metrics(run_dir, metrics)
-    return RunResult(run_dir, metrics, predictions, exp, extra)
+    write_results(run_dir, metrics, predictions, cams)
+    return RunResult(run_dir, metrics, predictions, exp, built.extra)
+
+
+def closing(result: RunResult) -> list[str]:
+    """What a supervised run prints when it is done: its test metrics with their intervals,
+    the epoch handed over, where everything went and the commands that use it."""
+    exp, metrics, run_dir = result.config, result.metrics, result.run_dir
+    info = exp.data_info
+    lines = [
+        "",
+        f"Test metrics ({info.title} {info.test_split} split; study = mean of the views' "
+        "probabilities)",
+        metrics_table(metrics).to_string(),
+    ]
+    intervals = interval_table(metrics)
+    if not intervals.empty:
+        lines += ["", f"95% intervals ({metrics['intervals']['method']})", intervals.to_string()]
+    if "body_part" in result.extra:
+        stage = result.extra["body_part"]
+        lines += [
+            "",
+            f"body-part task: macro F1 {stage['macro_f1']:.3f} "
+            f"({describe_selection(stage['selected_epoch'])})",
+        ]
+    lines += ["", f"model handed over: {describe_selection(metrics['selected_epoch'])}"]
+    lines += where_lines(run_dir, ("SavedModel:", run_dir / "export"))
+    if exp.synthetic:
+        data = shlex.quote(exp.data_folder())
+    else:  # $MURA_DATA_DIR stays a variable for the shell to expand
+        data = shlex.quote(exp.data_dir) if exp.data_dir else '"$MURA_DATA_DIR"'
+    model = shlex.quote(str(run_dir / "export"))
+    return [
+        *lines,
+        f"evaluate:     python -m mura_tf evaluate --model {model} --data-dir {data}",
+        f"predict:      python -m mura_tf predict --model {shlex.quote(str(run_dir))} FILMS...",
+    ]
 
 
 def split_table(splits: Splits) -> pd.DataFrame:

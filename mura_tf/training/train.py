@@ -15,7 +15,7 @@ import tensorflow as tf
 from mura_tf.compat.fused_adam import fuse_adam
 from mura_tf.compat.fused_batch_norm import follow_training_steps
 from mura_tf.data.datasets import dataset_of_parts
-from mura_tf.errors import ConfigError, TrainingError
+from mura_tf.errors import ConfigError, FieldError, TrainingError
 from mura_tf.runs.resume import Selection, load_state
 from mura_tf.training.callbacks import RunCheckpoint, TrainingImages
 
@@ -46,20 +46,22 @@ class TrainConfig:
     verbose: int | str = "auto"
 
     def __post_init__(self) -> None:
+        # The one check of these settings: a run config passes its own through here
+        # (`RunConfig.TRAINER_FIELDS`), and words the errors with its field names.
         if self.epochs < 1:
-            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
+            raise FieldError("epochs", f"must be at least 1, got {self.epochs}")
         if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(
-                f"unknown optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}"
+            raise FieldError(
+                "optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
             )
         if not self.learning_rate > 0:
-            raise ConfigError(f"--lr must be positive, got {self.learning_rate}")
+            raise FieldError("learning_rate", f"must be positive, got {self.learning_rate}")
         if self.lr_boundaries and len(self.lr_values) != len(self.lr_boundaries) + 1:
-            raise ConfigError("a piecewise schedule needs one more value than boundaries")
+            raise FieldError("lr_values", "of a piecewise schedule: one more than lr_boundaries")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
-            raise ConfigError(f"--max-steps must be at least 1, got {self.steps_per_epoch}")
+            raise FieldError("steps_per_epoch", f"must be at least 1, got {self.steps_per_epoch}")
         if self.patience < 0:
-            raise ConfigError(f"--patience must be 0 or more, got {self.patience}")
+            raise FieldError("patience", f"must be 0 or more, got {self.patience}")
 
 
 def learning_rate(config: TrainConfig) -> float | keras.optimizers.schedules.LearningRateSchedule:
