@@ -16,7 +16,7 @@ from mura_tf.cli import EXIT_USAGE, run
 COMMANDS: dict[str, str] = {
     "synthetic": "write a synthetic MURA-v1.1 folder (official layout)",
     "explore": "count studies and images per split and part; sample films",
-    "predict": "abnormality per study for your own films (PNG, JPEG) or a MURA folder",
+    "predict": "abnormality per study for your own films (PNG, JPEG, DICOM) or a MURA folder",
     "evaluate": "evaluate a run's export on a MURA folder",
     "ensemble": "average finished runs into one model (a run folder with an export)",
     "cascade": "route each study to its body part's model (part router + per-part runs)",

@@ -97,7 +97,7 @@ def test_a_folder_is_a_study_and_unreadable_files_are_named(
     "case, message",
     [
         ("missing", "does not exist"),
-        ("empty", "holds no PNG or JPEG file"),
+        ("empty", "holds no PNG, JPEG or DICOM file"),
         ("bad-model", "is neither a finished run folder nor a SavedModel"),
         ("done", "already holds predictions: pass --overwrite"),
     ],
@@ -191,3 +191,47 @@ def test_threshold_dev_decides_at_the_runs_own_dev_point(trained, synthetic_dir,
     with pytest.raises(SystemExit):
         predict(["--model", str(trained), *elbow, "--threshold", "1.5"])
     assert "between 0 and 1" in capsys.readouterr().err
+
+
+def test_dicom_films_predict_as_their_jpegs_and_group_by_study_uid(trained, tmp_path, capsys):
+    """Real FracAtlas films as JPEG and the same films as DICOM (MONOCHROME2, MONOCHROME1 with
+    inverted pixels, 12 bits with a rescale and a window), one study by its Study Instance UID:
+    each view's probability is its JPEG's within 0.01 (TensorFlow decodes the JPEG, Pillow
+    the film that became the DICOM); the study is one row, with its descriptions."""
+    pytest.importorskip("pydicom")
+    from dicom_writer import KINDS, displayed, write_dicom
+    from pydicom.uid import generate_uid
+
+    samples = Path(__file__).resolve().parents[1] / "samples" / "fracatlas" / "images"
+    films = ["Fractured/IMG0002588.jpg", "Fractured/IMG0000454.jpg", "Fractured/IMG0000453.jpg"]
+    jpegs, dicoms = tmp_path / "jpeg", tmp_path / "pacs"
+    jpegs.mkdir()
+    dicoms.mkdir()
+    uid = generate_uid()
+    for i, (film, kind) in enumerate(zip(films, KINDS, strict=True)):
+        shutil.copy(samples / film, jpegs / f"view{i}.jpg")
+        # PACS exports name files by number, without a suffix: found by the DICOM preamble
+        write_dicom(displayed(samples / film), dicoms / f"IM{i:04d}", kind, uid, "XR HAND")
+    (dicoms / "IM9999").write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 64)  # no pixel data
+    for folder in (jpegs, dicoms):
+        out = tmp_path / f"out-{folder.name}"
+        argv = ["--model", str(trained), str(folder), "--out", str(out)]
+        assert run_cli(predict, [*argv, "--cam", str(tmp_path / f"cam-{folder.name}")]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 1 unreadable file(s)" in err and "IM9999 (DICOM: " in err, err
+    by_jpeg = pd.read_csv(tmp_path / "out-jpeg" / "predictions.csv")
+    by_dicom = pd.read_csv(tmp_path / "out-pacs" / "predictions.csv")
+    np.testing.assert_allclose(by_dicom["probability"], by_jpeg["probability"], atol=0.01)
+    (study,) = pd.read_csv(tmp_path / "out-pacs" / "studies.csv").to_dict("records")
+    (jpeg_study,) = pd.read_csv(tmp_path / "out-jpeg" / "studies.csv").to_dict("records")
+    assert study["study"] == uid and study["views"] == 3
+    assert study["description"] == "XR HAND / XR HAND series"
+    # Grad-CAM drawn on each film as displayed: the rotated film upright, at its own size
+    from PIL import Image
+
+    for i, film in enumerate(films):
+        (overlay,) = (tmp_path / "cam-pacs").glob(f"*/IM{i:04d}*.png")
+        assert Image.open(overlay).size == displayed(samples / film).shape[::-1]
+    assert abs(study["probability"] - jpeg_study["probability"]) < 0.01
+    if abs(jpeg_study["probability"] - 0.5) > 0.01:  # the same decision, away from the edge
+        assert study["abnormal"] == jpeg_study["abnormal"]

@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     films = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if films.empty:
-        raise ConfigError("no readable PNG or JPEG film in " + ", ".join(args.inputs))
+        raise ConfigError("no readable PNG, JPEG or DICOM film in " + ", ".join(args.inputs))
     if args.per_image:
         films = films.assign(study=films["path"])
 

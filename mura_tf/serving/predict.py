@@ -18,6 +18,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from mura_tf.data.datasets import dataset_of_parts
+from mura_tf.data.dicom import NotAFilm, dicom_info, film_pixels, film_png, is_dicom
 from mura_tf.data.fracatlas import Outline
 from mura_tf.data.parts import PARTS
 from mura_tf.errors import ConfigError
@@ -53,24 +54,40 @@ def _label_of(folder: Path) -> float:
 
 
 def _image_files(folder: Path) -> list[Path]:
+    """PNG, JPEG and DICOM files under `folder` (DICOM by suffix or by its preamble)."""
     return sorted(
         p for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
+        if p.is_file() and not p.name.startswith(".")
+        and (p.suffix.lower() in IMAGE_SUFFIXES or is_dicom(p))
     )  # fmt: skip
 
 
+def film_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The encoded film the export's image-bytes signature takes: a PNG or JPEG file as it is,
+    a DICOM file as displayed (`mura_tf.data.dicom.film_png`)."""
+    path = Path(path)
+    return film_png(path) if is_dicom(path) else path.read_bytes()
+
+
 def readable(path: Path) -> str | None:
-    """Why `path` is not a film this command can read (empty, truncated, not an image), or None."""
+    """Why `path` is not a film this command can read (empty, truncated, not an image, a DICOM
+    object that is not one greyscale film), or None."""
     try:
         data = path.read_bytes()
     except OSError as e:
         return e.strerror or "cannot be read"
     if not data:
         return "empty file"
+    if is_dicom(path):
+        try:
+            film_pixels(path)
+        except NotAFilm as e:
+            return f"DICOM: {e}"
+        return None
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.format not in ("PNG", "JPEG"):
-                return f"{image.format} image, not PNG or JPEG"
+                return f"{image.format} image, not PNG, JPEG or DICOM"
             image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         return f"not a readable image ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
@@ -78,8 +95,10 @@ def readable(path: Path) -> str | None:
 
 
 def find_inputs(paths: Sequence[str | os.PathLike[str]], per_image: bool = False) -> Inputs:
-    """The films under `paths` (image files or folders, searched recursively), each with its
-    study: its folder (or, with `per_image`, itself).
+    """The films under `paths` (PNG, JPEG or DICOM files, or folders searched recursively),
+    each with its study: the DICOM Study Instance UID where the file has one, else its folder
+    (or, with `per_image`, itself); `description` is a DICOM film's study and series
+    descriptions.
 
     Raises:
         ConfigError: a path does not exist, or no image file is found.
@@ -91,7 +110,7 @@ def find_inputs(paths: Sequence[str | os.PathLike[str]], per_image: bool = False
         if given.is_dir():
             found = _image_files(given)
             if not found:
-                raise ConfigError(f"{given} holds no PNG or JPEG file")
+                raise ConfigError(f"{given} holds no PNG, JPEG or DICOM file")
             files += found
         else:
             files.append(given)
@@ -101,12 +120,18 @@ def find_inputs(paths: Sequence[str | os.PathLike[str]], per_image: bool = False
         if reason is not None:
             unreadable.append((path, reason))
             continue
-        study = path if per_image else path.parent
+        study, description = str(path if per_image else path.parent), ""
+        if is_dicom(path):
+            info = dicom_info(path)
+            study = info.study_uid if info.study_uid and not per_image else study
+            description = " / ".join(
+                d for d in (info.study_description, info.series_description) if d
+            )
         rows.append(
-            {"path": str(path), "study": str(study), "part": _part_of(path.parent),
-             "label": _label_of(path.parent)}
+            {"path": str(path), "study": study, "part": _part_of(path.parent),
+             "label": _label_of(path.parent), "description": description}
         )  # fmt: skip
-    films = pd.DataFrame(rows, columns=["path", "study", "part", "label"])
+    films = pd.DataFrame(rows, columns=["path", "study", "part", "label", "description"])
     return Inputs(films, tuple(unreadable))
 
 
@@ -130,7 +155,7 @@ def predict_films(
     paths = films["path"].tolist()
 
     def read(rows) -> np.ndarray:
-        return np.array([Path(paths[i]).read_bytes() for i in rows], dtype=object)
+        return np.array([film_bytes(paths[i]) for i in rows], dtype=object)
 
     if predict_study is not None:
         routed = np.empty(len(films), dtype=object)
@@ -155,10 +180,14 @@ def study_table(predictions: pd.DataFrame, threshold: Threshold = PROTOCOL) -> p
     """One row per study, in the order first seen: `study`, `part`, `views`, `probability` (the
     mean of its views', the MURA paper's rule), `abnormal` (probability >= threshold.value),
     `label` (when the folders say it), `view_probabilities` (space-separated, in file order),
-    `threshold` and `threshold_rule` (which threshold made the decision) and, from a
-    part-router cascade, `routed_part` (the part whose model scored it)."""
+    `threshold` and `threshold_rule` (which threshold made the decision), from a
+    part-router cascade `routed_part` (the part whose model scored it) and, for DICOM films,
+    `description` (the study's and series' descriptions)."""
     groups = predictions.groupby("study", sort=False)
     routed = {"routed_part": ("routed_part", "first")} if "routed_part" in predictions else {}
+    described = "description" in predictions and predictions["description"].fillna("").any()
+    if described:
+        routed["description"] = ("description", lambda d: " | ".join(dict.fromkeys(d)))
     table = groups.agg(
         part=("part", "first"),
         **routed,
@@ -214,7 +243,7 @@ def write_cams(
     from mura_tf.serving.gradcam import draw_outline, overlay, to_film
 
     out = Path(out_dir)
-    encoded = [Path(p).read_bytes() for p in predictions["path"]]
+    encoded = [film_bytes(p) for p in predictions["path"]]
     maps, contents = [], []
     for start in range(0, len(encoded), batch_size):
         _, m, c = cams(np.array(encoded[start : start + batch_size], dtype=object))
