@@ -235,3 +235,93 @@ def test_dicom_films_predict_as_their_jpegs_and_group_by_study_uid(trained, tmp_
     assert abs(study["probability"] - jpeg_study["probability"]) < 0.01
     if abs(jpeg_study["probability"] - 0.5) > 0.01:  # the same decision, away from the edge
         assert study["abnormal"] == jpeg_study["abnormal"]
+
+
+def _b64(data: bytes) -> dict:
+    import base64
+
+    return {"b64": base64.b64encode(data).decode("ascii")}
+
+
+def test_serve_answers_tf_servings_rest_requests_as_the_export_does(trained, tmp_path):
+    """The JSON a TF Serving client sends (row and columnar formats, `{"b64": ...}` for bytes,
+    https://www.tensorflow.org/tfx/serving/api_rest), answered as the export answers in a
+    fresh process that never imports mura_tf; and every bad request is a 4xx, one line."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("pydicom")
+    from dicom_writer import displayed, write_dicom
+
+    from mura_tf.serving.rest import create_app
+
+    samples = Path(__file__).resolve().parents[1] / "samples" / "fracatlas" / "images"
+    films = [samples / "Fractured/IMG0002588.jpg", samples / "Non_fractured/IMG0000201.jpg"]
+    encoded = [f.read_bytes() for f in films]
+    dicom = write_dicom(displayed(films[0]), tmp_path / "film.dcm", "monochrome1")
+    client = create_app(trained).test_client()
+
+    status = client.get("/v1/models/mura").get_json()
+    assert status["model_version_status"][0]["state"] == "AVAILABLE"
+    meta = client.get("/v1/models/mura/metadata").get_json()
+    signature = meta["metadata"]["signature_def"]["signature_def"]["serve_images"]
+    assert signature["inputs"]["images"]["dtype"] == "DT_STRING"
+    rows = client.post(
+        "/v1/models/mura:predict",
+        json={"signature_name": "serve_images", "instances": [_b64(e) for e in encoded]},
+    )
+    assert rows.status_code == 200, rows.get_json()
+    columns = client.post(
+        "/v1/models/mura:predict",
+        json={"signature_name": "serve_images", "inputs": {"images": [_b64(encoded[0])]}},
+    ).get_json()
+    by_dicom = client.post(
+        "/v1/models/mura:predict",
+        json={"signature_name": "serve_images", "instances": [_b64(dicom.read_bytes())]},
+    ).get_json()
+    code = (
+        "import json, sys, tensorflow as tf\n"
+        "films = [open(p, 'rb').read() for p in sys.argv[2:]]\n"
+        "fn = tf.saved_model.load(sys.argv[1]).signatures['serve_images']\n"
+        "print(json.dumps(fn(images=tf.constant(films))['output_0'].numpy().tolist()))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(trained / "export"), *map(str, films)],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    direct = json.loads(done.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(rows.get_json()["predictions"], direct, atol=1e-6)
+    np.testing.assert_allclose(columns["outputs"], direct[:1], atol=1e-6)
+    np.testing.assert_allclose(by_dicom["predictions"], direct[:1], atol=0.01)
+
+    bad = {
+        "not json": (b"{not json", 400, "not a JSON object"),
+        "signature": ({"signature_name": "nope", "instances": [1]}, 400, "'nope' is not in"),
+        "not a film": (
+            {"signature_name": "serve_images", "instances": [_b64(encoded[0]), _b64(b"hello")]},
+            400, "instance 1: not a readable film",
+        ),
+        "truncated": (
+            {"signature_name": "serve_images", "instances": [_b64(encoded[0][:300])]},
+            400, "instance 0: not a readable film",
+        ),
+        "base64": ({"signature_name": "serve_images", "instances": [{"b64": "%%"}]}, 400,
+                   "instance 0: not valid base64"),
+        "pixels": ({"instances": [[1, 2, 3]]}, 400, "does not fit"),
+    }  # fmt: skip
+    for case, (body, code_, message) in bad.items():
+        if isinstance(body, bytes):
+            answer = client.post("/v1/models/mura:predict", data=body,
+                                 content_type="application/json")  # fmt: skip
+        else:
+            answer = client.post("/v1/models/mura:predict", json=body)
+        error = answer.get_json()["error"]
+        assert answer.status_code == code_ and message in error and "\n" not in error, case
+    assert client.get("/v1/models/other").status_code == 404
+    big = b"x" * (64 * 1024 * 1024 + 1)
+    answer = client.post("/v1/models/mura:predict", data=big, content_type="application/json")
+    assert answer.status_code == 413 and "error" in answer.get_json()
