@@ -303,7 +303,7 @@ def test_serve_answers_tf_servings_rest_requests_as_the_export_does(trained, tmp
         "signature": ({"signature_name": "nope", "instances": [1]}, 400, "'nope' is not in"),
         "not a film": (
             {"signature_name": "serve_images", "instances": [_b64(encoded[0]), _b64(b"hello")]},
-            400, "instance 1: not a readable film",
+            400, "instance 1: not a PNG, JPEG or DICOM film",
         ),
         "truncated": (
             {"signature_name": "serve_images", "instances": [_b64(encoded[0][:300])]},
@@ -325,3 +325,102 @@ def test_serve_answers_tf_servings_rest_requests_as_the_export_does(trained, tmp
     big = b"x" * (64 * 1024 * 1024 + 1)
     answer = client.post("/v1/models/mura:predict", data=big, content_type="application/json")
     assert answer.status_code == 413 and "error" in answer.get_json()
+
+
+@pytest.fixture
+def server(trained):
+    """`mura-tf serve`'s app on a loopback port of its own, in a thread."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from mura_tf.serving.rest import create_app
+
+    httpd = make_server("127.0.0.1", 0, create_app(trained), threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+
+
+def test_the_reader_page_reads_real_films_and_a_dicom_in_chromium(server, trained, tmp_path):
+    """Upload two real FracAtlas films and a DICOM through the page's file input in headless
+    Chromium: every view is shown under its Grad-CAM with its probability, the study's
+    decision and the run that made it. The screenshot stays in the test's folder."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    pytest.importorskip("pydicom")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no Chromium (apt-get install chromium)")
+    from dicom_writer import displayed, write_dicom
+
+    samples = Path(__file__).resolve().parents[1] / "samples" / "fracatlas" / "images"
+    films = [samples / "Fractured/IMG0002588.jpg", samples / "Non_fractured/IMG0000201.jpg"]
+    dicom = write_dicom(displayed(films[0]), tmp_path / "IM0001.dcm", "monochrome1")
+    (tmp_path / "notes.txt").write_text("not a film")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(server + "/")
+        page.wait_for_selector("#run table")
+        page.set_input_files("#files", [*map(str, films), str(dicom), str(tmp_path / "notes.txt")])
+        page.wait_for_selector("body[data-done=yes]", timeout=60_000)
+        page.screenshot(path=str(tmp_path / "reader.png"), full_page=True)
+        captions = page.locator("figcaption").all_inner_texts()
+        verdict = page.inner_text(".verdict")
+        run_text = page.inner_text("#run")
+        skipped = page.inner_text("#skipped")
+        sizes = page.eval_on_selector_all("#views img", "imgs => imgs.map(i => i.naturalWidth)")
+        browser.close()
+    assert [c.split(":")[0] for c in captions] == [films[0].name, films[1].name, "IM0001.dcm"]
+    probabilities = [float(c.split(": ")[1]) for c in captions]
+    assert abs(probabilities[2] - probabilities[0]) < 0.01  # the DICOM is the first film
+    mean = sum(probabilities) / 3
+    assert f"{mean:.3f}" in verdict and ("abnormal" if mean >= 0.5 else "normal") in verdict
+    assert "resnet18_mlp" in run_text and "study AUROC" in run_text and "epoch 1 of 1" in run_text
+    assert "notes.txt: not a PNG, JPEG or DICOM film" in skipped
+    assert sizes[0] == displayed(films[0]).shape[1]  # the overlay is the film at its own size
+    assert (tmp_path / "reader.png").stat().st_size > 10_000
+
+
+def test_serve_under_load_answers_every_request_right(server, trained):
+    """32 concurrent clients x 20 requests of real films on loopback: every answer is the
+    export's own, no error, and the process's memory is as flat after as before."""
+    import json
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mura_tf.serving.load import load_image_serving
+
+    samples = Path(__file__).resolve().parents[1] / "samples" / "fracatlas" / "images"
+    films = sorted(samples.rglob("*.jpg"))[:8]
+    expected = load_image_serving(trained)(np.array([f.read_bytes() for f in films], object))
+    bodies = [
+        json.dumps({"signature_name": "serve_images", "instances": [_b64(f.read_bytes())]}).encode()
+        for f in films
+    ]
+
+    def client(k: int) -> list[tuple[int, float]]:
+        answers = []
+        for r in range(20):
+            i = (k + r) % len(films)
+            request = urllib.request.Request(
+                server + "/v1/models/mura:predict", data=bodies[i],
+                headers={"Content-Type": "application/json"},
+            )  # fmt: skip
+            with urllib.request.urlopen(request, timeout=120) as answer:
+                answers.append((i, json.loads(answer.read())["predictions"][0][0]))
+        return answers
+
+    def rss() -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * 4096
+
+    client(0)  # warm up: the first call traces the signature
+    before = rss()
+    with ThreadPoolExecutor(32) as pool:
+        results = [a for answers in pool.map(client, range(32)) for a in answers]
+    after = rss()
+    assert len(results) == 640
+    for i, probability in results:
+        assert abs(probability - float(expected[i, 0])) < 1e-5
+    assert after - before < 200 * 2**20, (before, after)

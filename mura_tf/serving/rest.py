@@ -11,7 +11,9 @@ The routes and JSON shapes are TF Serving's (https://www.tensorflow.org/tfx/serv
 
 A client that speaks to TF Serving speaks to this server unchanged. Encoded films (the string
 inputs of `serve_images`) may also be DICOM: they are turned into the PNG the export reads
-(`mura_tf.data.dicom`). Every error is a 4xx with `{"error": "<one line>"}` naming the
+(`mura_tf.data.dicom`). `/` is the reader page (`mura_tf.serving.reader`).
+
+Every error is a 4xx with `{"error": "<one line>"}` naming the
 instance where one is at fault; the server reads and writes no path a client names.
 """
 
@@ -19,18 +21,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import os
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 from flask import Flask, jsonify, request
-from PIL import Image, UnidentifiedImageError
 from werkzeug.exceptions import HTTPException
 
-from mura_tf.data.dicom import NotAFilm, film_pixels
-from mura_tf.serving.load import find_export
+from mura_tf.evaluators.thresholds import PROTOCOL, Threshold
+from mura_tf.serving.load import find_export, load_cam_serving
+from mura_tf.serving.reader import PAGE, Upload, encoded_film, read_study, run_summary
 
 DEFAULT_SIGNATURE = "serving_default"
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
@@ -46,14 +47,34 @@ class RequestError(Exception):
         self.status = status
 
 
-def create_app(model: str | os.PathLike[str], name: str = "mura") -> Flask:
+def create_app(
+    model: str | os.PathLike[str], name: str = "mura", threshold: Threshold = PROTOCOL
+) -> Flask:
     """The Flask app serving `model` (a run folder or its `export/`) as TF Serving would serve
-    a model called `name`."""
+    a model called `name`, with the reader page (`mura_tf.serving.reader`) at `/` deciding
+    studies at `threshold`."""
     export = find_export(model)
     loaded = tf.saved_model.load(str(export))
     signatures = dict(loaded.signatures)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    cams = load_cam_serving(export)
+    summary = run_summary(model)
+
+    @app.get("/")
+    def page():
+        return PAGE.read_text(), 200, {"Content-Type": "text/html; charset=utf-8"}
+
+    @app.get("/reader/run")
+    def run_info():
+        return jsonify(summary)
+
+    @app.post("/reader/study")
+    def study():
+        uploads = [Upload(f.filename or "film", f.read()) for f in request.files.getlist("films")]
+        if not uploads:
+            raise RequestError('send the films as multipart form fields named "films"')
+        return jsonify(read_study(uploads, cams, threshold))
 
     def check_name(model_name: str) -> None:
         if model_name != name:
@@ -189,22 +210,10 @@ def _film(value: Any, index: int, what: str) -> bytes:
         data = base64.b64decode(value["b64"], validate=True)
     except (binascii.Error, ValueError):
         raise RequestError(f"{what} {index}: not valid base64") from None
-    if len(data) >= 132 and data[128:132] == b"DICM":
-        try:
-            pixels = film_pixels(io.BytesIO(data))
-        except NotAFilm as e:
-            raise RequestError(f"{what} {index}: DICOM: {e}") from None
-        buffer = io.BytesIO()
-        Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
-        return buffer.getvalue()
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.format not in ("PNG", "JPEG"):
-                raise RequestError(f"{what} {index}: a {image.format} image, not PNG or JPEG")
-            image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise RequestError(f"{what} {index}: not a readable film ({_first_line(e)})") from None
-    return data
+        return encoded_film(data)
+    except ValueError as e:
+        raise RequestError(f"{what} {index}: {e}") from None
 
 
 def _to_rows(outputs: dict[str, np.ndarray]) -> list:
