@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -158,6 +159,32 @@ def test_the_export_routes_studies_in_a_fresh_process(cascade, tmp_path):
         np.testing.assert_allclose(
             np.array(got["single"])[agree], rows["probability"].to_numpy()[agree], atol=1e-5
         )
+
+
+def test_serve_serves_a_cascade_film_by_film_and_its_reader_a_study(cascade):
+    """The REST answers are the cascade export's `serve_images` (each film routed by itself);
+    the reader page scores an upload of two films with their Grad-CAMs."""
+    import base64
+    import io
+
+    from mura_tf.serving.load import load_image_serving
+    from mura_tf.serving.rest import create_app
+
+    films = list(pd.read_csv(cascade["cascade"] / "predictions.csv")["path"][:2])
+    data = [Path(f).read_bytes() for f in films]
+    client = create_app(cascade["cascade"]).test_client()
+    answer = client.post(
+        "/v1/models/mura:predict",
+        json={"signature_name": "serve_images",
+              "instances": [{"b64": base64.b64encode(d).decode()} for d in data]},
+    )  # fmt: skip
+    direct = load_image_serving(cascade["cascade"])(np.array(data, dtype=object))
+    np.testing.assert_allclose(answer.get_json()["predictions"], direct, atol=1e-6)
+    upload = {"films": [(io.BytesIO(d), Path(f).name) for d, f in zip(data, films, strict=True)]}
+    read = client.post("/reader/study", data=upload, content_type="multipart/form-data")
+    result = read.get_json()
+    assert read.status_code == 200 and len(result["views"]) == 2, result
+    assert result["views"][0]["image"].startswith("data:image/png;base64,")
 
 
 def test_a_part_without_a_model_stops_with_one_line(cascade, tmp_path):

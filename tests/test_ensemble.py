@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -86,6 +87,23 @@ def test_the_ensemble_command_combines_given_runs(trained, tmp_path):
     mean = (frames[0]["probability"] + frames[1]["probability"]) / 2
     np.testing.assert_allclose(own["probability"], mean.loc[own.index], atol=1e-6)
     assert json.loads((out / "metrics.json").read_text())["n_images"] == len(own)
+    # `mura-tf serve` serves an ensemble as a run: its REST answers are the ensemble's
+    import base64
+
+    from mura_tf.serving.rest import create_app
+
+    films = list(own.index[:3])
+    instances = [{"b64": base64.b64encode(Path(f).read_bytes()).decode()} for f in films]
+    answer = (
+        create_app(out)
+        .test_client()
+        .post(
+            "/v1/models/mura:predict",
+            json={"signature_name": "serve_images", "instances": instances},
+        )
+    )
+    served = np.array(answer.get_json()["predictions"])[:, 0]
+    np.testing.assert_allclose(served, own.loc[films, "probability"], atol=1e-5)
 
 
 def test_members_that_do_not_fit_are_one_line(trained, tmp_path, capsys):
