@@ -213,8 +213,19 @@ def add_side_flags(parser, mixed_precision: bool = False) -> None:
     if mixed_precision:
         parser.add_argument(
             "--mixed-precision", choices=("auto", "on", "off"), default="off",
-            help="Keras side: the recipes' --mixed-precision (mura_tf.training.precision; "
-            "default off)",
+            help="both sides' precision: the recipes' --mixed-precision for Keras "
+            "(mura_tf.training.precision; default off: float32), and the same precision for "
+            "PyTorch (torch.autocast bfloat16 on CPU, float16 on GPU)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--torch-layout", choices=("channels_last", "contiguous"), default="channels_last",
+            help="PyTorch side's memory format: channels_last (default, what PyTorch recommends "
+            "for convolutions on CPU) or contiguous (NCHW, its default)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--torch-compile", choices=("true", "false"), default="false",
+            help="PyTorch side: torch.compile the model (its compile time is reported apart "
+            "from the steady rate; default false)",
         )  # fmt: skip
     parser.add_argument("--only", choices=SIDES, help="run one side only")
     parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
@@ -362,3 +373,59 @@ def table(sides: list[Side], unit: str = "img/s") -> str:
             f"{s.median / reference:.2f} | {s.spread:.0%} |"
         )
     return "\n".join(rows)
+
+
+@dataclass(frozen=True)
+class TorchSettings:
+    """How the PyTorch side runs at the Keras side's precision: `autocast` (None: float32), the
+    memory format of model and input, and whether the model is compiled."""
+
+    autocast: object  # torch.dtype | None
+    channels_last: bool
+    compile: bool
+
+    def context(self):
+        """The autocast context of one forward pass (a null context in float32)."""
+        import contextlib
+
+        import torch
+
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cpu", dtype=self.autocast)
+
+    def model(self, model):
+        """`model` in the chosen memory format, compiled when asked."""
+        import torch
+
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return torch.compile(model) if self.compile else model
+
+    def input(self, x):
+        import torch
+
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def describe(self) -> dict:
+        return {
+            "precision": "float32" if self.autocast is None else f"autocast {self.autocast}",
+            "layout": "channels_last" if self.channels_last else "contiguous (NCHW)",
+            "compiled": self.compile,
+        }
+
+
+def torch_settings(args) -> TorchSettings:
+    """The PyTorch side's settings for `args` (`add_side_flags(mixed_precision=True)`): the
+    precision the Keras side resolves `--mixed-precision` to on this machine."""
+    import torch
+
+    from mura_tf.training.precision import cpu_has_bf16
+
+    # As mura_tf.training.precision.policy_name resolves it, without loading TensorFlow here.
+    dtype = None
+    if args.mixed_precision != "off" and torch.cuda.is_available():
+        dtype = torch.float16
+    elif args.mixed_precision == "on" or (args.mixed_precision == "auto" and cpu_has_bf16()):
+        dtype = torch.bfloat16
+    return TorchSettings(dtype, args.torch_layout == "channels_last", args.torch_compile == "true")

@@ -18,9 +18,16 @@ import io
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from benchmarks.harness import add_side_flags, require_positive, run_sides, step_rate
+from benchmarks.harness import (
+    add_side_flags,
+    require_positive,
+    run_sides,
+    step_rate,
+    torch_settings,
+)
 from benchmarks.pipeline import films_root, synthetic_frame
 
 MODELS = ("resnet18", "densenet169", "resnet50")
@@ -81,9 +88,11 @@ def _torch_side(args, films) -> tuple:
     from PIL import Image
     from torchvision import transforms
 
+    settings = torch_settings(args)
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     torch.manual_seed(0)
     model = getattr(torchvision.models, args.model)(weights=None, num_classes=1).eval()
+    model = settings.model(model)
     prepare = transforms.Compose(
         [
             transforms.Resize((args.size, args.size)),
@@ -95,10 +104,17 @@ def _torch_side(args, films) -> tuple:
     def step(batch: list[bytes]) -> None:
         with torch.inference_mode():
             x = torch.stack([prepare(Image.open(io.BytesIO(b)).convert("RGB")) for b in batch])
-            torch.sigmoid(model(x)).numpy()
+            with settings.context():
+                logits = model(settings.input(x))
+            torch.sigmoid(logits.float()).numpy()
 
-    step(films[: args.batch])
-    info = {"framework": f"torch {torch.__version__} / torchvision {torchvision.__version__}"}
+    start = time.perf_counter()
+    step(films[: args.batch])  # compiles, where the model is compiled
+    info = {
+        "framework": f"torch {torch.__version__} / torchvision {torchvision.__version__}",
+        **settings.describe(),
+        "first_batch_s": round(time.perf_counter() - start, 1),
+    }
     return _rate(step, films, args), info
 
 

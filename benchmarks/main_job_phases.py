@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import keras
 
+    import mura_tf.runs.result as result
     import mura_tf.runs.resume as resume
     import mura_tf.runs.supervised as experiment
     import mura_tf.training.callbacks as callbacks
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds["start-up (imports)"] = time.perf_counter() - start
     for name in ("load_catalogue", "build_backbone", "fit_data", "train", "export_savedmodel"):
         timed(experiment, name)
-    timed(experiment, "write_run_report", "report")
+    timed(result, "write_run_report", "report")
     timed(resume, "save_variables", "resume points")
     timed(callbacks, "save_variables", "best epoch (.npz)")
     timed(callbacks, "save_keras", "best.keras")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 from benchmarks.harness import (
     add_side_flags,
@@ -26,6 +27,7 @@ from benchmarks.harness import (
     run_sides,
     step_rate,
     torch_batches,
+    torch_settings,
 )
 from benchmarks.pipeline import films_root, synthetic_frame
 
@@ -111,6 +113,9 @@ def _torch_side(args, frame) -> tuple:
         torch.nn.Linear(width, 128, bias=False), torch.nn.BatchNorm1d(128),  # + an offset
     )  # fmt: skip
     model = torch.nn.Sequential(encoder, head).train()
+    params = sum(p.numel() for p in model.parameters())
+    settings = torch_settings(args)
+    model = settings.model(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def nt_xent(z1, z2):
@@ -126,17 +131,24 @@ def _torch_side(args, frame) -> tuple:
     def step() -> None:
         view_1, view_2 = next(iterator)
         optimizer.zero_grad(set_to_none=True)
-        z1, z2 = model(torch.cat([view_1, view_2])).chunk(2)
+        with settings.context():  # the loss in float32, as the Keras side computes it
+            z = model(settings.input(torch.cat([view_1, view_2])))
+        z1, z2 = z.float().chunk(2)
         nt_xent(z1, z2).backward()
         optimizer.step()
 
-    for _ in range(args.warmup):
+    start = time.perf_counter()
+    step()  # compiles, where the model is compiled
+    first = time.perf_counter() - start
+    for _ in range(args.warmup - 1):
         step()
     run_once = step_rate(step, args.steps, args.batch)
 
     info = {
         "framework": f"torch {torch.__version__} / torchvision {torchvision.__version__}",
-        "params": sum(p.numel() for p in model.parameters()),
+        **settings.describe(),
+        "first_step_s": round(first, 1),
+        "params": params,
         "images": len(films),
     }
     return run_once, info

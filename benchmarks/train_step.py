@@ -4,9 +4,13 @@
 
 Each side trains the same architecture on the same fixed random batch (no input pipeline:
 `benchmarks.pipeline` measures that), with a one-output head, binary cross-entropy and Adam,
-on the same number of threads. The Keras side is built and compiled by the project's own
-functions (`build_backbone`, `build_classifier`, `compile_classifier` with `TrainConfig`'s
-defaults), so what is measured is what the recipes run.
+on the same number of threads, at the same precision (`--mixed-precision`: float32 on both
+sides by default; bfloat16 is Keras's mixed policy against `torch.autocast` on the CPU). The
+Keras side is built and compiled by the project's own functions (`build_backbone`,
+`build_classifier`, `compile_classifier` with `TrainConfig`'s defaults), so what is measured
+is what the recipes run; the PyTorch side runs as PyTorch recommends on a CPU: channels-last
+model and input (`--torch-layout contiguous`: its NCHW default), `torch.compile` with
+`--torch-compile true` (its first step, compilation included, is reported apart).
 """
 
 from __future__ import annotations
@@ -15,7 +19,14 @@ import argparse
 import os
 import sys
 
-from benchmarks.harness import add_side_flags, fit_rate, require_positive, run_sides, step_rate
+from benchmarks.harness import (
+    add_side_flags,
+    fit_rate,
+    require_positive,
+    run_sides,
+    step_rate,
+    torch_settings,
+)
 
 MODELS = ("resnet18", "densenet169", "resnet50")
 
@@ -66,30 +77,42 @@ def _keras_side(args) -> tuple:
 
 
 def _torch_side(args) -> tuple:
+    import time
+
     import torch
     import torchvision
 
+    settings = torch_settings(args)
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     torch.manual_seed(0)
     model = getattr(torchvision.models, args.model)(weights=None, num_classes=1)
     model.train()
+    params = sum(p.numel() for p in model.parameters())
+    model = settings.model(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    x = torch.randn(args.batch, 3, args.size, args.size)
+    x = settings.input(torch.randn(args.batch, 3, args.size, args.size))
     y = torch.randint(0, 2, (args.batch, 1)).float()
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
+        with settings.context():  # PyTorch's CPU mixed precision: autocast the forward only
+            logits = model(x)
+        loss_fn(logits.float(), y).backward()
         optimizer.step()
 
-    for _ in range(args.warmup):
+    start = time.perf_counter()
+    step()  # the first step compiles, where the model is compiled
+    first = time.perf_counter() - start
+    for _ in range(args.warmup - 1):
         step()
     run_once = step_rate(step, args.steps, args.batch)
 
     info = {
         "framework": f"torch {torch.__version__} / torchvision {torchvision.__version__}",
-        "params": sum(p.numel() for p in model.parameters()),
+        **settings.describe(),
+        "first_step_s": round(first, 1),
+        "params": params,
     }
     return run_once, info
 

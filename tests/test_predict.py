@@ -424,3 +424,43 @@ def test_serve_under_load_answers_every_request_right(server, trained):
     for i, probability in results:
         assert abs(probability - float(expected[i, 0])) < 1e-5
     assert after - before < 200 * 2**20, (before, after)
+
+
+def test_evaluate_reads_a_mura_layout_of_dicom_films_as_its_pngs(
+    trained, synthetic_dir, tmp_path, capsys
+):
+    """A department's labelled films in MURA's layout as DICOM (`imageJ.dcm`): `evaluate`
+    gives the PNGs' probabilities and metrics; training on them is one line."""
+    pytest.importorskip("pydicom")
+    from dicom_writer import displayed, write_dicom
+
+    from mura_tf.commands.evaluate import main as evaluate
+    from recipes.resnet18_mlp import CONFIG
+
+    source = synthetic_dir / "MURA-v1.1"
+    tree = tmp_path / "dicom" / "MURA-v1.1"
+    for png in sorted((source / "valid" / "XR_ELBOW").rglob("*.png")):
+        target = (tree / png.relative_to(source)).with_suffix(".dcm")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_dicom(displayed(png), target, "12bit-window")
+    for png in sorted((source / "train" / "XR_ELBOW").rglob("*.png"))[:40]:  # for the run below
+        target = (tree / png.relative_to(source)).with_suffix(".dcm")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_dicom(displayed(png), target, "monochrome2")
+    runs = {}
+    for name, data in (("png", synthetic_dir), ("dicom", tree.parent)):
+        out = tmp_path / f"eval-{name}"
+        argv = ["--model", str(trained / "export"), "--data-dir", str(data), "--part", "elbow",
+                "--out", str(out)]  # fmt: skip
+        assert run_cli(evaluate, argv) == 0
+        frame = pd.read_csv(out / "predictions.csv")
+        key = frame["path"].str.replace(r"^.*MURA-v1\.1/|\.(png|dcm)$", "", regex=True)
+        runs[name] = frame.assign(key=key)
+    merged = runs["png"].merge(runs["dicom"], on="key", suffixes=("_png", "_dicom"))
+    assert len(merged) == len(runs["png"]) == len(runs["dicom"]) > 0
+    np.testing.assert_allclose(merged["probability_dicom"], merged["probability_png"], atol=1e-4)
+    argv = ["--data-dir", str(tree.parent), "--out", str(tmp_path / "runs"), "--part", "elbow",
+            "--image-size", "32", "--epochs", "1", "--weights", "none"]  # fmt: skip
+    capsys.readouterr()
+    err = one_line_error(capsys, run(CONFIG, argv=argv))
+    assert "holds DICOM films" in err and "training reads PNG and JPEG" in err

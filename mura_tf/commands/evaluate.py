@@ -59,7 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mura_tf.evaluators.thresholds import resolve_threshold
     from mura_tf.files import write_json, write_text
     from mura_tf.report.plots import plot_confusion, plot_roc
-    from mura_tf.serving.load import load_serving, load_study_serving, predict_frame
+    from mura_tf.serving.load import (
+        load_image_serving,
+        load_serving,
+        load_study_serving,
+        predict_frame,
+    )
     from mura_tf.serving.predict import predict_films, study_table
 
     serve, image_size = load_serving(args.model)
@@ -72,10 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--split {args.split}: {dataset.title} has " + ", ".join(dataset.catalogue_splits)
         )
     frame = load_catalogue(args.data_dir, args.part, splits=(args.split,), dataset=dataset)
-    if predict_study is None:
-        predictions = predict_frame(serve, image_size, frame, args.batch_size)
-    else:  # a part-router cascade routes each study by the vote of its views
+    if predict_study is not None:  # a part-router cascade routes each study by its views' vote
         predictions = predict_films(None, frame, predict_study=predict_study)
+    elif frame["path"].str.lower().str.endswith(".dcm").any():  # DICOM: read as displayed
+        films = predict_films(load_image_serving(args.model), frame, args.batch_size)
+        predictions = films[["path", "part", "patient", "study", "label", "probability"]]
+    else:
+        predictions = predict_frame(serve, image_size, frame, args.batch_size)
     metrics = study_level_metrics(predictions, threshold.value)
     metrics = with_intervals(metrics, metric_intervals(predictions, threshold=threshold.value))
     metrics["threshold"] = {"value": threshold.value, "rule": threshold.rule}

@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -70,10 +71,12 @@ def _pydicom():
     return pydicom
 
 
-def _read(path: Path, pixels: bool):
+def _read(path: Path | BinaryIO, pixels: bool):
     pydicom = _pydicom()
     try:
         return pydicom.dcmread(path, stop_before_pixels=not pixels, force=True)
+    except FileNotFoundError:
+        raise
     except Exception as e:  # pydicom raises many kinds on a damaged file
         raise NotAFilm(f"not a readable DICOM file ({_first_line(e)})") from None
 
@@ -92,8 +95,9 @@ def dicom_info(path: Path) -> DicomInfo:
     )
 
 
-def film_pixels(path: Path) -> np.ndarray:
-    """The film in `path` as displayed: uint8 `[H, W]`, white = dense tissue.
+def film_pixels(path: Path | BinaryIO) -> np.ndarray:
+    """The film in `path` (a file, or its bytes in a file object) as displayed: uint8
+    `[H, W]`, white = dense tissue.
 
     Raises:
         NotAFilm: no pixel data, several frames, colour, or pixel data no installed handler

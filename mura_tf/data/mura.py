@@ -38,7 +38,9 @@ DOWNLOAD_HINT = (
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 _STUDY_RE = re.compile(r"^study(\d+)_(positive|negative)$")
-_IMAGE_RE = re.compile(r"^image(\d+)\.png$", re.IGNORECASE)
+# MURA's films are PNGs; a department's own films in MURA's layout may be DICOM (`.dcm`), for
+# `evaluate` and `predict` (training reads PNG and JPEG only: `mura_tf.data.pipeline`).
+_IMAGE_RE = re.compile(r"^image(\d+)\.(png|dcm)$", re.IGNORECASE)
 _PATIENT_RE = re.compile(r"^patient\d+$")
 
 Progress = Callable[[int, int], None]
@@ -74,8 +76,9 @@ def find_mura_root(data_dir: str | os.PathLike[str]) -> Path:
 
 
 def is_image_name(name: str) -> bool:
-    """True for `imageJ.png`-like files; never for macOS `._*` forks or other hidden files."""
-    return not name.startswith(".") and name.lower().endswith(".png")
+    """True for `imageJ.png`-like files (or `.dcm`); never for macOS `._*` forks or other
+    hidden files."""
+    return not name.startswith(".") and name.lower().endswith((".png", ".dcm"))
 
 
 def _parse_image_path(rel: str, root: Path, where: str) -> dict[str, object]:
@@ -193,8 +196,19 @@ def png_problem(path: str | os.PathLike[str]) -> str | None:
     """Why `path` is not a readable PNG (`'missing'`, `'empty file'`, ...), or None if it is.
 
     Checks the signature and every chunk's CRC with Pillow's `verify` (which reads to IEND), so
-    truncated and bit-flipped files are caught without the cost of decoding pixels.
+    truncated and bit-flipped files are caught without the cost of decoding pixels. A `.dcm`
+    film is read as displayed instead (`mura_tf.data.dicom`).
     """
+    if str(path).lower().endswith(".dcm"):
+        from mura_tf.data.dicom import NotAFilm, film_pixels  # pydicom only where DICOM is
+
+        try:
+            film_pixels(Path(path))
+        except FileNotFoundError:
+            return "missing"
+        except NotAFilm as e:
+            return f"DICOM: {e}"
+        return None
     return film_problem(path, PNG_SIGNATURE, "PNG", lambda im: im.verify())
 
 

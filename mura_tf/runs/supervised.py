@@ -392,6 +392,12 @@ def prepare_data(exp: Experiment) -> PreparedData:
             f"{data_dir} has no test split: MURA's valid/ folder (or its valid_*.csv "
             f"files), or FracAtlas's test films, hold none of --part {exp.parts_spec}"
         )
+    dicom = frame["path"].str.lower().str.endswith(".dcm")
+    if dicom.any():
+        raise ConfigError(
+            f"{data_dir} holds DICOM films ({frame['path'][dicom].iloc[0]}): training reads PNG "
+            "and JPEG; evaluate, predict and serve read DICOM"
+        )
     return PreparedData(data_dir, splits)
 
 
