@@ -103,3 +103,14 @@ def test_dicom_is_recognised_by_its_preamble_without_a_suffix(tmp_path):
     assert is_dicom(plain) and not is_dicom(SAMPLES / FILMS[0])
     (tmp_path / "short").write_bytes(b"x")
     assert not is_dicom(tmp_path / "short")
+
+
+def test_without_pydicom_a_dicom_film_says_how_to_install_it(monkeypatch, tmp_path):
+    import sys
+
+    from mura_tf.errors import MuraDataError
+
+    path = write_dicom(displayed(SAMPLES / FILMS[2]), tmp_path / "film.dcm", "monochrome2")
+    monkeypatch.setitem(sys.modules, "pydicom", None)  # as if it were not installed
+    with pytest.raises(MuraDataError, match=r'needs pydicom: pip install "mura-tf\[dicom\]"'):
+        film_pixels(path)
