@@ -22,7 +22,7 @@ COMMANDS: dict[str, str] = {
     "cascade": "route each study to its body part's model (part router + per-part runs)",
     "report": "report 002's Table 4 and figures from finished runs, or one run's report.html",
     "tfds-build": "build the TFDS dataset `mura` offline",
-    "serve": "serve a run's export with TF Serving's REST API (127.0.0.1 by default)",
+    "serve": "a run's export behind TF Serving's REST API and a reader page (127.0.0.1)",
 }
 
 
