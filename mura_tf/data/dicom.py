@@ -51,16 +51,21 @@ class DicomInfo:
     series_description: str
 
 
+def has_preamble(data: bytes) -> bool:
+    """Whether `data` (a file's first 132 bytes or more) starts as a DICOM file: "DICM" at
+    byte 128."""
+    return data[128:132] == b"DICM"
+
+
 def is_dicom(path: Path) -> bool:
-    """A `.dcm` file, or any file with the DICOM preamble ("DICM" at byte 128)."""
+    """A `.dcm` file, or any file with the DICOM preamble."""
     if path.suffix.lower() in DICOM_SUFFIXES:
         return True
     try:
         with open(path, "rb") as f:
-            head = f.read(132)
+            return has_preamble(f.read(132))
     except OSError:
         return False
-    return len(head) == 132 and head[128:] == b"DICM"
 
 
 def _pydicom():
@@ -183,7 +188,7 @@ def window(values: np.ndarray, center: float, width: float, function: str = "LIN
     return np.clip((values - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
 
 
-def film_png(path: Path) -> bytes:
+def film_png(path: Path | BinaryIO) -> bytes:
     """`film_pixels(path)` encoded as an 8-bit greyscale PNG (lossless)."""
     buffer = io.BytesIO()
     Image.fromarray(film_pixels(path), mode="L").save(buffer, format="PNG")

@@ -141,10 +141,23 @@ def load_cam_serving(model: str | os.PathLike[str]):
     Raises:
         ConfigError: the export has no `grad_cam_images` signature (exported before it).
     """
+    path = find_export(model)
+    return cams_of(_load(path), path)
+
+
+def load_export(model: str | os.PathLike[str]):
+    """The loaded SavedModel of `model` (a run folder or its export), with one-line errors."""
+    return _load(find_export(model))
+
+
+def cams_of(loaded, path: Path):
+    """`cams(data)` of the already loaded export at `path` (see `load_cam_serving`).
+
+    Raises:
+        ConfigError: the export has no `grad_cam_images` signature (exported before it).
+    """
     import tensorflow as tf
 
-    path = find_export(model)
-    loaded = _load(path)
     if not hasattr(loaded, "grad_cam_images"):
         raise ConfigError(
             f"{path} was exported before Grad-CAM was part of the export: run the recipe "

@@ -84,13 +84,22 @@ def readable(path: Path) -> str | None:
         except NotAFilm as e:
             return f"DICOM: {e}"
         return None
+    return image_problem(data)
+
+
+def image_problem(data: bytes) -> str | None:
+    """Why the bytes `data` are not a PNG or JPEG film the export can decode (not an image,
+    another format, damaged), or None."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            if image.format not in ("PNG", "JPEG"):
-                return f"{image.format} image, not PNG, JPEG or DICOM"
+            kind = image.format
             image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        return f"not a readable image ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+    except UnidentifiedImageError:
+        return "not a PNG, JPEG or DICOM film"
+    except (OSError, SyntaxError, ValueError) as e:  # a damaged PNG or JPEG
+        return f"not a readable film ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+    if kind not in ("PNG", "JPEG"):
+        return f"a {kind} image, not PNG, JPEG or DICOM"
     return None
 
 

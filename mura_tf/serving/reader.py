@@ -20,14 +20,15 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from mura_tf.data.dicom import NotAFilm, film_pixels
+from mura_tf.data.dicom import NotAFilm, film_png, has_preamble
 from mura_tf.evaluators.intervals import value_with_interval
 from mura_tf.evaluators.thresholds import Threshold, run_folder_of
 from mura_tf.runs.config import read_run
 from mura_tf.runs.result import describe_selection
 from mura_tf.serving.gradcam import overlay, to_film
+from mura_tf.serving.predict import image_problem
 
 MAX_FILMS = 16
 SHOWN_METRICS = (("auc", "study AUROC"), ("kappa", "Cohen's kappa"), ("accuracy", "accuracy"))
@@ -43,26 +44,15 @@ class Upload:
 
 def encoded_film(data: bytes) -> bytes:
     """The PNG or JPEG bytes the export reads: a DICOM film as displayed, a PNG or JPEG as it
-    is. Raises `ValueError` with the reason for anything else."""
-    if len(data) >= 132 and data[128:132] == b"DICM":
+    is. Raises `ValueError` with the reason for anything else (`image_problem`)."""
+    if has_preamble(data):
         try:
-            pixels = film_pixels(io.BytesIO(data))
+            return film_png(io.BytesIO(data))
         except NotAFilm as e:
             raise ValueError(f"DICOM: {e}") from None
-        buffer = io.BytesIO()
-        Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
-        return buffer.getvalue()
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            kind = image.format
-            image.load()
-    except UnidentifiedImageError:
-        raise ValueError("not a PNG, JPEG or DICOM film") from None
-    except (OSError, SyntaxError, ValueError) as e:  # a damaged PNG or JPEG
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"not a readable film ({reason})") from None
-    if kind not in ("PNG", "JPEG"):
-        raise ValueError(f"a {kind} image, not PNG, JPEG or DICOM")
+    problem = image_problem(data)
+    if problem is not None:
+        raise ValueError(problem)
     return data
 
 
@@ -75,11 +65,7 @@ def run_summary(model: str | os.PathLike[str]) -> dict:
     study = run.metrics.get("study", {})
     shown = [
         [name, value_with_interval(study[key], study.get(f"{key}_ci"))]
-        for key, name in (
-            ("auc", "study AUROC"),
-            ("kappa", "Cohen's kappa"),
-            ("accuracy", "accuracy"),
-        )
+        for key, name in SHOWN_METRICS
         if key in study
     ]
     selected = run.metrics.get("selected_epoch")

@@ -30,7 +30,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from mura_tf.evaluators.thresholds import PROTOCOL, Threshold
-from mura_tf.serving.load import find_export, load_cam_serving
+from mura_tf.serving.load import cams_of, find_export, load_export
 from mura_tf.serving.reader import PAGE, Upload, encoded_film, read_study, run_summary
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -54,11 +54,11 @@ def create_app(
     a model called `name`, with the reader page (`mura_tf.serving.reader`) at `/` deciding
     studies at `threshold`."""
     export = find_export(model)
-    loaded = tf.saved_model.load(str(export))
+    loaded = load_export(export)  # one load serves the REST API and the reader's Grad-CAM
     signatures = dict(loaded.signatures)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
-    cams = load_cam_serving(export)
+    cams = cams_of(loaded, export)
     summary = run_summary(model)
 
     @app.get("/")
