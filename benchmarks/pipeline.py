@@ -2,9 +2,11 @@
 
     python -m benchmarks.pipeline --images 256 --batch 16 --workers 2
 
-Both sides read the same synthetic MURA PNGs (MURA-like sizes and modes) and do report 000's
-training preprocessing: RGB, resize to 256x256, random auto-contrast (p=0.5), horizontal flip
-(p=0.5), scale to [0, 1] and ImageNet mean/std, batches of 16. The Keras side is
+Both sides read the same synthetic MURA PNGs (MURA-like sizes and modes), or with `--data-dir`
+a real dataset's training films (FracAtlas: JPEGs up to 1024 px, grayscale and RGB, some
+turned by their EXIF orientation), and do report 000's training preprocessing: orient as
+displayed, RGB, resize to 256x256, random auto-contrast (p=0.5), horizontal flip (p=0.5), scale
+to [0, 1] and ImageNet mean/std, batches of 16. The Keras side is
 `mura_tf.data.pipeline.make_dataset` exactly as a recipe calls it for training; the PyTorch side
 is torchvision transforms on Pillow images in a `DataLoader` with `--workers` processes (the
 tf.data side gets the same number of cores through its thread pool).
@@ -73,7 +75,7 @@ def _keras_side(args, frame) -> tuple:
 def _torch_side(args, frame) -> tuple:
     import torch
     import torchvision
-    from PIL import Image
+    from PIL import Image, ImageOps
     from torchvision import transforms
 
     paths = frame["path"].astype(str).tolist()
@@ -94,7 +96,9 @@ def _torch_side(args, frame) -> tuple:
 
         def __getitem__(self, i):
             with Image.open(paths[i]) as image:
-                return transform(image.convert("RGB")), torch.tensor([labels[i]])
+                # As displayed: a phone's or scanner's JPEG may be stored turned (EXIF).
+                upright = ImageOps.exif_transpose(image).convert("RGB")
+                return transform(upright), torch.tensor([labels[i]])
 
     torch.set_num_threads(1)  # as the DataLoader workers do; the work is per image
     batches = torch_batches(Films(), args.batch, args.workers)
@@ -132,7 +136,21 @@ def parser() -> argparse.ArgumentParser:
         help="override make_dataset's default element order for the tf.data side",
     )
     p.add_argument("--root", default=None, help="where the synthetic PNGs go (default: cache)")
+    p.add_argument(
+        "--data-dir", default=None,
+        help="read this dataset's training films (a MURA or FracAtlas folder) instead of "
+        "synthetic PNGs; --images caps their number",
+    )  # fmt: skip
     return p
+
+
+def real_frame(data_dir: str, images: int):
+    """The first `images` training films of the dataset in `data_dir` (shuffled by the split's
+    seed, so every part is in)."""
+    from mura_tf.data.catalogue import load_catalogue
+
+    frame = load_catalogue(data_dir, splits=("train",), check_images=False)
+    return frame.sample(frac=1.0, random_state=0).head(images).reset_index(drop=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,9 +160,14 @@ def main(argv: list[str] | None = None) -> int:
         args.deterministic = args.deterministic == "true"
     require_positive(parser(), args, ("images", "size", "batch", "batches", "repeats"))
     root = films_root(args.root)
-    frame = synthetic_frame(args.images, root)
+    if args.data_dir:
+        if not Path(args.data_dir).is_dir():
+            parser().error(f"--data-dir {args.data_dir}: no such folder")
+        frame, what = real_frame(args.data_dir, args.images), "training films of " + args.data_dir
+    else:
+        frame, what = synthetic_frame(args.images, root), "synthetic PNGs"
     banner = (
-        f"{len(frame)} synthetic PNGs, batch {args.batch}, {args.size}x{args.size}, "
+        f"{len(frame)} {what}, batch {args.batch}, {args.size}x{args.size}, "
         f"{args.workers} workers, {args.batches} batches x at least {args.repeats} repetitions "
         "per side"
     )

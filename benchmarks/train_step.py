@@ -31,7 +31,9 @@ from benchmarks.harness import (
 MODELS = ("resnet18", "densenet169", "resnet50")
 
 
-def _keras_side(args) -> tuple:
+def keras_training(args) -> tuple:
+    """(compiled model, endless dataset of one fixed batch) as the recipes build them, traced
+    by `args.warmup` steps."""
     import mura_tf  # noqa: F401, I001 - first: it sets TensorFlow's flags before TF loads
     import keras
     import numpy as np
@@ -63,8 +65,15 @@ def _keras_side(args) -> tuple:
     y = rng.integers(0, 2, size=(args.batch, 1)).astype("float32")
     data = tf.data.Dataset.from_tensors((x, y)).repeat()
     model.fit(data, steps_per_epoch=args.warmup, epochs=1, verbose=0)  # trace and compile
-    run_once = fit_rate(model, data, args.steps, args.batch)
+    return model, data
 
+
+def _keras_side(args) -> tuple:
+    import keras
+    import tensorflow as tf
+
+    model, data = keras_training(args)
+    run_once = fit_rate(model, data, args.steps, args.batch)
     info = {
         "framework": f"keras {keras.__version__} / tensorflow {tf.__version__}",
         "dtype_policy": keras.mixed_precision.global_policy().name,
@@ -76,7 +85,9 @@ def _keras_side(args) -> tuple:
     return run_once, info
 
 
-def _torch_side(args) -> tuple:
+def torch_training(args) -> tuple:
+    """(step, first step's seconds, parameter count, settings): PyTorch's training step on one
+    fixed batch, run `args.warmup` times."""
     import time
 
     import torch
@@ -106,8 +117,15 @@ def _torch_side(args) -> tuple:
     first = time.perf_counter() - start
     for _ in range(args.warmup - 1):
         step()
-    run_once = step_rate(step, args.steps, args.batch)
+    return step, first, params, settings
 
+
+def _torch_side(args) -> tuple:
+    import torch
+    import torchvision
+
+    step, first, params, settings = torch_training(args)
+    run_once = step_rate(step, args.steps, args.batch)
     info = {
         "framework": f"torch {torch.__version__} / torchvision {torchvision.__version__}",
         **settings.describe(),

@@ -145,7 +145,7 @@ def test_simclr_benchmark_trains_on_two_views_of_synthetic_films(capsys, tmp_pat
 @pytest.mark.parametrize(
     "name",
     ["train_step", "pipeline", "inference", "simclr_step", "main_job", "main_job_phases",
-     "batch_norm_statistics", "lesion_learning", "scaling"],
+     "batch_norm_statistics", "lesion_learning", "scaling", "full_size", "profile_step"],
 )  # fmt: skip
 def test_every_benchmark_prints_its_help(name):
     import subprocess
@@ -218,3 +218,66 @@ def test_lesion_learning_needs_a_set_that_says_where_lesions_are(mura_copy, caps
         lesion_learning.main(["--data-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and f"--data-dir {tmp_path} has no MURA-v1.1/lesions.csv" in err
+
+
+def test_full_size_times_every_phase_on_a_tree_of_the_counts_it_reports(tmp_path, capsys):
+    import pandas as pd
+
+    from benchmarks import full_size
+
+    argv = ["--scales", "1", "--train-patients", "2", "--valid-patients", "1",
+            "--image-size", "32", "--root", str(tmp_path)]  # fmt: skip
+    assert full_size.main(argv) == 0
+    out = capsys.readouterr().out
+    # The counts it prints are the tree's own, read here from its CSVs with pandas.
+    root = next(tmp_path.glob("scale_1x*/MURA-v1.1"))
+    train = len(pd.read_csv(root / "train_image_paths.csv", header=None))
+    valid = len(pd.read_csv(root / "valid_image_paths.csv", header=None))
+    assert f"| 1x | {train} | {valid} |" in out
+    rows = {
+        r.split("|")[1].strip(): r.split("|")[2:4] for r in out.splitlines() if r.count("|") > 3
+    }
+    for phase in full_size.PHASES:
+        seconds, megabytes = (float(x) for x in rows[phase])
+        assert seconds > 0 and megabytes > 50, phase  # a Python process holds more than 50 MB
+    assert train > valid > 0  # MURA's shape: many more training than valid films
+
+
+def test_profile_step_finds_the_convolutions_in_tensorflows_trace(capsys):
+    from benchmarks import profile_step
+
+    argv = ["--model", "resnet18", "--size", "32", "--batch", "2", "--steps", "1",
+            "--warmup", "1", "--only", "keras"]  # fmt: skip
+    assert profile_step.main(argv) == 0
+    out = capsys.readouterr().out
+    kinds = {
+        r.split("|")[1].strip(): r.split("|")[2:4] for r in out.splitlines() if r.startswith("| ")
+    }
+    backward = float(kinds["convolution, backward"][0])
+    forward = float(kinds["convolution, forward"][0])
+    assert backward > 0 and forward > 0
+    assert float(kinds["optimizer update"][0]) > 0  # the fused Adam's ResourceApplyAdam
+    assert "Conv2DBackpropFilter" in out
+
+
+def test_op_kinds_of_both_frameworks():
+    from benchmarks.profile_step import kind_of
+
+    pairs = {
+        "Conv2DBackpropFilter": "convolution, backward",
+        "_MklNativeConv2DBackpropInput": "convolution, backward",
+        "aten::convolution_backward": "convolution, backward",
+        "_MklNativeConv2D": "convolution, forward",
+        "aten::mkldnn_convolution": "convolution, forward",
+        "_MklNativeFusedBatchNormGradV3": "batch norm, backward",
+        "aten::native_batch_norm": "batch norm, forward",
+        "ConcatV2": "concatenation, slicing",
+        "aten::cat": "concatenation, slicing",
+        "Cast": "casts, copies",
+        "aten::_to_copy": "casts, copies",
+        "ResourceApplyAdam": "optimizer update",
+        "aten::_foreach_addcdiv_": "optimizer update",
+        "ReluGrad": "ReLU, both ways",
+        "aten::threshold_backward": "ReLU, both ways",
+    }
+    assert {name: kind_of(name) for name in pairs} == pairs
