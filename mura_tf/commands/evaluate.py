@@ -49,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.data_dir = mura_folder(args)
 
     from mura_tf.data.catalogue import detect_dataset, load_catalogue
+    from mura_tf.data.dicom import dicom_paths
     from mura_tf.evaluators.intervals import metric_intervals, with_intervals
     from mura_tf.evaluators.metrics import (
         interval_table,
@@ -79,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     frame = load_catalogue(args.data_dir, args.part, splits=(args.split,), dataset=dataset)
     if predict_study is not None:  # a part-router cascade routes each study by its views' vote
         predictions = predict_films(None, frame, predict_study=predict_study)
-    elif frame["path"].str.lower().str.endswith(".dcm").any():  # DICOM: read as displayed
+    elif dicom_paths(frame["path"]):  # DICOM: read as displayed
         films = predict_films(load_image_serving(args.model), frame, args.batch_size)
         predictions = films[["path", "part", "patient", "study", "label", "probability"]]
     else:

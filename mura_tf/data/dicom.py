@@ -24,6 +24,7 @@ pydicom is an optional dependency (`mura-tf[dicom]`), imported only when a DICOM
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -55,6 +56,12 @@ def has_preamble(data: bytes) -> bool:
     """Whether `data` (a file's first 132 bytes or more) starts as a DICOM file: "DICM" at
     byte 128."""
     return data[128:132] == b"DICM"
+
+
+def dicom_paths(paths: Iterable[str]) -> list[str]:
+    """The catalogue paths among `paths` that are DICOM files (by suffix: a catalogue names its
+    films, so no file is opened)."""
+    return [p for p in paths if p.lower().endswith(DICOM_SUFFIXES)]
 
 
 def is_dicom(path: Path) -> bool:

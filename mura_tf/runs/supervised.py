@@ -39,6 +39,7 @@ import tensorflow as tf
 from mura_tf.compat.fused_batch_norm import follow_training_steps
 from mura_tf.data.augment import AugmentConfig, parse_augmentations
 from mura_tf.data.catalogue import load_catalogue, load_outlines
+from mura_tf.data.dicom import dicom_paths
 from mura_tf.data.pipeline import PipelineConfig, make_dataset
 from mura_tf.data.splits import Splits, label_fraction, make_splits
 from mura_tf.errors import ConfigError, FieldError
@@ -392,10 +393,10 @@ def prepare_data(exp: Experiment) -> PreparedData:
             f"{data_dir} has no test split: MURA's valid/ folder (or its valid_*.csv "
             f"files), or FracAtlas's test films, hold none of --part {exp.parts_spec}"
         )
-    dicom = frame["path"].str.lower().str.endswith(".dcm")
-    if dicom.any():
+    dicom = dicom_paths(frame["path"])
+    if dicom:
         raise ConfigError(
-            f"{data_dir} holds DICOM films ({frame['path'][dicom].iloc[0]}): training reads PNG "
+            f"{data_dir} holds DICOM films ({dicom[0]}): training reads PNG "
             "and JPEG; evaluate, predict and serve read DICOM"
         )
     return PreparedData(data_dir, splits)
