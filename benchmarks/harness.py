@@ -193,10 +193,10 @@ def alternate(
 SIDES = ("keras", "torch")
 
 
-def add_side_flags(parser, mixed_precision: bool = False) -> None:
+def add_side_flags(parser, mixed_precision: bool = False, training: bool = False) -> None:
     """A benchmark's shared flags: `--repeats`, `--max-repeats`, `--settle-seconds`, `--only`,
-    the hidden `--worker`, and with `mixed_precision` the recipes' `--mixed-precision` for the
-    Keras side."""
+    the hidden `--worker`; with `mixed_precision` the precision both sides compute in and the
+    PyTorch side's layout and compilation, and with `training` its Adam."""
     parser.add_argument(
         "--repeats", type=int, default=5, help="timed repetitions per side, at least (default 5)"
     )
@@ -226,6 +226,13 @@ def add_side_flags(parser, mixed_precision: bool = False) -> None:
             "--torch-compile", choices=("true", "false"), default="false",
             help="PyTorch side: torch.compile the model (its compile time is reported apart "
             "from the steady rate; default false)",
+        )  # fmt: skip
+    if training:
+        parser.add_argument(
+            "--torch-fused-adam", choices=("true", "false"), default="true",
+            help="PyTorch side: Adam's fused implementation (default true: PyTorch's docs call "
+            "it the fastest, and the Keras side runs Adam on a fused kernel too; false: "
+            "PyTorch's CPU default, a loop over the parameters)",
         )  # fmt: skip
     parser.add_argument("--only", choices=SIDES, help="run one side only")
     parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
@@ -383,6 +390,7 @@ class TorchSettings:
     autocast: object  # torch.dtype | None
     channels_last: bool
     compile: bool
+    fused_adam: bool = True
 
     def context(self):
         """The autocast context of one forward pass (a null context in float32)."""
@@ -402,6 +410,12 @@ class TorchSettings:
             model = model.to(memory_format=torch.channels_last)
         return torch.compile(model) if self.compile else model
 
+    def adam(self, parameters, lr: float):
+        """`torch.optim.Adam` over `parameters`, fused when asked."""
+        import torch
+
+        return torch.optim.Adam(parameters, lr=lr, fused=self.fused_adam or None)
+
     def input(self, x):
         import torch
 
@@ -412,6 +426,7 @@ class TorchSettings:
             "precision": "float32" if self.autocast is None else f"autocast {self.autocast}",
             "layout": "channels_last" if self.channels_last else "contiguous (NCHW)",
             "compiled": self.compile,
+            "adam": "fused" if self.fused_adam else "for-loop (CPU default)",
         }
 
 
@@ -428,4 +443,9 @@ def torch_settings(args) -> TorchSettings:
         dtype = torch.float16
     elif args.mixed_precision == "on" or (args.mixed_precision == "auto" and cpu_has_bf16()):
         dtype = torch.bfloat16
-    return TorchSettings(dtype, args.torch_layout == "channels_last", args.torch_compile == "true")
+    return TorchSettings(
+        dtype,
+        args.torch_layout == "channels_last",
+        args.torch_compile == "true",
+        getattr(args, "torch_fused_adam", "true") == "true",
+    )

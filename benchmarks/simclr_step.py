@@ -116,7 +116,7 @@ def _torch_side(args, frame) -> tuple:
     params = sum(p.numel() for p in model.parameters())
     settings = torch_settings(args)
     model = settings.model(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = settings.adam(model.parameters(), lr=1e-3)
 
     def nt_xent(z1, z2):
         z = torch.nn.functional.normalize(torch.cat([z1, z2]), dim=1)
@@ -168,7 +168,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=5, help="timed steps per repetition")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (tracing)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
-    add_side_flags(p, mixed_precision=True)
+    add_side_flags(p, mixed_precision=True, training=True)
     p.add_argument("--root", default=None, help="where the synthetic PNGs go (default: cache)")
     return p
 

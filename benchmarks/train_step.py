@@ -100,7 +100,7 @@ def torch_training(args) -> tuple:
     model.train()
     params = sum(p.numel() for p in model.parameters())
     model = settings.model(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = settings.adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     x = settings.input(torch.randn(args.batch, 3, args.size, args.size))
     y = torch.randint(0, 2, (args.batch, 1)).float()
@@ -146,7 +146,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=224, help="image side in pixels (default 224)")
     p.add_argument("--steps", type=int, default=5, help="timed steps per repetition")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (tracing)")
-    add_side_flags(p, mixed_precision=True)
+    add_side_flags(p, mixed_precision=True, training=True)
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
     p.add_argument(
         "--jit-compile",
