@@ -146,10 +146,11 @@ def parser() -> argparse.ArgumentParser:
 
 def real_frame(data_dir: str, images: int):
     """The first `images` training films of the dataset in `data_dir` (shuffled by the split's
-    seed, so every part is in)."""
+    seed, so every part is in), read as a recipe reads them: films that do not decode (FracAtlas
+    has truncated ones) are left out with a warning, as in training."""
     from mura_tf.data.catalogue import load_catalogue
 
-    frame = load_catalogue(data_dir, splits=("train",), check_images=False)
+    frame = load_catalogue(data_dir, splits=("train",))
     return frame.sample(frac=1.0, random_state=0).head(images).reset_index(drop=True)
 
 
