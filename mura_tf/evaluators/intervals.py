@@ -32,6 +32,10 @@ LEVEL = 0.95
 RESAMPLES = 10_000
 INTERVAL_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "auc", "kappa")
 METHOD = "percentile bootstrap over studies (views kept together), stratified by label"
+# Resamples computed at once by `weighted_metrics`: bounds its memory (about 40 bytes per
+# resample and item in flight) without slowing it (numpy's per-call overhead is negligible
+# at this size).
+CHUNK_ROWS = 1_000
 
 
 def bootstrap_weights(labels: np.ndarray, resamples: int, seed: int) -> np.ndarray:
@@ -55,15 +59,36 @@ def weighted_metrics(
     labels: np.ndarray,
     probabilities: np.ndarray,
     threshold: float = MURA_THRESHOLD,
+    columns: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Every metric of `INTERVAL_METRICS` for each row of `weights` (`[R, N]`: how often each
     of the `N` items counts), as scikit-learn computes it on the items repeated that often.
+
+    `columns` (int `[M]`) makes the items `weights[:, columns]` (e.g. each image counting as
+    often as its study), without that `[R, M]` copy being made whole. The rows are computed
+    `CHUNK_ROWS` at a time: the float copies, sparse products and cumulative sums below are
+    several times the size of `weights`, which at MURA's valid size (10,000 resamples of
+    1,199 studies, 3,197 images) would take gigabytes at once. Every count is an integer, so
+    chunks give bit-for-bit the results of one pass.
 
     Returns:
         `{metric: float [R]}`; NaN where a metric is undefined (AUROC with one class, kappa
         with one label and one decision). Precision, recall and F1 are 0 where their
         denominator is (scikit-learn's `zero_division=0`).
     """
+
+    def rows(start: int) -> np.ndarray:
+        block = weights[start : start + CHUNK_ROWS]
+        return block if columns is None else block[:, columns]
+
+    starts = range(0, max(len(weights), 1), CHUNK_ROWS)
+    chunks = [_weighted_metrics(rows(s), labels, probabilities, threshold) for s in starts]
+    return {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
+
+
+def _weighted_metrics(
+    weights: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, threshold: float
+) -> dict[str, np.ndarray]:
     w = np.asarray(weights, np.float64)
     y = np.asarray(labels).astype(bool)
     p = np.asarray(probabilities, np.float64)
@@ -146,8 +171,8 @@ def _level_intervals(
     )
     of_image = studies.index.get_indexer(predictions["study"])
     at_images = weighted_metrics(
-        weights[:, of_image], predictions["label"].to_numpy(),
-        predictions["probability"].to_numpy(), threshold,
+        weights, predictions["label"].to_numpy(), predictions["probability"].to_numpy(),
+        threshold, columns=of_image,
     )  # fmt: skip
     return {
         "study": {k: percentile_interval(v, level) for k, v in at_studies.items()},
