@@ -65,20 +65,19 @@ def test_weighted_metrics_in_chunks_and_of_chosen_columns_are_scikit_learns(monk
         assert got["kappa"][r] == pytest.approx(cohen_kappa_score(y, p >= 0.5), abs=1e-12)
 
 
-def test_intervals_at_muras_valid_size_stay_small_in_memory():
+def test_image_level_resamples_at_muras_valid_size_stay_small_in_memory():
     # MURA's valid split: 3,197 films in 1,199 studies, 10,000 resamples. Computed whole, the
-    # image level alone held [10,000 x 3,197] float copies and sparse products (1.4 GB more
-    # than the process's start); in chunks it stays within a few hundred MB.
+    # image level held [10,000 x 3,197] float copies and sparse products (1.4 GB more than the
+    # process's start); in chunks it stays within a few hundred MB.
     script = """
-import resource, numpy as np, pandas as pd
-from mura_tf.evaluators.intervals import metric_intervals
+import resource, numpy as np
+from mura_tf.evaluators.intervals import bootstrap_weights, weighted_metrics
 rng = np.random.default_rng(0)
 study = np.sort(np.r_[np.arange(1199), rng.integers(0, 1199, 3197 - 1199)])
-label = (study % 5 < 2).astype(int)
-frame = pd.DataFrame({"study": study, "part": "XR_WRIST", "label": label,
-                      "probability": np.clip(0.3 * label + 0.7 * rng.random(3197), 0, 1)})
+labels = (np.arange(1199) % 5 < 2).astype(int)
 start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-metric_intervals(frame)
+weights = bootstrap_weights(labels, 10_000, seed=0)
+weighted_metrics(weights, labels[study], rng.random(3197), columns=study)
 print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start) // 1024)
 """
     grown_mb = int(subprocess.run([sys.executable, "-c", script], check=True,
