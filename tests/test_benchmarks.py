@@ -158,7 +158,8 @@ def test_simclr_benchmark_trains_on_two_views_of_synthetic_films(capsys, tmp_pat
 @pytest.mark.parametrize(
     "name",
     ["train_step", "pipeline", "inference", "simclr_step", "main_job", "main_job_phases",
-     "batch_norm_statistics", "lesion_learning", "scaling", "full_size", "profile_step"],
+     "batch_norm_statistics", "lesion_learning", "scaling", "full_size", "profile_step",
+     "onednn_kernels"],
 )  # fmt: skip
 def test_every_benchmark_prints_its_help(name):
     import subprocess
@@ -294,3 +295,45 @@ def test_op_kinds_of_both_frameworks():
         "aten::threshold_backward": "ReLU, both ways",
     }
     assert {name: kind_of(name) for name in pairs} == pairs
+
+
+def test_onednn_kernel_times_sum_the_steady_lines_per_kernel():
+    from benchmarks.onednn_kernels import STEADY, kernel_times, library_info
+
+    head = "onednn_verbose,v1,primitive,exec,cpu,"
+    log = "\n".join([
+        "onednn_verbose,v1,info,oneDNN v3.7.3 (commit N/A)",
+        "onednn_verbose,v1,info,cpu,runtime:threadpool,nthr:2",
+        head + "convolution,jit:avx2,forward_training,src:f32::blocked:acdb::f0,,alg,mb2,9.0",
+        STEADY,
+        head + "convolution,jit:avx2,forward_training,src:f32::blocked:acdb::f0,,alg,mb2,1.5",
+        head + "convolution,jit:avx2,backward_weights,src:f32::blocked:acdb::f0,,alg,mb2,4.0",
+        "some other line, with commas, that is not oneDNN's",
+        head + "convolution,jit:avx2,forward_training,src:f32::blocked:acdb::f0,,alg,mb2,2.5",
+        head + "reorder,jit:uni,undef,src:f32::blocked:abcd::f0,,,2x3,0.25",
+    ])  # fmt: skip
+    times = kernel_times(log, steps=2)
+    # By hand: the line before the mark is the warm-up's; two forward calls of 1.5 + 2.5 ms.
+    assert times == {
+        ("convolution", "forward_training", "jit:avx2"): (1.0, 2.0),
+        ("convolution", "backward_weights", "jit:avx2"): (0.5, 2.0),
+        ("reorder", "undef", "jit:uni"): (0.5, 0.125),
+    }
+    assert library_info(log) == "oneDNN v3.7.3; runtime:threadpool, nthr:2"
+
+
+def test_onednn_kernels_sees_every_convolution_of_the_keras_step(capsys):
+    import keras
+
+    from benchmarks.onednn_kernels import main
+    from mura_tf.models.backbones import build_backbone
+
+    argv = ["--model", "resnet18", "--size", "32", "--batch", "2", "--steps", "2",
+            "--warmup", "1", "--only", "keras", "--inter-op-threads", "1"]  # fmt: skip
+    assert main(argv) == 0
+    rows = [r.split("|")[1:-1] for r in capsys.readouterr().out.splitlines() if r.startswith("| ")]
+    forward = sum(float(r[3]) for r in rows if r[0].strip() == "convolution" and "forward" in r[1])
+    backbone = build_backbone("resnet18", 32, "none")
+    convolutions = sum(isinstance(layer, keras.layers.Conv2D) for layer in backbone.layers)
+    assert convolutions == 20  # ResNet18: the stem, 16 in the blocks, 3 projections
+    assert forward == convolutions  # one oneDNN forward convolution per layer and step
