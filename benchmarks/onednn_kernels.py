@@ -125,9 +125,7 @@ def _worker(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(argv if argv is not None else sys.argv[1:])
-    args = parser().parse_args(argv)
-    if args.jit_compile in ("true", "false"):
-        args.jit_compile = args.jit_compile == "true"
+    args = train_step.parse_args(parser(), argv)
     require_positive(parser(), args, ("batch", "size", "steps", "warmup"))
     if args.inter_op_threads < 0:
         parser().error(f"--inter-op-threads must be 0 or more, got {args.inter_op_threads}")

@@ -171,9 +171,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(argv if argv is not None else sys.argv[1:])
-    args = parser().parse_args(argv)
-    if args.jit_compile in ("true", "false"):
-        args.jit_compile = args.jit_compile == "true"
+    args = train_step.parse_args(parser(), argv)
     require_positive(parser(), args, ("batch", "size", "steps", "top"))
     from benchmarks.main_job import cpu_model
 

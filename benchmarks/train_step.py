@@ -169,10 +169,16 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def parse_args(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """`p`'s arguments (this parser's or one built on it), `--jit-compile` made a bool."""
+    args = p.parse_args(argv)
     if args.jit_compile in ("true", "false"):
         args.jit_compile = args.jit_compile == "true"
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(parser(), argv)
     require_positive(parser(), args, ("batch", "size", "steps", "repeats"))
     banner = (
         f"{args.model}, batch {args.batch}, {args.size}x{args.size}, {args.steps} steps x "
