@@ -6,9 +6,10 @@ native bfloat16 arithmetic (`avx512_bf16` or `amx_bf16` in /proc/cpuinfo; oneDNN
 convolutions and the fused batch norm in bfloat16, on AMX tiles where present) and
 `mixed_float16` on GPUs of compute capability 7.0 or more (tensor cores), for images of at least
 `MIN_MIXED_SIDE` pixels a side. Elsewhere it stays float32: where bfloat16 would be emulated,
-and for small images, whose steps gained nothing from it (the synthetic preset's 64 px, the
-tests' 32 px). `on` asks for mixed precision wherever it is, `off` for float32. Heads keep
-float32 outputs, so probabilities are never rounded to 8 bits of mantissa.
+and for small images (the synthetic preset's 64 px, the tests' 32 px), which stay float32 on
+every machine so that their digits do not depend on the CPU. `on` asks for mixed precision
+wherever it is, `off` for float32. Heads keep float32 outputs, so probabilities are never
+rounded to 8 bits of mantissa.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from mura_tf.errors import ConfigError
 
 MODES = ("auto", "on", "off")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-# Where bfloat16 starts to pay: DenseNet169's train step gained nothing from it at 64 px on an
-# AMX Xeon and a third at 128 px (benchmarks/README.md, "Mixed precision by image size").
+# Where bfloat16 starts to pay on every CPU measured: DenseNet169's train step gained nothing
+# from it at 64 px on an AMX Xeon and a third at 128 px; an AVX-512 BF16 EPYC without AMX
+# gained 1.4x at both (benchmarks/README.md, "Mixed precision by image size"). Below it,
+# float32 also keeps the synthetic runs' and the tests' digits the same on every CPU.
 MIN_MIXED_SIDE = 128
 
 
