@@ -144,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"the {side} side failed:\n{done.stderr[-3000:]}")
         sides[side] = kernel_times(done.stdout, args.steps)
         libraries[side] = library_info(done.stdout)
+        if not any(kind == "convolution" for kind, _, _ in sides[side]):
+            print(f"the {side} side ran no oneDNN convolution (TF_ENABLE_ONEDNN_OPTS=0 set?): "
+                  "its table is not the one to compare", file=sys.stderr)  # fmt: skip
     print(f"{args.model}, batch {args.batch}, {args.size} px, --mixed-precision "
           f"{args.mixed_precision}, Keras inter-op threads {args.inter_op_threads or 'default'}; "
           f"{args.steps} steps; CPU: {cpu_model()}")  # fmt: skip
