@@ -106,6 +106,18 @@ def serve(
     reply({"peak_rss_mb": peak_kb / 1024})
 
 
+def run_side_once(
+    module: str, argv: list[str], side: str, expect: str, env: dict[str, str] | None = None
+) -> str:
+    """Stdout of `python -m MODULE ARGV --worker SIDE` (minus `--only`), run to its end in a
+    process of its own; stop with the side's stderr if it failed or began no line with `expect`."""
+    command = [sys.executable, "-m", module, *without_only(argv), "--worker", side]
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0 or not any(x.startswith(expect) for x in done.stdout.splitlines()):
+        raise SystemExit(f"the {side} side failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
 def without_only(argv: list[str]) -> list[str]:
     """The parent's arguments minus `--only SIDE`, to forward to the workers."""
     out, skip = [], False

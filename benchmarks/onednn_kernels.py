@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import collections
 import os
-import subprocess
 import sys
 
 from benchmarks import train_step
-from benchmarks.harness import SIDES, require_positive, without_only
+from benchmarks.harness import SIDES, require_positive, run_side_once
 
 STEADY = "=== onednn_kernels: steady steps from here ==="
 
@@ -59,14 +58,14 @@ def library_info(log: str) -> str:
             continue
         if fields[3].startswith("oneDNN v"):
             found.append(fields[3].split(" (")[0])
-        elif len(fields) > 5 and fields[3:5] == ["cpu", fields[4]] and "runtime" in fields[4]:
+        elif fields[3] == "cpu" and len(fields) > 5 and fields[4].startswith("runtime:"):
             found.append(f"{fields[4]}, {fields[5]}")
     return "; ".join(found)
 
 
-def kernel_table(sides: dict[str, dict], names: tuple[str, ...] = SIDES) -> str:
+def kernel_table(sides: dict[str, dict]) -> str:
     """Markdown: each kernel's calls and ms per step on each side, most expensive first."""
-    names = tuple(n for n in names if n in sides)
+    names = list(sides)
     keys = sorted({k for times in sides.values() for k in times},
                   key=lambda k: -max(sides[n].get(k, (0, 0.0))[1] for n in names))  # fmt: skip
     head = " | ".join(f"{n} calls | {n} ms/step" for n in names)
@@ -104,9 +103,10 @@ def parser():
 def _worker(args) -> int:
     """One side's warm-up, the mark, then `args.steps` steps; oneDNN logs to stdout."""
     if args.worker == "keras":  # never in PyTorch's process: the two crash together
-        import tensorflow as tf
+        # mura_tf first: it turns oneDNN on (TF_ENABLE_ONEDNN_OPTS) before TensorFlow loads.
+        from mura_tf.cli import quiet_tensorflow  # noqa: I001
 
-        from mura_tf.cli import quiet_tensorflow
+        import tensorflow as tf
 
         quiet_tensorflow()
         if args.inter_op_threads:
@@ -119,7 +119,6 @@ def _worker(args) -> int:
         print(STEADY, flush=True)
         for _ in range(args.steps):
             step()
-    sys.stdout.flush()
     return 0
 
 
@@ -136,14 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     sides, libraries = {}, {}
     for side in [s for s in SIDES if args.only in (None, s)]:
         print(f"running the {side} side with ONEDNN_VERBOSE=1 ...", file=sys.stderr, flush=True)
-        command = [sys.executable, "-m", "benchmarks.onednn_kernels", *without_only(argv),
-                   "--worker", side]  # fmt: skip
         env = {**os.environ, "ONEDNN_VERBOSE": "1"}
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
-        if done.returncode != 0 or STEADY not in done.stdout:
-            raise SystemExit(f"the {side} side failed:\n{done.stderr[-3000:]}")
-        sides[side] = kernel_times(done.stdout, args.steps)
-        libraries[side] = library_info(done.stdout)
+        stdout = run_side_once("benchmarks.onednn_kernels", argv, side, expect=STEADY, env=env)
+        sides[side] = kernel_times(stdout, args.steps)
+        libraries[side] = library_info(stdout)
         if not any(kind == "convolution" for kind, _, _ in sides[side]):
             print(f"the {side} side ran no oneDNN convolution (TF_ENABLE_ONEDNN_OPTS=0 set?): "
                   "its table is not the one to compare", file=sys.stderr)  # fmt: skip

@@ -23,14 +23,13 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from benchmarks import train_step
-from benchmarks.harness import MARK, SIDES, require_positive, without_only
+from benchmarks.harness import MARK, SIDES, require_positive, run_side_once
 
 # (kind, name fragments), first match wins; names lower-cased. TensorFlow's op types
 # (`Conv2DBackpropFilter`, `_MklNativeFusedBatchNormGradV3`, `ResourceApplyAdam`, ...) and
@@ -190,12 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         sides = {}
         for side in [s for s in SIDES if args.only in (None, s)]:
             print(f"profiling the {side} side ...", file=sys.stderr, flush=True)
-            command = [sys.executable, "-m", "benchmarks.profile_step",
-                       *without_only(argv), "--worker", side, "--trace", str(trace)]  # fmt: skip
-            done = subprocess.run(command, capture_output=True, text=True)
-            found = [x for x in done.stdout.splitlines() if x.startswith(MARK)]
-            if done.returncode != 0 or not found:
-                raise SystemExit(f"the {side} side failed:\n{done.stderr[-3000:]}")
+            stdout = run_side_once("benchmarks.profile_step", [*argv, "--trace", str(trace)],
+                                   side, expect=MARK)  # fmt: skip
+            found = [x for x in stdout.splitlines() if x.startswith(MARK)]
             result = json.loads(found[-1][len(MARK) :])
             sides[side] = (result["ops"], result["wall"])
     print(f"{args.model}, batch {args.batch}, {args.size} px, --mixed-precision "
