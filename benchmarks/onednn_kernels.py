@@ -76,11 +76,18 @@ def kernel_table(sides: dict[str, dict]) -> str:
             "{:g} | {:.1f}".format(*sides[n][key]) if key in sides[n] else "- | -" for n in names
         )
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {cells} |")
-    total = " | ".join(
-        f"{sum(c for c, _ in sides[n].values()):g} | {sum(ms for _, ms in sides[n].values()):.1f}"
-        for n in names
-    )
-    lines.append(f"| **all oneDNN primitives** | | | {total} |")
+
+    def subtotal(name: str, primitive: str | None) -> str:
+        picked = [v for k, v in sides[name].items() if primitive in (None, k[0])]
+        return f"{sum(c for c, _ in picked):g} | {sum(ms for _, ms in picked):.1f}"
+
+    # Per primitive, so that a side's convolutions can be read against the other's at a glance.
+    primitives = sorted({k[0] for times in sides.values() for k in times})
+    for primitive in [p for p in primitives if sum(k[0] == p for k in keys) > 1]:
+        cells = " | ".join(subtotal(n, primitive) for n in names)
+        lines.append(f"| **{primitive}, all** | | | {cells} |")
+    everything = " | ".join(subtotal(n, None) for n in names)
+    lines.append(f"| **all oneDNN primitives** | | | {everything} |")
     return "\n".join(lines)
 
 

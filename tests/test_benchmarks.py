@@ -298,7 +298,7 @@ def test_op_kinds_of_both_frameworks():
 
 
 def test_onednn_kernel_times_sum_the_steady_lines_per_kernel():
-    from benchmarks.onednn_kernels import STEADY, kernel_times, library_info
+    from benchmarks.onednn_kernels import STEADY, kernel_table, kernel_times, library_info
 
     head = "onednn_verbose,v1,primitive,exec,cpu,"
     log = "\n".join([
@@ -320,6 +320,11 @@ def test_onednn_kernel_times_sum_the_steady_lines_per_kernel():
         ("reorder", "undef", "jit:uni"): (0.5, 0.125),
     }
     assert library_info(log) == "oneDNN v3.7.3; runtime:threadpool, nthr:2"
+    table = kernel_table({"keras": times}).splitlines()
+    # Both convolution rows summed (calls 1.0 + 0.5, ms 2.0 + 2.0); one reorder needs no subtotal.
+    assert "| **convolution, all** | | | 1.5 | 4.0 |" in table
+    assert not any("reorder, all" in row for row in table)
+    assert table[-1] == "| **all oneDNN primitives** | | | 2 | 4.1 |"
 
 
 def test_onednn_kernels_sees_every_convolution_of_the_keras_step(capsys):
