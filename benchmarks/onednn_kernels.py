@@ -82,8 +82,8 @@ def kernel_table(sides: dict[str, dict]) -> str:
         return f"{sum(c for c, _ in picked):g} | {sum(ms for _, ms in picked):.1f}"
 
     # Per primitive, so that a side's convolutions can be read against the other's at a glance.
-    primitives = sorted({k[0] for times in sides.values() for k in times})
-    for primitive in [p for p in primitives if sum(k[0] == p for k in keys) > 1]:
+    kernels_per_primitive = collections.Counter(k[0] for k in keys)
+    for primitive in sorted(p for p, kernels in kernels_per_primitive.items() if kernels > 1):
         cells = " | ".join(subtotal(n, primitive) for n in names)
         lines.append(f"| **{primitive}, all** | | | {cells} |")
     everything = " | ".join(subtotal(n, None) for n in names)
