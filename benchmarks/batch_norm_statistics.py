@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from mura_tf.cli import quiet_tensorflow
+    from mura_tf.cli import start_tensorflow
 
-    quiet_tensorflow()
+    start_tensorflow()
     import keras
     import tensorflow as tf
 

@@ -51,14 +51,15 @@ def _rate(step, films: list[bytes], args):
 
 
 def _keras_side(args, films) -> tuple:
-    import mura_tf  # noqa: F401, I001 - first: it sets TensorFlow's flags before TF loads
+    from mura_tf.cli import start_tensorflow  # noqa: I001 - first: oneDNN on before TF loads
+
+    start_tensorflow()
     import keras
     import tensorflow as tf
 
-    from mura_tf.serving.export import export_savedmodel
     from mura_tf.models.backbones import backbone_spec, build_backbone
     from mura_tf.models.heads import build_classifier, classification_head
-
+    from mura_tf.serving.export import export_savedmodel
     from mura_tf.training.precision import policy_name
 
     if args.threads:

@@ -110,12 +110,12 @@ def parser():
 def _worker(args) -> int:
     """One side's warm-up, the mark, then `args.steps` steps; oneDNN logs to stdout."""
     if args.worker == "keras":  # never in PyTorch's process: the two crash together
-        # mura_tf first: it turns oneDNN on (TF_ENABLE_ONEDNN_OPTS) before TensorFlow loads.
-        from mura_tf.cli import quiet_tensorflow  # noqa: I001
+        # start_tensorflow first: it turns oneDNN on (TF_ENABLE_ONEDNN_OPTS) before TF loads.
+        from mura_tf.cli import start_tensorflow  # noqa: I001
 
+        start_tensorflow()
         import tensorflow as tf
 
-        quiet_tensorflow()
         if args.inter_op_threads:
             tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
         model, data = train_step.keras_training(args)

@@ -179,9 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         trace.mkdir(parents=True, exist_ok=True)
         if args.worker:  # one side, in a process of its own (its own thread pools)
             if args.worker == "keras":  # never in PyTorch's process: the two crash together
-                from mura_tf.cli import quiet_tensorflow
+                from mura_tf.cli import start_tensorflow
 
-                quiet_tensorflow()
+                start_tensorflow()
             profile = profile_keras if args.worker == "keras" else profile_torch
             ops, wall = profile(args, trace / args.worker)
             print(MARK + json.dumps({"ops": ops, "wall": wall}))

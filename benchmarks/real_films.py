@@ -178,9 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown run {unknown[0]!r}: use any of {', '.join(RUNS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
 
-    from mura_tf.cli import quiet_tensorflow
+    from mura_tf.cli import start_tensorflow
 
-    quiet_tensorflow()
+    start_tensorflow()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
         rows = []

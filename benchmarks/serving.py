@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=32, help="in-process batch (predict's)")
     args = parser.parse_args(argv)
 
-    from mura_tf.cli import quiet_tensorflow
+    from mura_tf.cli import start_tensorflow
 
-    quiet_tensorflow()
+    start_tensorflow()
     import logging
 
     from werkzeug.serving import make_server

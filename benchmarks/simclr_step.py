@@ -36,7 +36,9 @@ TEMPERATURE = 0.1
 
 
 def _keras_side(args, frame) -> tuple:
-    import mura_tf  # noqa: F401, I001 - first: it sets TensorFlow's flags before TF loads
+    from mura_tf.cli import start_tensorflow  # noqa: I001 - first: oneDNN on before TF loads
+
+    start_tensorflow()
     import keras
     import tensorflow as tf
 

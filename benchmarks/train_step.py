@@ -34,7 +34,9 @@ MODELS = ("resnet18", "densenet169", "resnet50")
 def keras_training(args) -> tuple:
     """(compiled model, endless dataset of one fixed batch) as the recipes build them, traced
     by `args.warmup` steps."""
-    import mura_tf  # noqa: F401, I001 - first: it sets TensorFlow's flags before TF loads
+    from mura_tf.cli import start_tensorflow  # noqa: I001 - first: oneDNN on before TF loads
+
+    start_tensorflow()
     import keras
     import numpy as np
     import tensorflow as tf
@@ -42,9 +44,8 @@ def keras_training(args) -> tuple:
     from mura_tf.compat.fused_adam import is_fused
     from mura_tf.models.backbones import build_backbone
     from mura_tf.models.heads import build_classifier, classification_head
-    from mura_tf.training.train import TrainConfig, compile_classifier
-
     from mura_tf.training.precision import policy_name
+    from mura_tf.training.train import TrainConfig, compile_classifier
 
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)

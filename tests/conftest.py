@@ -10,6 +10,10 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from mura_tf.cli import start_tensorflow  # noqa: E402
+
+start_tensorflow()  # as the commands and recipes start it: oneDNN on, quietly
+
 from mura_tf.data.synthetic import SyntheticConfig, generate_synthetic  # noqa: E402
 
 SMALL = SyntheticConfig(

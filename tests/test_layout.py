@@ -1,8 +1,9 @@
 """The package's shape: no import cycle between mura_tf's modules (counting imports inside
-functions, which only hide a cycle), a dozen modules or fewer at the root, and the module
-paths from before the packages still importing, as the same module objects."""
+functions, which only hide a cycle), a dozen modules or fewer at the root, and an import that
+changes nothing outside the package."""
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -83,23 +84,28 @@ def test_the_root_holds_a_dozen_modules_or_fewer():
     assert len(root) <= 12, root
 
 
-def test_old_module_paths_still_import_as_the_same_modules():
+def test_importing_the_package_changes_nothing_around_it():
+    """A fresh process: importing mura_tf and its packages leaves the environment, the import
+    system and the warning filters as they were (TensorFlow's settings are the entry points')."""
     code = (
-        "import warnings, mura_tf.experiment as old, mura_tf.runs.supervised as new\n"
-        "assert old is new and old.Experiment is new.Experiment\n"
-        "from mura_tf.runs import read_run\n"
-        "from mura_tf.runs.config import read_run as new_read_run\n"
-        "assert read_run is new_read_run\n"
-        "from mura_tf.serving import load_serving\n"
-        "from mura_tf.io import write_text\n"
-        "import mura_tf.files\n"
-        "assert write_text is mura_tf.files.write_text\n"
+        "import os, sys, warnings\n"
+        "import numpy, pandas  # their own import-time filters are theirs, not ours\n"
+        "env, hooks, filters = dict(os.environ), list(sys.meta_path), list(warnings.filters)\n"
+        "import mura_tf, mura_tf.runs, mura_tf.serving, mura_tf.data, mura_tf.evaluators\n"
+        "assert dict(os.environ) == env, set(os.environ.items()) ^ set(env.items())\n"
+        "assert sys.meta_path == hooks, sys.meta_path\n"
+        "assert warnings.filters == filters\n"
+        "assert 'tensorflow' not in sys.modules\n"
         "print('ok')\n"
     )
-    done = subprocess.run([sys.executable, "-W", "error::DeprecationWarning:__main__", "-c",
-                           code.replace("import warnings, ", "import ")],
-                          capture_output=True, text=True)  # fmt: skip
-    # A DeprecationWarning raised as an error names the new place in one line.
-    assert "mura_tf.experiment moved to mura_tf.runs.supervised" in done.stderr, done.stderr
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "KERAS_"))}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_the_old_module_paths_are_gone():
+    """0.1.0 never shipped the paths from before the packages: no import hook answers them."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import mura_tf.experiment"], capture_output=True, text=True
+    )
+    assert done.returncode == 1 and "No module named 'mura_tf.experiment'" in done.stderr

@@ -43,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"REST API: {base}/v1/models/{args.name}  (TF Serving's; :predict, /metadata)")
     print(f"studies decided at {threshold.rule}; Ctrl-C stops", flush=True)
     serve(app, args.host, args.port)
+    print("server stopped", flush=True)
     return 0
 
 

@@ -22,12 +22,14 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import signal
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.serving import run_simple
 
 from mura_tf.evaluators.thresholds import PROTOCOL, Threshold
 from mura_tf.serving.load import cams_of, find_export, load_export
@@ -229,8 +231,21 @@ def _to_columns(outputs: dict[str, np.ndarray]) -> Any:
     return {key: value.tolist() for key, value in outputs.items()}
 
 
-def serve(app: Flask, host: str, port: int) -> None:
-    """Serve `app` with werkzeug's threaded server until interrupted."""
-    from werkzeug.serving import run_simple
+class _Terminated(Exception):
+    """SIGTERM arrived: the server stops as it does on Ctrl-C."""
 
-    run_simple(host, port, app, threaded=True)
+
+def _terminate(signum, frame) -> None:
+    raise _Terminated
+
+
+def serve(app: Flask, host: str, port: int) -> None:
+    """Serve `app` with werkzeug's threaded server until Ctrl-C or SIGTERM (a service
+    manager's or a container runtime's stop), then close the socket and return."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        run_simple(host, port, app, threaded=True)
+    except _Terminated:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
