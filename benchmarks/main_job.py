@@ -11,6 +11,10 @@ test studies every run records), then per recipe the mean and standard deviation
 beside the mean interval width: seed variance and test-set variance side by side. It measures
 what a run learns, not speed: the wall times are those of runs sharing the machine with
 `--jobs - 1` others.
+
+`--record DIR` (the documentation's: `benchmarks/results/main_job/`) keeps each run's
+settings, history and metrics with its CPU, wall time and date (`benchmark.json`), from which
+`python -m benchmarks.tables` generates the seed table of the documentation.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,6 +36,7 @@ import numpy as np
 from mura_tf.evaluators.intervals import value_with_interval
 
 RECIPES = ("baseline_densenet", "resnet18_mlp")
+RECORDED = ("config.json", "metrics.json", "history.csv")
 
 
 def cpu_model() -> str:
@@ -59,7 +65,27 @@ def run_once(recipe: str, seed: int, out: Path, extra: list[str]) -> dict:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
     (metrics_file,) = out.rglob("metrics.json")
     metrics = json.loads(metrics_file.read_text())
-    return {"recipe": recipe, "seed": seed, "seconds": seconds, "metrics": metrics}
+    return {
+        "recipe": recipe, "seed": seed, "seconds": seconds, "metrics": metrics,
+        "run_dir": metrics_file.parent, "extra": extra,
+    }  # fmt: skip
+
+
+def record(row: dict, root: Path) -> Path:
+    """Keep a finished run's small files under `root/<recipe>/<run>/`, with `benchmark.json`
+    (the command's extra flags, the CPU, the wall time, the date)."""
+    run_dir = row["run_dir"]
+    kept = root / row["recipe"] / run_dir.name
+    kept.mkdir(parents=True, exist_ok=True)
+    for name in RECORDED:
+        shutil.copy(run_dir / name, kept / name)
+    flags = ["--", *row["extra"]] if row["extra"] else []
+    timing = {
+        "cpu": cpu_model(), "seconds": row["seconds"], "date": time.strftime("%Y-%m-%d"),
+        "command": " ".join(["python -m benchmarks.main_job", *flags]),
+    }  # fmt: skip
+    (kept / "benchmark.json").write_text(json.dumps(timing, indent=2) + "\n")
+    return kept
 
 
 def table(rows: list[dict]) -> str:
@@ -108,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipes", default=",".join(RECIPES), help="comma list of recipes")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (default: 1)")
     parser.add_argument("--out", help="folder for the runs (default: a temporary one)")
+    parser.add_argument(
+        "--record", type=Path,
+        help="keep each run's settings, history and metrics here (benchmarks/results/main_job)",
+    )  # fmt: skip
     parser.add_argument("extra", nargs="*", help="more recipe flags, after --")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -118,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = list(
             pool.map(lambda j: run_once(j[0], j[1], root / f"{j[0]}-seed{j[1]}", args.extra), jobs)
         )
+    if args.record:
+        for row in rows:
+            record(row, args.record)
     print(f"CPU: {cpu_model()}; runs in {root}\n")
     print(table(rows))
     print()

@@ -22,12 +22,13 @@ FracAtlas has one film per study, so image and study AUROC are one number. The r
 Prints one table row per run and seed (the dev AUROC of the epoch handed over, which is what a
 default is judged by; test AUROC and kappa with their 95% intervals), then the mean
 and standard deviation over seeds: seed variance beside test-set variance. The
-README's "Real films" table is this command's output (with its command and CPU).
+documentation's tables on real films are generated from the record (`python -m
+benchmarks.tables`).
 
 The whole table takes more CPU hours than a 2-core session has, so every finished run's small
 files (metrics, history, predictions, settings: `RECORDED`) are kept in `--record`
 (`benchmarks/results/real_films/`, versioned) and read back by later invocations, on this
-machine or another: the table grows session by session, each row's CPU and wall time in its
+machine or another: the table grows run by run, each row's CPU, wall time and date in its
 `benchmark.json`.
 """
 
@@ -61,7 +62,7 @@ RECORD = REPO / "benchmarks" / "results" / "real_films"
 # PyTorch twin train on its films, not its weights (a few hundred kB a run).
 RECORDED = ("config.json", "metrics.json", "history.csv", "predictions.csv", "localisation.csv",
             "torch_reference.json", "checkpoints/best.json", "benchmark.json")  # fmt: skip
-TIMING = "benchmark.json"  # the CPU a run was trained on and its wall time
+TIMING = "benchmark.json"  # the CPU a run was trained on, its wall time and the day it ran
 
 
 def _recipe(
@@ -89,7 +90,8 @@ def _recipe(
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
-    write_json(run_dir / TIMING, {"cpu": cpu_model(), "seconds": seconds})
+    record = {"cpu": cpu_model(), "seconds": seconds, "date": time.strftime("%Y-%m-%d")}
+    write_json(run_dir / TIMING, record)
     if kept is not None:
         _keep(run_dir, kept, keep_splits)
     return run_dir, run_dir, seconds

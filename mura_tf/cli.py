@@ -150,6 +150,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def add_threshold(parser: argparse.ArgumentParser) -> None:
     """`--threshold`: the probability at which a study is called positive (parsed by
     `evaluators.thresholds.parse_threshold`; resolved against the model's run afterwards)."""

@@ -13,12 +13,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -132,6 +134,25 @@ def _post(url: str, body: bytes, content_type: str) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
+def _b64_png(size: tuple[int, int]) -> dict:
+    import io
+
+    from PIL import Image
+
+    ramp = np.linspace(0, 255, size[0] * size[1], dtype=np.float32).reshape(size[::-1])
+    buffer = io.BytesIO()
+    Image.fromarray(ramp.astype(np.uint8)).save(buffer, format="PNG")
+    return {"b64": base64.b64encode(buffer.getvalue()).decode("ascii")}
+
+
+def _refused(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=10)
+    except (ConnectionError, urllib.error.URLError):
+        return True
+    return False
+
+
 def _multipart(field: str, filename: str, data: bytes) -> tuple[bytes, str]:
     boundary = "mura-tf-test-boundary"
     body = (
@@ -149,7 +170,8 @@ def _multipart(field: str, filename: str, data: bytes) -> tuple[bytes, str]:
 def test_a_recipe_and_serve_as_a_user_starts_them(installed, synthetic_dir):
     """`python -m recipes.resnet18_mlp` trains a tiny run; the installed `mura-tf serve` serves
     it under `--name xray` at `--threshold 0.25`, answers TF Serving's requests and the reader
-    page, and exits 0 on SIGTERM without a traceback."""
+    page; on SIGTERM it answers the request in flight, refuses new ones, and exits 0 without a
+    traceback."""
     out = installed["work"] / "runs"
     trained = _run(
         installed, "python", "-m", "recipes.resnet18_mlp", "--data-dir", str(synthetic_dir),
@@ -197,6 +219,21 @@ def test_a_recipe_and_serve_as_a_user_starts_them(installed, synthetic_dir):
         assert study["study"]["threshold"] == 0.25  # --threshold took effect
         assert study["study"]["abnormal"] == (study["study"]["probability"] >= 0.25)
         assert study["study"]["probability"] == pytest.approx(p1, abs=1e-6)
+
+        # SIGTERM while a slow request is in flight: it is answered in full, then the server
+        # exits (waitress, drained)
+        slow = json.dumps({"signature_name": "serve_images",
+                           "instances": [_b64_png((1200, 1200))] * 200}).encode()  # fmt: skip
+        answers: list = []
+        sender = threading.Thread(target=lambda: answers.append(
+            _post(f"{base}/v1/models/xray:predict", slow, "application/json")))  # fmt: skip
+        sender.start()
+        time.sleep(1.0)  # the request is being decoded and scored
+        server.send_signal(signal.SIGTERM)
+        sender.join(timeout=300)
+        ((status, answer),) = answers
+        assert status == 200 and len(answer["predictions"]) == 200, answer
+        assert _refused(f"{base}/v1/models/xray")  # no new connection once stopping
     finally:
         server.send_signal(signal.SIGTERM)
         try:

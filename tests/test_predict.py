@@ -2,6 +2,7 @@
 studies as folders, and one line for every kind of bad input."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -464,3 +465,277 @@ def test_evaluate_reads_a_mura_layout_of_dicom_films_as_its_pngs(
     capsys.readouterr()
     err = one_line_error(capsys, run(CONFIG, argv=argv))
     assert "holds DICOM films" in err and "training reads PNG and JPEG" in err
+
+
+def _png(size: tuple[int, int], mode: str = "L") -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new(mode, size).save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def hostile_films(tmp_path: Path) -> dict[str, tuple[bytes, str]]:
+    """Films an attacker (or a broken client) sends, each with the reason it must be refused:
+    decompression bombs, headers that lie about the size, truncated and empty files, random
+    bytes, and a valid-looking DICOM whose Rows and Columns are absurd."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (100, 100), 128).save(buffer, format="JPEG")
+    liar = bytearray(buffer.getvalue())
+    sof = liar.index(b"\xff\xc0")  # baseline frame header: height, width at +5
+    liar[sof + 5 : sof + 9] = (65500).to_bytes(2, "big") * 2
+    ok = _png((64, 64))
+    films = {
+        "bomb 20,000 px": (_png((20_000, 20_000)), "400,000,000 pixels, over the limit of 50"),
+        "over the limit": (_png((8_000, 7_000)), "8,000 x 7,000 pixels, over the limit"),
+        "lying JPEG header": (bytes(liar), "4,290,250,000 pixels, over the limit"),
+        "truncated PNG": (ok[: len(ok) // 2], "not a readable film"),
+        "empty": (b"", "not a PNG, JPEG or DICOM film"),
+        "random bytes": (np.random.default_rng(0).bytes(4096), "not a PNG, JPEG or DICOM film"),
+    }
+    import pydicom
+    from dicom_writer import write_dicom
+
+    path = write_dicom(np.zeros((8, 8), np.uint8), tmp_path / "absurd.dcm", "monochrome2")
+    ds = pydicom.dcmread(path)
+    ds.Rows = ds.Columns = 65535  # the header claims 4 gigapixels; the pixel data is 64 bytes
+    ds.save_as(path)
+    films["DICOM 65535 x 65535"] = (path.read_bytes(), "DICOM: 65,535 x 65,535 pixels, over")
+    assert len(films["bomb 20,000 px"][0]) < 1_000_000  # small on the wire
+    return films
+
+
+def test_every_hostile_body_is_a_4xx_and_the_server_lives(server, tmp_path):
+    """A corpus of hostile bodies against the server on loopback: each answer is a 4xx with one
+    line naming what is wrong, never a 500, and the server still answers after each."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    def post(body: bytes, content_type: str = "application/json") -> tuple[int, str]:
+        request = urllib.request.Request(
+            server + "/v1/models/mura:predict", data=body, headers={"Content-Type": content_type}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=300) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())["error"]
+
+    def films_body(films: list[bytes]) -> bytes:
+        return json.dumps({"signature_name": "serve_images",
+                           "instances": [_b64(f) for f in films]}).encode()  # fmt: skip
+
+    corpus = {
+        name: (films_body([_png((64, 64)), film]), ("instance 1: ", reason))
+        for name, (film, reason) in hostile_films(tmp_path).items()
+    }
+    corpus |= {
+        "100,000 nested arrays": (b"[" * 100_000 + b"]" * 100_000, "nests 100000 levels deep"),
+        "nested objects": (b'{"a":' * 5_000 + b"1" + b"}" * 5_000, "nests 5000 levels deep"),
+        "257 one-pixel films": (films_body([_png((1, 1))] * 257), "257 instances in one request"),
+        "no instances": (b'{"signature_name": "serve_images", "instances": []}', "non-empty"),
+        "no columns": (b'{"signature_name": "serve_images", "inputs": {"images": []}}',
+                       "no instances"),
+        "not UTF-8": (b"\xff\xfe\x00garbage", "not a JSON object"),
+        "a JSON string": (b'"instances"', "not a JSON object"),
+        "brackets in strings do not count": (
+            json.dumps({"instances": ["[" * 100]}).encode(), "not an array of float"),
+        "film not an object": (b'{"signature_name": "serve_images", "instances": [42]}',
+                               'give the film as {"b64"'),
+        "ragged pixels": (b'{"instances": [[[1, 2], [3]]]}', "not an array of float"),
+    }  # fmt: skip
+    for name, (body, message) in corpus.items():
+        status, error = post(body)
+        assert 400 <= status < 500, (name, status, error)
+        parts = message if isinstance(message, tuple) else (message,)
+        assert all(p in error for p in parts) and "\n" not in error, (name, error)
+        with urllib.request.urlopen(server + "/v1/models/mura", timeout=60) as alive:
+            assert alive.status == 200, name
+    status, _ = post(b"x" * (64 * 2**20 + 1))
+    assert status == 413
+
+
+def test_tf_servings_versioned_urls(server):
+    import json
+    import urllib.error
+    import urllib.request
+
+    def get(path: str) -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(server + path, timeout=60) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    assert get("/v1/models/mura/versions/1")[0] == 200
+    status, meta = get("/v1/models/mura/versions/1/metadata")
+    assert status == 200 and meta["model_spec"]["version"] == "1"
+    status, error = get("/v1/models/mura/versions/2")
+    assert status == 404 and error["error"] == "Servable not found for request: Specific(mura, 2)"
+    samples = Path(__file__).resolve().parents[1] / "samples" / "fracatlas" / "images"
+    film = sorted(samples.rglob("*.jpg"))[0].read_bytes()
+    body = json.dumps({"signature_name": "serve_images", "instances": [_b64(film)]}).encode()
+    answers = []
+    for path in ("/v1/models/mura:predict", "/v1/models/mura/versions/1:predict"):
+        request = urllib.request.Request(server + path, data=body,
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            answers.append(json.loads(answer.read())["predictions"])
+    assert answers[0] == answers[1]
+
+
+def test_predict_skips_hostile_films_with_their_reasons_and_goes_on(
+    trained, synthetic_dir, tmp_path, capsys
+):
+    views = sorted((synthetic_dir / "MURA-v1.1" / "valid" / "XR_ELBOW").rglob("*.png"))[:2]
+    study = tmp_path / "study"
+    study.mkdir()
+    for i, view in enumerate(views):
+        shutil.copy(view, study / f"view{i}.png")
+    hostile = hostile_films(tmp_path)
+    names = {"bomb 20,000 px": "bomb.png", "lying JPEG header": "liar.jpg",
+             "DICOM 65535 x 65535": "absurd.dcm", "over the limit": "big.png"}  # fmt: skip
+    for case, name in names.items():
+        (study / name).write_bytes(hostile[case][0])
+    out = tmp_path / "p"
+    assert run_cli(predict, ["--model", str(trained), str(study), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 4 unreadable file(s)" in err and "Traceback" not in err, err
+    named = [name for name in names.values() if name in err]
+    assert len(named) >= 3, err  # the warning names the first few, then "and N more"
+    for case, name in names.items():
+        if name in named:
+            assert re.search(rf"{re.escape(name)} \([^)]*{re.escape(hostile[case][1])}", err), err
+    assert len(pd.read_csv(out / "predictions.csv")) == 2
+
+
+def test_a_token_guards_every_route_but_the_page(trained, monkeypatch):
+    import hmac
+
+    from mura_tf.serving import rest
+
+    compared = []
+    real = hmac.compare_digest
+    monkeypatch.setattr(rest.hmac, "compare_digest", lambda a, b: compared.append(1) or real(a, b))
+    token = "s3cret-token-of-32-characters-xx"
+    client = rest.create_app(trained, token=token).test_client()
+    assert client.get("/").status_code == 200  # the page holds no data
+    for path in ("/v1/models/mura", "/reader/run", "/monitoring/prometheus/metrics"):
+        answer = client.get(path)
+        assert answer.status_code == 401 and answer.headers["WWW-Authenticate"].startswith("Bearer")
+        assert "Bearer" in answer.get_json()["error"]
+        for wrong in (f"Bearer {token[:-1]}y", f"Basic {token}", token, f"Bearer {token}x"):
+            assert client.get(path, headers={"Authorization": wrong}).status_code == 401, wrong
+        assert client.get(path, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert compared  # the token is compared with hmac.compare_digest: in constant time
+    answer = client.post("/v1/models/mura:predict", json={"instances": [1]})
+    assert answer.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--host", "0.0.0.0"], "--host 0.0.0.0 opens the server to the network: give"),
+        (["--host", "192.168.1.7", "--token", "short"], "--token must be at least 16"),
+        (["--host", "::", "--token-file", "MISSING"], "cannot read the token file"),
+        (["--host", "0.0.0.0", "--token-file", "SHORT"], "must be at least 16"),
+    ],
+)
+def test_serving_beyond_loopback_needs_a_token_or_open(flags, message, tmp_path, capsys):
+    from mura_tf.commands.serve import is_loopback, main
+
+    (tmp_path / "SHORT").write_text("abc\n")
+    flags = [str(tmp_path / f) if f in ("MISSING", "SHORT") else f for f in flags]
+    err = one_line_error(capsys, run_cli(main, ["--model", str(tmp_path / "no-run"), *flags]))
+    assert message in err
+    # --open (or a token) passes the check: the next thing refused is the missing model
+    err = one_line_error(
+        capsys, run_cli(main, ["--model", str(tmp_path / "no-run"), "--host", "0.0.0.0", "--open"])
+    )
+    assert "no-run" in err and "network" not in err
+    assert is_loopback("127.0.0.1") and is_loopback("127.9.9.9") and is_loopback("::1")
+    assert is_loopback("localhost") and not is_loopback("0.0.0.0") and not is_loopback("::")
+
+
+def test_prometheus_metrics_count_requests_codes_and_batches(trained):
+    from mura_tf.serving.rest import create_app
+
+    client = create_app(trained).test_client()
+    samples = Path(__file__).resolve().parents[1] / "samples" / "fracatlas" / "images"
+    film = _b64(sorted(samples.rglob("*.jpg"))[0].read_bytes())
+    body = {"signature_name": "serve_images", "instances": [film] * 3}
+    for _ in range(2):
+        assert client.post("/v1/models/mura:predict", json=body).status_code == 200
+    assert client.post("/v1/models/mura:predict", data=b"[[[").status_code == 400
+    assert client.get("/v1/models/other").status_code == 404
+    text = client.get("/monitoring/prometheus/metrics").get_data(as_text=True)
+    route = "/v1/models/<model_name>:predict"
+    assert f'mura_tf_requests_total{{code="200",route="{route}"}} 2.0' in text
+    assert f'mura_tf_requests_total{{code="400",route="{route}"}} 1.0' in text
+    assert 'mura_tf_requests_total{code="404",route="/v1/models/<model_name>"} 1.0' in text
+    assert f'mura_tf_request_seconds_count{{route="{route}"}} 3.0' in text
+    assert "mura_tf_batch_size_count 2.0" in text and "mura_tf_batch_size_sum 6.0" in text
+
+
+def test_the_reader_says_when_the_model_saw_only_synthetic_films(trained, tmp_path):
+    from mura_tf.serving.reader import run_summary
+
+    assert "warning" not in run_summary(trained)
+    synthetic = tmp_path / trained.name
+    shutil.copytree(trained, synthetic, ignore=shutil.ignore_patterns("export", "checkpoints"))
+    config = json.loads((synthetic / "config.json").read_text())
+    config["experiment"]["synthetic"] = True
+    (synthetic / "config.json").write_text(json.dumps(config))
+    summary = run_summary(synthetic)
+    assert "trained on the synthetic set" in summary["warning"]
+    assert summary["dataset"].startswith("the synthetic MURA")
+
+
+def test_hostile_load_keeps_memory_bounded_and_it_returns(server):
+    """16 clients x 4 requests of 256 one-pixel films each, at once: every answer is right, the
+    process's resident memory never rises more than 600 MB over idle, and within 100 MB of
+    idle afterwards."""
+    import json
+    import threading
+    import time
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    def rss() -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * 4096
+
+    body = json.dumps({"signature_name": "serve_images",
+                       "instances": [_b64(_png((1, 1)))] * 256}).encode()  # fmt: skip
+
+    def post() -> list:
+        request = urllib.request.Request(server + "/v1/models/mura:predict", data=body,
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=600) as answer:
+            return json.loads(answer.read())["predictions"]
+
+    first = post()  # warm: the signature traced
+    idle, peak, done = rss(), [0], threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], rss())
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: post(), range(64)))
+    done.set()
+    watcher.join()
+    time.sleep(1)
+    after = rss()
+    assert all(a == first for a in answers) and len(first) == 256
+    assert peak[0] - idle < 600 * 2**20, (idle, peak[0])
+    assert after - idle < 100 * 2**20, (idle, after)

@@ -32,6 +32,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
+from mura_tf.data.limits import size_problem
 from mura_tf.errors import MuraDataError
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -128,6 +129,13 @@ def film_pixels(path: Path | BinaryIO) -> np.ndarray:
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise NotAFilm(f"{photometric} colour image, not a greyscale radiograph")
+    try:  # the header's size, checked before pydicom allocates the pixels
+        rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    except (TypeError, ValueError):
+        raise NotAFilm("Rows or Columns is not a number") from None
+    too_large = size_problem(columns, rows)
+    if too_large:
+        raise NotAFilm(too_large)
     try:
         stored = ds.pixel_array
     except Exception:  # pydicom's handlers raise many kinds

@@ -26,6 +26,7 @@ import pandas as pd
 from PIL import Image
 
 from mura_tf.data.datasets import MURA
+from mura_tf.data.limits import bomb_problem, size_problem
 from mura_tf.errors import MuraDataError, MuraDataWarning
 
 SPLITS: tuple[str, ...] = ("train", "valid")
@@ -174,8 +175,9 @@ def film_problem(
     path: str | os.PathLike[str], signature: bytes, kind: str, check: Callable[[Image.Image], None]
 ) -> str | None:
     """Why `path` is not a readable `kind` film (`'missing'`, `'empty file'`, `'not a PNG'`,
-    `'corrupt (...)'`), or None: its first bytes must be `signature`, then `check` (given the
-    opened Pillow image) must not raise."""
+    `'corrupt (...)'`, too many pixels for `limits.MAX_FILM_PIXELS`), or None: its first bytes
+    must be `signature`, its header's size within the limit, then `check` (given the opened
+    Pillow image) must not raise."""
     try:
         with open(path, "rb") as f:
             head = f.read(len(signature))
@@ -184,10 +186,15 @@ def film_problem(
         if head != signature:
             return f"not a {kind}"
         with Image.open(path) as im:
+            too_large = size_problem(*im.size)
+            if too_large:
+                return too_large
             check(im)
     except FileNotFoundError:
         return "missing"
-    except (OSError, SyntaxError, ValueError, zlib.error, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        return bomb_problem(e)
+    except (OSError, SyntaxError, ValueError, zlib.error) as e:
         return f"corrupt ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
     return None
 

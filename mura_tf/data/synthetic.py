@@ -194,7 +194,8 @@ def render_film(
     Args:
         part: canonical part name (`XR_ELBOW` ...).
         lesion: None, `hardware` or `fracture`.
-        w, h: size in pixels.
+        w: width in pixels.
+        h: height in pixels.
     Returns:
         uint8 `[h, w]` grayscale image (dark background, bright bones) and the box
         (x0, y0, x1, y1 in pixels) around the lesion, None without one.

@@ -88,7 +88,8 @@ def operating_points(
     """Sensitivity and specificity of the test studies at 0.5 and at the dev-chosen thresholds.
 
     Args:
-        dev, test: one row per study: `label`, `probability` (`metrics.study_predictions`).
+        dev: one row per dev study: `label`, `probability` (`metrics.study_predictions`).
+        test: the test studies, of the same form.
     Returns:
         `{name: {"threshold", "sensitivity", "specificity", "sensitivity_ci",
         "specificity_ci"}}` for `protocol` (0.5) and each of `dev_thresholds`, and `method`.

@@ -71,7 +71,8 @@ def paired_difference(
     """`first` minus `second` on the studies both scored (study = mean of its views).
 
     Args:
-        first, second: one row per image: `study`, `label`, `probability`.
+        first: one row per image: `study`, `label`, `probability`.
+        second: the other system's rows, of the same form.
     Returns:
         `studies` (how many both scored), per metric of `PAIRED_METRICS` the `difference` and
         its paired-bootstrap `interval` (None where undefined), and `delong` (see `delong`;

@@ -23,7 +23,8 @@ def nt_xent(z1: tf.Tensor, z2: tf.Tensor, temperature: float = 0.1) -> tf.Tensor
     gradients; a custom train step must do the same.)
 
     Args:
-        z1, z2: `[N, D]` projections of two views of the same N images.
+        z1: `[N, D]` projections of the first views of N images.
+        z2: `[N, D]` projections of the second views of the same N images.
         temperature: softmax temperature (SimCLR default 0.1).
     Returns:
         Scalar: mean over the 2N anchors of -log softmax of the positive pair. Equals half of
@@ -61,7 +62,8 @@ def contrastive_accuracy(z1: tf.Tensor, z2: tf.Tensor) -> tf.Tensor:
     """Share of the 2N anchors whose positive is the most similar other view (local batch).
 
     Args:
-        z1, z2: `[N, D]` projections.
+        z1: `[N, D]` projections of the first views.
+        z2: `[N, D]` projections of the second views.
     Returns:
         Scalar in [0, 1].
     """

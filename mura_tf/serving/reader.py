@@ -69,14 +69,22 @@ def run_summary(model: str | os.PathLike[str]) -> dict:
         if key in study
     ]
     selected = run.metrics.get("selected_epoch")
-    return {
+    synthetic = bool(run.settings.get("synthetic"))
+    dataset = run.settings.get("dataset", "mura")
+    summary = {
         "label": run.label,
         "recipe": run.settings.get("recipe", run.section),
         "part": run.settings.get("part", ""),
-        "dataset": run.settings.get("dataset", "mura"),
+        "dataset": f"the synthetic {dataset.upper()} (generated films)" if synthetic else dataset,
         "epoch": describe_selection(selected) if selected else "",
         "metrics": shown,
     }
+    if synthetic:
+        summary["warning"] = (
+            "This model was trained on the synthetic set: drawn shapes, not radiographs. Its "
+            "probabilities on real films mean nothing; train on real films (--data-dir) to use it."
+        )
+    return summary
 
 
 def read_study(uploads: list[Upload], cams, threshold: Threshold) -> dict:

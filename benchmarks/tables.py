@@ -1,0 +1,363 @@
+"""The documentation's tables of measured results, generated from the committed records.
+
+    python -m benchmarks.tables            # rewrite every generated block in docs/
+    python -m benchmarks.tables --check    # exit 1 naming each block that differs (CI)
+
+A page holds a generated table between two markers:
+
+    <!-- generated: NAME -->
+    ...
+    <!-- end generated -->
+
+and NAME is a key of `TABLES`: a function of the records that returns the block's Markdown,
+caption included (the command that made the records, the CPUs and the dates they name). A
+re-run that adds or replaces a record changes the pages only through this command, so a page
+cannot hold a number its record does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+REAL_FILMS = REPO / "benchmarks" / "results" / "real_films"
+MAIN_JOB = REPO / "benchmarks" / "results" / "main_job"
+BLOCK = re.compile(
+    r"(?P<start><!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)"
+    r"(?P<end><!-- end generated -->)",
+    re.S,
+)
+COMMAND = "python -m benchmarks.real_films --data-dir ../shared/data/fracatlas --image-size 64"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One finished run kept in `benchmarks/results/`: its settings, metrics and timing."""
+
+    path: Path
+    kind: str  # config.json's section: "experiment" or "pretrain"
+    settings: dict
+    metrics: dict
+    timing: dict
+    torch: dict | None
+
+    @property
+    def seed(self) -> int:
+        return int(self.settings["seed"])
+
+
+def read_records(root: Path = REAL_FILMS) -> list[Record]:
+    """Every run under `root` (a folder holding `config.json`), in path order."""
+    records = []
+    for config in sorted(root.rglob("config.json")):
+        run = config.parent
+        (kind, settings), *_ = json.loads(config.read_text()).items()
+        torch = run / "torch_reference.json"
+        records.append(
+            Record(
+                path=run,
+                kind=kind,
+                settings=settings,
+                metrics=json.loads((run / "metrics.json").read_text()),
+                timing=json.loads((run / "benchmark.json").read_text()),
+                torch=json.loads(torch.read_text()) if torch.is_file() else None,
+            )
+        )
+    return records
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _with_interval(value: float, interval: list[float] | None) -> str:
+    if not interval:
+        return _number(value)
+    low, high = interval
+    return f"{value:.3f} ({low:.3f} to {high:.3f})"
+
+
+def _epoch(record: Record) -> str:
+    selected = record.metrics["selected_epoch"]
+    text = f"{selected['epoch']} of {selected['epochs_run']}"
+    return text + " (stopped)" if selected.get("stopped_early") else text
+
+
+def _minutes(record: Record) -> str:
+    seconds = record.timing.get("seconds")
+    return "" if seconds is None else f"{seconds / 60:.1f}"
+
+
+def _mean_sd(values: list[float]) -> str:
+    if len(values) < 2:
+        return _number(values[0]) if values else ""
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def _caption(records: list[Record], command: str) -> str:
+    cpus = sorted({r.timing["cpu"] for r in records})
+    dates = sorted({r.timing["date"] for r in records})
+    when = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
+    return (
+        f"Records: `{command}`, kept in `{REAL_FILMS.relative_to(REPO)}/`; "
+        f"CPU: {'; '.join(cpus)}; run {when}. Minutes are wall time on that CPU."
+    )
+
+
+def _run_rows(records: list[Record], label: Callable[[Record], str]) -> list[str]:
+    rows = [
+        "| run | seed | epoch handed over | dev AUROC there | test AUROC (95%) | test kappa (95%) "
+        "| accuracy | pointing (chance) | mass / share | minutes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        study, where = r.metrics["study"], r.metrics.get("localisation")
+        pointing = (
+            f"{where['pointing_hit_rate']:.3f} ({where['pointing_chance']:.3f})" if where else ""
+        )
+        mass = f"{where['mass_in_outline'] / where['outline_share']:.2f}" if where else ""
+        dev = _number(r.metrics["selected_epoch"]["value"])
+        rows.append(
+            f"| {label(r)} | {r.seed} | {_epoch(r)} | {dev}"
+            f" | {_with_interval(study['auc'], study.get('auc_ci'))}"
+            f" | {_with_interval(study['kappa'], study.get('kappa_ci'))}"
+            f" | {_number(study['accuracy'])} | {pointing} | {mass} | {_minutes(r)} |"
+        )
+    return rows
+
+
+def _summary_rows(groups: dict[str, list[Record]]) -> list[str]:
+    rows = [
+        "| run | seeds | dev AUROC, mean ± sd | test AUROC, mean ± sd | test kappa, mean ± sd |",
+        "|---|---|---|---|---|",
+    ]
+    for name, records in groups.items():
+        dev = [r.metrics["selected_epoch"]["value"] for r in records]
+        auc = [r.metrics["study"]["auc"] for r in records]
+        kappa = [r.metrics["study"]["kappa"] for r in records]
+        seeds = ", ".join(str(r.seed) for r in records)
+        rows.append(f"| {name} | {seeds} | {_mean_sd(dev)} | {_mean_sd(auc)} | {_mean_sd(kappa)} |")
+    return rows
+
+
+# The settings every `resnet18_mlp` record shares unless its row says otherwise.
+RESNET_DEFAULTS = {"epochs": 12, "keep_aspect": False, "augment": ["autocontrast", "hflip"]}
+
+
+def _resnet_setting(record: Record) -> str:
+    """`default`, or the flags by which the record's run differs from the benchmark's
+    `resnet18_mlp` at 64 px."""
+    s = record.settings
+    flags = []
+    if s["keep_aspect"] != RESNET_DEFAULTS["keep_aspect"]:
+        flags.append("--keep-aspect")
+    if s["augment"] != RESNET_DEFAULTS["augment"]:
+        flags.append("--augment " + ",".join(s["augment"]))
+    if s["epochs"] != RESNET_DEFAULTS["epochs"]:
+        flags.append(f"--epochs {s['epochs']}")
+    return " ".join(f"`{f}`" for f in flags) or "default"
+
+
+def _of(records: list[Record], recipe: str) -> list[Record]:
+    return [r for r in records if r.settings.get("recipe") == recipe and r.kind == "experiment"]
+
+
+def _grouped(records: list[Record], key: Callable[[Record], str]) -> dict[str, list[Record]]:
+    groups: dict[str, list[Record]] = {}
+    for r in sorted(records, key=lambda r: (key(r) != "default", key(r), r.seed)):
+        groups.setdefault(key(r), []).append(r)
+    return groups
+
+
+def resnet18_settings(records: list[Record]) -> str:
+    """`resnet18_mlp` at 64 px: every setting tried, each row a run, then mean ± sd per setting."""
+    runs = _of(records, "resnet18_mlp")
+    groups = _grouped(runs, _resnet_setting)
+    ordered = [r for group in groups.values() for r in group]
+    lines = [
+        _caption(ordered, COMMAND + " --runs resnet18_mlp [-- FLAGS]"),
+        "",
+        *_summary_rows(groups),
+        "",
+        *_run_rows(ordered, _resnet_setting),
+    ]
+    return "\n".join(lines)
+
+
+def torch_twin(records: list[Record]) -> str:
+    """`resnet18_mlp` at 64 px against its PyTorch twin (same films, schedule and dev metric)."""
+    runs = [r for r in _of(records, "resnet18_mlp") if r.torch is not None]
+    runs.sort(key=lambda r: r.seed)
+    rows = [
+        "| seed | Keras: epoch, test AUROC (95%), kappa | PyTorch twin: epoch, test AUROC (95%), "
+        "kappa | twin's minutes |",
+        "|---|---|---|---|",
+    ]
+    for r in runs:
+        t, study = r.torch, r.metrics["study"]
+        rows.append(
+            f"| {r.seed} | {_epoch(r)}, {_with_interval(study['auc'], study.get('auc_ci'))}, "
+            f"{study['kappa']:.3f} | {t['epoch'].replace('/', ' of ')}, {t['auroc']:.3f} "
+            f"({t['auroc 95%'].replace('-', ' to ', 1)}), {t['kappa']:.3f} | {t['minutes']:.1f} |"
+        )
+    keras = [r.metrics["study"]["auc"] for r in runs]
+    twin = [r.torch["auroc"] for r in runs]
+    rows.append(f"| mean ± sd | {_mean_sd(keras)} | {_mean_sd(twin)} | |")
+    command = COMMAND + " --runs resnet18_mlp,torch_resnet18_mlp"
+    return "\n".join([_caption(runs, command), "", *rows])
+
+
+def baseline_densenet(records: list[Record]) -> str:
+    """Report 002's DenseNet169 baseline at 64 px, per seed and mean ± sd."""
+    runs = sorted(_of(records, "baseline_densenet"), key=lambda r: r.seed)
+    lines = [
+        _caption(runs, COMMAND + " --runs baseline_densenet"),
+        "",
+        *_run_rows(runs, lambda r: "`baseline_densenet`"),
+        "",
+        *_summary_rows({"`baseline_densenet`": runs}),
+    ]
+    return "\n".join(lines)
+
+
+def _simclr_label(record: Record) -> str:
+    fraction = record.settings["label_fraction"]
+    # `--encoder RUN` is recorded as the weights the run started from
+    start = "random" if record.settings["weights"] in ("none", None) else "SimCLR"
+    return f"{fraction:.0%} from {start}"
+
+
+def simclr(records: list[Record]) -> str:
+    """SimCLR pre-training, then fine-tuning at 1/10/100% of the labels against random starts."""
+    runs = _of(records, "simclr_finetune")
+    groups: dict[str, list[Record]] = {}
+
+    def order(r: Record) -> tuple:
+        return r.settings["label_fraction"], _simclr_label(r).endswith("random"), r.seed
+
+    for r in sorted(runs, key=order):
+        groups.setdefault(_simclr_label(r), []).append(r)
+    pretrain = sorted((r for r in records if r.kind == "pretrain"), key=lambda r: r.seed)
+    minutes = ", ".join(f"seed {r.seed}: {_minutes(r)}" for r in pretrain)
+    ordered = [r for group in groups.values() for r in group]
+    lines = [
+        _caption(pretrain + ordered, COMMAND + " --runs simclr"),
+        f"Pre-training, 10 epochs, minutes: {minutes}.",
+        "",
+        *_summary_rows(groups),
+        "",
+        *_run_rows(ordered, _simclr_label),
+    ]
+    return "\n".join(lines)
+
+
+def synthetic_seeds(records: list[Record]) -> str:
+    """The README's main job and `resnet18_mlp` on the synthetic elbow, per seed, then mean ±
+    sd over seeds beside the mean width of one run's interval."""
+    command = "python -m benchmarks.main_job --seeds 0,1,2 --record benchmarks/results/main_job"
+    runs = read_records(MAIN_JOB)
+    if not runs:
+        return f"No records yet: run `{command}`."
+    runs.sort(
+        key=lambda r: (r.settings["recipe"] != "baseline_densenet", r.settings["recipe"], r.seed)
+    )
+    rows = [
+        "| recipe | seed | epoch handed over | study AUROC (95%) | study kappa (95%) "
+        "| study accuracy (95%) | image AUROC (95%) | wall time |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        study, image = r.metrics["study"], r.metrics["image"]
+        rows.append(
+            f"| `{r.settings['recipe']}` | {r.seed} | {_epoch(r)}"
+            f" | {_with_interval(study['auc'], study.get('auc_ci'))}"
+            f" | {_with_interval(study['kappa'], study.get('kappa_ci'))}"
+            f" | {_with_interval(study['accuracy'], study.get('accuracy_ci'))}"
+            f" | {_with_interval(image['auc'], image.get('auc_ci'))}"
+            f" | {r.timing['seconds']:.0f} s |"
+        )
+    summary = [
+        "",
+        "| recipe | study AUROC, mean ± sd | one run's interval, mean width "
+        "| study kappa, mean ± sd | one run's interval, mean width |",
+        "|---|---|---|---|---|",
+    ]
+    for recipe in dict.fromkeys(r.settings["recipe"] for r in runs):
+        docs = [r.metrics["study"] for r in runs if r.settings["recipe"] == recipe]
+        widths = {
+            key: statistics.mean(d[f"{key}_ci"][1] - d[f"{key}_ci"][0] for d in docs)
+            for key in ("auc", "kappa")
+        }
+        summary.append(
+            f"| `{recipe}` | {_mean_sd([d['auc'] for d in docs])} | {widths['auc']:.3f}"
+            f" | {_mean_sd([d['kappa'] for d in docs])} | {widths['kappa']:.3f} |"
+        )
+    caption = _caption(runs, command).replace(
+        f"kept in `{REAL_FILMS.relative_to(REPO)}/`", f"kept in `{MAIN_JOB.relative_to(REPO)}/`"
+    )
+    return "\n".join([caption, "", *rows, *summary])
+
+
+TABLES: dict[str, Callable[[list[Record]], str]] = {
+    "synthetic-seeds": synthetic_seeds,
+    "real-films-resnet18": resnet18_settings,
+    "real-films-torch-twin": torch_twin,
+    "real-films-densenet": baseline_densenet,
+    "real-films-simclr": simclr,
+}
+
+
+def render(text: str, records: list[Record]) -> str:
+    """`text` with every generated block made anew from `records`."""
+
+    def block(match: re.Match) -> str:
+        name = match["name"]
+        if name not in TABLES:
+            raise SystemExit(f"unknown generated block {name!r}: one of {', '.join(TABLES)}")
+        return f"{match['start']}{TABLES[name](records)}\n{match['end']}"
+
+    return BLOCK.sub(block, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.tables",
+        description="Generate the documentation's result tables from benchmarks/results/.",
+    )
+    parser.add_argument(
+        "--check", action="store_true",
+        help="change nothing; exit 1 naming every page whose generated blocks are stale",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    records = read_records()
+    stale = []
+    for page in sorted(DOCS.rglob("*.md")):
+        text = page.read_text()
+        made = render(text, records)
+        if made == text:
+            continue
+        stale.append(page.relative_to(REPO))
+        if not args.check:
+            page.write_text(made)
+    if args.check and stale:
+        print(
+            "stale generated tables in " + ", ".join(map(str, stale))
+            + ": run python -m benchmarks.tables",
+            file=sys.stderr,
+        )  # fmt: skip
+        return 1
+    for page in stale:
+        print(f"wrote {page}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
