@@ -300,8 +300,12 @@ def synthetic_seeds(records: list[Record]) -> str:
             f"| `{recipe}` | {_mean_sd([d['auc'] for d in docs])} | {widths['auc']:.3f}"
             f" | {_mean_sd([d['kappa'] for d in docs])} | {widths['kappa']:.3f} |"
         )
-    caption = _caption(runs, command).replace(
-        f"kept in `{REAL_FILMS.relative_to(REPO)}/`", f"kept in `{MAIN_JOB.relative_to(REPO)}/`"
+    caption = (
+        _caption(runs, command)
+        .replace(
+            f"kept in `{REAL_FILMS.relative_to(REPO)}/`", f"kept in `{MAIN_JOB.relative_to(REPO)}/`"
+        )
+        .replace("Minutes are wall time on that CPU.", "Wall time on that CPU, one run at a time.")
     )
     return "\n".join([caption, "", *rows, *summary])
 

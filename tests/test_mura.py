@@ -3,6 +3,7 @@ import os
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from mura_tf.data.mura import load_mura, png_problem
 from mura_tf.data.parts import PARTS, canonical_part, parse_parts
@@ -112,8 +113,10 @@ def test_csv_row_whose_file_is_missing_is_an_error(mura_copy):
         lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),  # truncated
         lambda p: p.write_bytes(b"GIF89a not a png at all"),
         lambda p: p.write_bytes(p.read_bytes()[:60] + b"\xff" * 8 + p.read_bytes()[68:]),  # bad CRC
+        lambda p: Image.new("L", (20_000, 20_000)).save(p),  # a decompression bomb (400 MP)
+        lambda p: Image.new("L", (8_000, 7_000)).save(p),  # over the 50 MP limit
     ],
-    ids=["empty", "truncated", "not-png", "bit-flip"],
+    ids=["empty", "truncated", "not-png", "bit-flip", "bomb", "over-the-pixel-limit"],
 )
 def test_unreadable_png_is_skipped_with_a_warning_naming_it_or_fails_when_strict(mura_copy, damage):
     before = load_mura(mura_copy, check_images=False)
@@ -126,6 +129,19 @@ def test_unreadable_png_is_skipped_with_a_warning_naming_it_or_fails_when_strict
     assert len(after) == len(before) - 1 and str(victim) not in set(after["path"])
     with pytest.raises(MuraDataError, match=rel):
         load_mura(mura_copy, strict=True)
+
+
+def test_a_film_over_the_pixel_limit_is_named_by_its_header_size(tmp_path):
+    Image.new("L", (8_000, 7_000)).save(tmp_path / "big.png")
+    Image.new("L", (20_000, 20_000)).save(tmp_path / "bomb.png")
+    Image.new("L", (7_000, 7_000)).save(tmp_path / "under.png")  # 49 MP: a film
+    assert png_problem(tmp_path / "big.png") == (
+        "8,000 x 7,000 pixels, over the limit of 50 megapixels"
+    )
+    assert png_problem(tmp_path / "bomb.png") == (
+        "its header claims 400,000,000 pixels, over the limit of 50 megapixels"
+    )
+    assert png_problem(tmp_path / "under.png") is None
 
 
 def test_healthy_pngs_have_no_problem(synthetic_dir):

@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
-        "--threads", type=positive_int, default=8,
+        "--threads", type=positive_int, default=64,
         help="request threads of the server (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(

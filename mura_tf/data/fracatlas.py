@@ -41,7 +41,7 @@ import pandas as pd
 from PIL import Image
 
 from mura_tf.data.datasets import FRACATLAS
-from mura_tf.data.mura import film_problem, find_unreadable
+from mura_tf.data.mura import check_decodes, film_problem, find_unreadable
 from mura_tf.errors import MuraDataError, MuraDataWarning
 
 SPLIT_SEED = 0
@@ -78,17 +78,12 @@ def find_fracatlas_root(data_dir: str | os.PathLike[str]) -> Path:
     )
 
 
-def _decode_at_one_eighth(im: Image.Image) -> None:
-    im.draft(im.mode, (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
-    im.load()
-
-
 def jpeg_problem(path: str | os.PathLike[str]) -> str | None:
     """Why `path` is not a readable JPEG (`'missing'`, `'empty file'`, `'corrupt (image file
     is truncated ...)'` ...), or None. Decodes the whole entropy-coded stream at 1/8 scale
     (libjpeg's DCT scaling through Pillow's `draft`), which finds a cut-off file for a fraction
     of a full decode; bytes after the image (20 FracAtlas films have them) are no fault."""
-    return film_problem(path, JPEG_SIGNATURE, "JPEG", _decode_at_one_eighth)
+    return film_problem(path, JPEG_SIGNATURE, "JPEG", check_decodes)
 
 
 def _warn(message: str) -> None:

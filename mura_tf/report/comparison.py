@@ -4,8 +4,12 @@ paper's kappas as a reference row.
 Each row is computed from test predictions (`predictions.csv`) with MURA's study rule
 (`mura_tf.evaluators.metrics.study_level_metrics`), so every row is scored the same way:
 
-- a run on several parts, an ensemble (`mura_tf.runs.ensemble`): one row, its label;
-- runs on one part each with the same label (per-part models): merged into one row;
+- a run on several parts, an ensemble (`mura_tf.runs.ensemble`): one row, its label; runs
+  whose part sets overlap without being single parts are two rows, paired on their common
+  studies;
+- runs on one part each with the same label (per-part models): merged into one row, as long
+  as their parts are disjoint. Two runs on the same part (two seeds, or one setting against
+  another) are two rows, told apart by their folders, and get their paired line;
 - a part-router cascade (`mura_tf.runs.cascade`): its row, and beside it "cascade given the true
   parts": the same experts with every study sent to its true part, i.e. what routing costs.
 
@@ -15,6 +19,7 @@ The paper's figures come from its own 207-study test set with ImageNet weights
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,25 +65,12 @@ def comparison_rows(run_dirs: Sequence[str | os.PathLike[str]]) -> list[Row]:
                 "cascade, with metrics.json)"
             )
         runs.append(run)
-    # Single-part runs of one label become one row, where the first of them stands.
-    order: list[FinishedRun | str] = []
-    merged: dict[str, list[FinishedRun]] = {}
-    for run in runs:
-        dataset = DATASETS[run.settings.get("dataset", "mura")]
-        single = len(dataset.parse_parts(run.settings.get("part") or "all")) == 1
-        if single and run.section != "cascade":
-            if run.label not in merged:
-                merged[run.label] = []
-                order.append(run.label)
-            merged[run.label].append(run)
-        else:
-            order.append(run)
     rows: list[Row] = []
-    for item in order:
-        if isinstance(item, str):
-            group = merged[item]
-            frame = pd.concat([_predictions(run) for run in group], ignore_index=True)
-            rows.append(Row(f"{item} (per part)", frame, tuple(str(r.run_dir) for r in group)))
+    for item in _merged_per_part(runs):
+        if isinstance(item, list):  # per-part runs on disjoint parts
+            frame = pd.concat([_predictions(run) for run in item], ignore_index=True)
+            name = f"{item[0].label} (per part)"
+            rows.append(Row(name, frame, tuple(str(r.run_dir) for r in item)))
             continue
         frame = _predictions(item)
         rows.append(Row(item.label, frame, (str(item.run_dir),)))
@@ -93,6 +85,40 @@ def comparison_rows(run_dirs: Sequence[str | os.PathLike[str]]) -> list[Row]:
         else row
         for row in rows
     ]
+
+
+def _single_part(run: FinishedRun) -> str | None:
+    """The run's one part, or None for a run on several parts or a cascade."""
+    if run.section == "cascade":
+        return None
+    dataset = DATASETS[run.settings.get("dataset", "mura")]
+    parts = dataset.parse_parts(run.settings.get("part") or "all")
+    return parts[0] if len(parts) == 1 else None
+
+
+def _merged_per_part(runs: list[FinishedRun]) -> list[FinishedRun | list[FinishedRun]]:
+    """The runs in order, single-part runs of one label gathered into groups of disjoint parts
+    (a group standing where its first run stood): a run joins the first group of its label,
+    runs of its own seed first, that does not hold its part yet, else starts a group. A group
+    of one run is a per-part row too."""
+    order: list[FinishedRun | list[FinishedRun]] = []
+    groups: dict[str, list[list[FinishedRun]]] = {}
+    for run in runs:
+        part = _single_part(run)
+        if part is None:
+            order.append(run)
+            continue
+        seed = run.settings.get("seed")
+        candidates = sorted(
+            groups.setdefault(run.label, []), key=lambda g: g[0].settings.get("seed") != seed
+        )
+        group = next((g for g in candidates if part not in map(_single_part, g)), None)
+        if group is None:
+            group = []
+            groups[run.label].append(group)
+            order.append(group)
+        group.append(run)
+    return order
 
 
 def _predictions(run: FinishedRun) -> pd.DataFrame:
@@ -184,7 +210,9 @@ def markdown(table: pd.DataFrame) -> str:
 def paired_table(rows: Sequence[Row]) -> pd.DataFrame:
     """Every pair of rows scored on studies in common: the first minus the second in study
     AUROC (paired bootstrap interval, DeLong's p) and kappa (paired bootstrap interval), all
-    parts together (`evaluators.paired`)."""
+    parts together (`evaluators.paired`). A difference that is undefined is NaN, and `note`
+    says why: the common studies hold one label only (neither), or kappa is undefined in most
+    resamples (AUROC still shown)."""
     records = []
     for i, first in enumerate(rows):
         for second in rows[i + 1 :]:
@@ -192,26 +220,30 @@ def paired_table(rows: Sequence[Row]) -> pd.DataFrame:
             if not common:
                 continue
             found = paired_difference(first.predictions, second.predictions)
-            if found["delong"] is None or None in (
-                found["auc"]["interval"],
-                found["kappa"]["interval"],
-            ):
-                continue  # the common studies hold one label only
-            records.append(
-                {
-                    "first": first.name,
-                    "second": second.name,
-                    "studies": found["studies"],
-                    "auc_difference": found["auc"]["difference"],
-                    "auc_low": found["auc"]["interval"][0],
-                    "auc_high": found["auc"]["interval"][1],
-                    "delong_p": found["delong"]["p"],
-                    "kappa_difference": found["kappa"]["difference"],
-                    "kappa_low": found["kappa"]["interval"][0],
-                    "kappa_high": found["kappa"]["interval"][1],
-                }
-            )
+            record = {"first": first.name, "second": second.name, "studies": found["studies"]}
+            auc, kappa, test = found["auc"], found["kappa"], found["delong"]
+            notes = []
+            if test is None or auc["interval"] is None:
+                notes.append("the common studies hold one label only: no AUROC or kappa")
+                auc = kappa = {"difference": math.nan, "interval": None}
+                test = {"p": math.nan}
+            elif kappa["interval"] is None:
+                notes.append("kappa undefined in most resamples")
+            for name, found_metric in (("auc", auc), ("kappa", kappa)):
+                low, high = found_metric["interval"] or (math.nan, math.nan)
+                defined = found_metric["interval"] is not None
+                record[f"{name}_difference"] = found_metric["difference"] if defined else math.nan
+                record[f"{name}_low"], record[f"{name}_high"] = low, high
+            record["delong_p"] = test["p"]
+            record["note"] = "; ".join(notes)
+            records.append(record)
     return pd.DataFrame(records)
+
+
+def _difference(value: float, low: float, high: float) -> str:
+    if math.isnan(value):
+        return "undefined"
+    return f"{value:+.3f} ({low:+.3f} to {high:+.3f})"
 
 
 def paired_markdown(pairs: pd.DataFrame) -> str:
@@ -220,14 +252,15 @@ def paired_markdown(pairs: pd.DataFrame) -> str:
         return ""
     lines = [
         "| first - second | studies | AUROC difference (95% interval) | DeLong p | "
-        "kappa difference (95% interval) |",
-        "|---|---|---|---|---|",
+        "kappa difference (95% interval) | note |",
+        "|---|---|---|---|---|---|",
     ]
     for r in pairs.itertuples():
+        p = "undefined" if math.isnan(r.delong_p) else f"{r.delong_p:.3g}"
         lines.append(
-            f"| {r.first} - {r.second} | {r.studies} | {r.auc_difference:+.3f} "
-            f"({r.auc_low:+.3f} to {r.auc_high:+.3f}) | {r.delong_p:.3g} | "
-            f"{r.kappa_difference:+.3f} ({r.kappa_low:+.3f} to {r.kappa_high:+.3f}) |"
+            f"| {r.first} - {r.second} | {r.studies} "
+            f"| {_difference(r.auc_difference, r.auc_low, r.auc_high)} | {p} "
+            f"| {_difference(r.kappa_difference, r.kappa_low, r.kappa_high)} | {r.note} |"
         )
     return (
         "\n\nPaired differences on the studies both systems scored (all parts; bootstrap over "

@@ -22,6 +22,7 @@ from mura_tf.data.datasets import dataset_of_parts
 from mura_tf.data.dicom import NotAFilm, dicom_info, film_pixels, film_png, is_dicom
 from mura_tf.data.fracatlas import Outline
 from mura_tf.data.limits import bomb_problem, size_problem
+from mura_tf.data.mura import check_decodes
 from mura_tf.data.parts import PARTS
 from mura_tf.errors import ConfigError
 from mura_tf.evaluators.thresholds import PROTOCOL, Threshold
@@ -92,22 +93,22 @@ def readable(path: Path) -> str | None:
 def image_problem(data: bytes) -> str | None:
     """Why the bytes `data` are not a PNG or JPEG film the export can decode (not an image,
     another format, more pixels than `limits.MAX_FILM_PIXELS`, damaged), or None. The size is
-    read from the header before a pixel is decoded."""
+    read from the header before a pixel is decoded; damage is found as the catalogues find it
+    (`mura.check_decodes`), without a full decode."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            kind = image.format
+            if image.format not in ("PNG", "JPEG"):
+                return f"a {image.format} image, not PNG, JPEG or DICOM"
             too_large = size_problem(*image.size)
             if too_large:
                 return too_large
-            image.load()
+            check_decodes(image)
     except UnidentifiedImageError:
         return "not a PNG, JPEG or DICOM film"
     except Image.DecompressionBombError as e:
         return bomb_problem(e)
     except (OSError, SyntaxError, ValueError, zlib.error) as e:  # a damaged PNG or JPEG
         return f"not a readable film ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
-    if kind not in ("PNG", "JPEG"):
-        return f"a {kind} image, not PNG, JPEG or DICOM"
     return None
 
 
