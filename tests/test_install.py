@@ -1,7 +1,7 @@
-"""The package as a user gets it: the wheel built from this checkout, installed with its
-declared dependencies into a fresh virtual environment that has never seen the checkout, and
-used from an empty folder: the commands' help, a recipe, and `mura-tf serve` started by its
-entry point, answering TF Serving's requests, and stopped by SIGTERM."""
+"""The package as a user gets it: the wheel built from this checkout, installed into a fresh
+virtual environment that has never seen the checkout, and used from an empty folder: the
+commands' help, a recipe, and `mura-tf serve` started by its entry point, answering TF
+Serving's requests, and stopped by SIGTERM."""
 
 from __future__ import annotations
 
@@ -38,10 +38,18 @@ def _clean_env(venv: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def installed(tmp_path_factory) -> dict:
     """The wheel (built from a copy of the sources, so the checkout gets no build/ folder) in
-    a fresh venv with its declared dependencies; an empty working folder outside the checkout."""
+    a fresh venv, used from an empty working folder outside the checkout.
+
+    The wheel goes in with `--no-deps`; the venv sees the dependencies of the environment
+    running the tests (which `.ci/run` installs afresh from `pyproject.toml`'s declarations and
+    checks with deptry) through a `.pth` line naming its site-packages. A `.pth` line adds a
+    folder to `sys.path` without running the `.pth` files in it, so the checkout's editable
+    install stays invisible: what imports is the wheel (the first test asserts it). Installing
+    every dependency again would cost a minute and 3 GB a run and test nothing more.
+    """
     root = tmp_path_factory.mktemp("install")
     source = root / "source"
     source.mkdir()
@@ -58,11 +66,14 @@ def installed(tmp_path_factory) -> dict:
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     pip = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps",
          "--disable-pip-version-check", str(wheel)],
-        capture_output=True, text=True, timeout=1800,
+        capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert pip.returncode == 0, pip.stderr[-3000:]
+    (site,) = (venv / "lib").glob("python3*/site-packages")
+    dependencies = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    (site / "dependencies.pth").write_text("\n".join(dependencies) + "\n")
     work = root / "empty"
     work.mkdir()
     return {"venv": venv, "wheel": wheel, "work": work, "env": _clean_env(venv)}

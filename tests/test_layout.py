@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "mura_tf"
 
 
@@ -109,3 +111,13 @@ def test_the_old_module_paths_are_gone():
         [sys.executable, "-c", "import mura_tf.experiment"], capture_output=True, text=True
     )
     assert done.returncode == 1 and "No module named 'mura_tf.experiment'" in done.stderr
+
+
+@pytest.mark.xdist_group("grouping-probe")
+def test_xdist_groups_keep_module_fixtures_on_one_worker(request):
+    """The long files mark themselves `xdist_group` so that their module fixtures are built
+    once (pyproject.toml's --dist loadgroup). A pytest/pytest-xdist pair under which the mark
+    is silently ignored (pytest-dev/pytest-xdist#1386) fails here instead of costing minutes."""
+    if not getattr(request.config.option, "loadgroup", False):  # set on xdist's workers
+        pytest.skip("the suite runs without --dist loadgroup (-n 0)")
+    assert request.node.nodeid.endswith("@grouping-probe"), request.node.nodeid

@@ -62,14 +62,20 @@ def test_predict_on_the_mura_folder_reproduces_the_runs_own_test_predictions(
     assert f"{len(films)} films, {len(studies)} studies" in printed
 
 
-def test_a_folder_is_a_study_and_unreadable_files_are_named(
-    trained, synthetic_dir, tmp_path, capsys
-):
+def study_of_two_views(synthetic_dir: Path, study: Path) -> tuple[Path, list[Path]]:
+    """A folder of one's own holding two elbow films of the synthetic set (`view0.png`,
+    `view1.png`); the films it was copied from."""
     views = sorted((synthetic_dir / "MURA-v1.1" / "valid" / "XR_ELBOW").rglob("*.png"))[:2]
-    study = tmp_path / "my study"
     study.mkdir()
     for i, view in enumerate(views):
         shutil.copy(view, study / f"view{i}.png")
+    return study, views
+
+
+def test_a_folder_is_a_study_and_unreadable_files_are_named(
+    trained, synthetic_dir, tmp_path, capsys
+):
+    study, views = study_of_two_views(synthetic_dir, tmp_path / "my study")
     (study / "broken.png").write_bytes(views[0].read_bytes()[:200])  # truncated
     (study / "notes.txt").write_text("not a film")  # not an image name: ignored
     out = tmp_path / "p"
@@ -594,11 +600,7 @@ def test_tf_servings_versioned_urls(server):
 def test_predict_skips_hostile_films_with_their_reasons_and_goes_on(
     trained, synthetic_dir, tmp_path, capsys
 ):
-    views = sorted((synthetic_dir / "MURA-v1.1" / "valid" / "XR_ELBOW").rglob("*.png"))[:2]
-    study = tmp_path / "study"
-    study.mkdir()
-    for i, view in enumerate(views):
-        shutil.copy(view, study / f"view{i}.png")
+    study, _ = study_of_two_views(synthetic_dir, tmp_path / "study")
     hostile = hostile_films(tmp_path)
     names = {"bomb 20,000 px": "bomb.png", "lying JPEG header": "liar.jpg",
              "DICOM 65535 x 65535": "absurd.dcm", "over the limit": "big.png"}  # fmt: skip
