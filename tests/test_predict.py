@@ -701,7 +701,7 @@ def test_the_reader_says_when_the_model_saw_only_synthetic_films(trained, tmp_pa
 
 
 def test_hostile_load_keeps_memory_bounded_and_it_returns(server):
-    """16 clients x 4 requests of 256 one-pixel films each, at once: every answer is right, the
+    """8 clients x 4 requests of 256 one-pixel films each, at once: every answer is right, the
     process's resident memory never rises more than 600 MB over idle, and within 100 MB of
     idle afterwards."""
     import json
@@ -732,8 +732,8 @@ def test_hostile_load_keeps_memory_bounded_and_it_returns(server):
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    with ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(lambda _: post(), range(64)))
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: post(), range(32)))
     done.set()
     watcher.join()
     time.sleep(1)
