@@ -85,7 +85,7 @@ def tensorboard(run: Path, out: Path) -> None:
     )  # fmt: skip
     try:
         _wait_for(f"http://127.0.0.1:{port}/", board)
-        url = f"http://127.0.0.1:{port}/?darkMode=false#timeseries"
+        url = f"http://127.0.0.1:{port}/?darkMode=false#scalars"
         _screenshot(url, out / "tensorboard.png", "1400,1000", wait_ms=20000)
     finally:
         board.terminate()
