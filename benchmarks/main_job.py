@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from mura_tf.evaluators.intervals import value_with_interval
+from mura_tf.files import write_json
 
 RECIPES = ("baseline_densenet", "resnet18_mlp")
 RECORDED = ("config.json", "metrics.json", "history.csv")
@@ -84,7 +85,7 @@ def record(row: dict, root: Path) -> Path:
         "cpu": cpu_model(), "seconds": row["seconds"], "date": time.strftime("%Y-%m-%d"),
         "command": " ".join(["python -m benchmarks.main_job", *flags]),
     }  # fmt: skip
-    (kept / "benchmark.json").write_text(json.dumps(timing, indent=2) + "\n")
+    write_json(kept / "benchmark.json", timing)
     return kept
 
 

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mura_tf.files import write_text
+
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 REAL_FILMS = REPO / "benchmarks" / "results" / "real_films"
@@ -350,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         stale.append(page.relative_to(REPO))
         if not args.check:
-            page.write_text(made)
+            write_text(page, made)  # a temporary name, then renamed: never a half-written page
     if args.check and stale:
         print(
             "stale generated tables in " + ", ".join(map(str, stale))
