@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from mura_tf.serving.batching import Batcher, BatchingOptions
+from mura_tf.serving.batching import Batcher, BatchingOptions, model_caller
 
 
 class Model:
@@ -75,3 +75,11 @@ def test_options_are_checked():
         BatchingOptions(max_batch_size=0)
     with pytest.raises(ValueError, match="batch_timeout_micros"):
         BatchingOptions(batch_timeout_micros=-1)
+
+
+def test_without_batching_a_request_calls_the_model_itself_in_pieces_of_the_batch_size():
+    model = Model()
+    call = model_caller(model, BatchingOptions(max_batch_size=4, enabled=False))
+    answer = call({"x": np.arange(10, dtype=np.float32)})
+    np.testing.assert_array_equal(answer["y"], np.arange(10) * 2)
+    assert model.calls == [4, 4, 2]  # in order, in this thread: --max-batch-size still holds

@@ -96,11 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     threshold = resolve_threshold(args.threshold, args.model)
     limits = Limits(instances=args.max_instances)
-    batching = BatchingOptions(args.max_batch_size, args.batch_timeout_micros)
-    app = create_app(
-        args.model, args.name, threshold, limits, token,
-        batching if args.enable_batching else None,
-    )  # fmt: skip
+    batching = BatchingOptions(
+        args.max_batch_size, args.batch_timeout_micros, enabled=args.enable_batching
+    )
+    app = create_app(args.model, args.name, threshold, limits, token, batching)
     base = f"http://{args.host}:{args.port}"
     print(f"reader:   {base}/" + ("#token=TOKEN" if token else ""), flush=True)
     print(f"REST API: {base}/v1/models/{args.name}  (TF Serving's; :predict, /metadata)")

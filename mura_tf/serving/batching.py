@@ -26,17 +26,43 @@ class BatchingOptions:
     """TF Serving's batching parameters of the same names.
 
     `max_batch_size`: rows per model call; `batch_timeout_micros`: how long the first row of a
-    batch waits for more (0: a batch is whatever is queued when the model is free).
+    batch waits for more (0: a batch is whatever is queued when the model is free);
+    `enabled`: merge concurrent requests (False: each request calls the model itself, still at
+    most `max_batch_size` rows a call).
     """
 
     max_batch_size: int = 32
     batch_timeout_micros: int = 5000
+    enabled: bool = True
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {self.max_batch_size}")
         if self.batch_timeout_micros < 0:
             raise ValueError(f"batch_timeout_micros must be >= 0, got {self.batch_timeout_micros}")
+
+
+def split_rows(inputs: dict[str, np.ndarray], size: int) -> list[dict[str, np.ndarray]]:
+    """`inputs` (`{name: [N, ...]}`) cut into consecutive pieces of at most `size` rows."""
+    rows = len(next(iter(inputs.values())))
+    if rows == 0:
+        raise ValueError("no rows to score")
+    return [{k: v[i : i + size] for k, v in inputs.items()} for i in range(0, rows, size)]
+
+
+def join_rows(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The inverse of `split_rows`: each name's pieces concatenated in order."""
+    return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+
+
+def model_caller(call: ModelCall, options: BatchingOptions) -> ModelCall:
+    """`call` behind a `Batcher` when `options.enabled`, else called in the request's own
+    thread on at most `options.max_batch_size` rows at a time."""
+    if options.enabled:
+        return Batcher(call, options)
+    return lambda inputs: join_rows(
+        [call(part) for part in split_rows(inputs, options.max_batch_size)]
+    )
 
 
 @dataclass
@@ -66,13 +92,9 @@ class Batcher:
         threading.Thread(target=self._serve, name="mura-tf-batcher", daemon=True).start()
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = len(next(iter(inputs.values())))
-        if rows == 0:
-            raise ValueError("no rows to score")
-        size = self._options.max_batch_size
         jobs = [
-            _Job({k: v[i : i + size] for k, v in inputs.items()}, min(size, rows - i))
-            for i in range(0, rows, size)
+            _Job(part, len(next(iter(part.values()))))
+            for part in split_rows(inputs, self._options.max_batch_size)
         ]
         for job in jobs:
             self._queue.put(job)
@@ -80,7 +102,7 @@ class Batcher:
             job.done.wait()
             if job.error is not None:
                 raise job.error
-        return {k: np.concatenate([job.outputs[k] for job in jobs]) for k in jobs[0].outputs}
+        return join_rows([job.outputs for job in jobs])
 
     def _next_batch(self) -> list[_Job]:
         first = self._held or self._queue.get()
@@ -114,8 +136,7 @@ class Batcher:
                 job.done.set()
 
     def _run(self, batch: list[_Job]) -> None:
-        merged = {k: np.concatenate([job.inputs[k] for job in batch]) for k in batch[0].inputs}
-        outputs = self._call(merged)
+        outputs = self._call(join_rows([job.inputs for job in batch]))
         start = 0
         for job in batch:
             job.outputs = {k: v[start : start + job.rows] for k, v in outputs.items()}

@@ -51,7 +51,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
 from mura_tf.evaluators.thresholds import PROTOCOL, Threshold
-from mura_tf.serving.batching import Batcher, BatchingOptions
+from mura_tf.serving.batching import BatchingOptions, model_caller
 from mura_tf.serving.limits import Limits
 from mura_tf.serving.load import cams_of, find_export, load_export
 from mura_tf.serving.reader import PAGE, Upload, encoded_film, read_study, run_summary
@@ -81,19 +81,22 @@ def create_app(
     threshold: Threshold = PROTOCOL,
     limits: Limits = Limits(),  # noqa: B008 - frozen, so one shared default is safe
     token: str | None = None,
-    batching: BatchingOptions | None = BatchingOptions(),  # noqa: B008 - frozen
+    batching: BatchingOptions = BatchingOptions(),  # noqa: B008 - frozen
 ) -> Flask:
     """The Flask app serving `model` (a run folder or its `export/`) as TF Serving would serve
     a model called `name`, with the reader page (`mura_tf.serving.reader`) at `/` deciding
     studies at `threshold`, each request within `limits`. With a `token`, every route but the
     page itself answers 401 unless the request carries `Authorization: Bearer <token>`.
-    `batching` merges concurrent requests into model calls (None: each request calls the
-    model itself, at most `BatchingOptions().max_batch_size` rows a call)."""
+    `batching` says how concurrent requests are merged into model calls
+    (`mura_tf.serving.batching`)."""
     export = find_export(model)
     loaded = load_export(export)  # one load serves the REST API and the reader's Grad-CAM
     signatures = dict(loaded.signatures)
     metrics = Metrics()
-    callers = {key: _caller(fn, batching, metrics.batch) for key, fn in signatures.items()}
+    callers = {
+        key: model_caller(_signature_call(fn, metrics.batches.observe), batching)
+        for key, fn in signatures.items()
+    }
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     cams = cams_of(loaded, export)
@@ -262,32 +265,17 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
         )  # fmt: skip
 
-    def batch(self, rows: int) -> None:
-        self.batches.observe(rows)
 
-
-def _caller(fn, batching: BatchingOptions | None, on_batch):
-    """`inputs -> outputs` of a signature: through a `Batcher`, or called in the request's own
-    thread `max_batch_size` rows at a time; `on_batch(rows)` told each model call's size."""
+def _signature_call(fn, on_batch):
+    """A signature as a `batching.ModelCall` on NumPy columns; `on_batch(rows)` is told each
+    call's size (the metrics' batch sizes)."""
 
     def call(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        tensors = {k: tf.constant(v) for k, v in columns.items()}
-        outputs = {k: v.numpy() for k, v in fn(**tensors).items()}
+        outputs = fn(**{k: tf.constant(v) for k, v in columns.items()})
         on_batch(len(next(iter(columns.values()))))
-        return outputs
+        return {k: v.numpy() for k, v in outputs.items()}
 
-    if batching is not None:
-        return Batcher(call, batching)
-    size = BatchingOptions().max_batch_size
-
-    def unbatched(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = len(next(iter(inputs.values())))
-        parts = [
-            call({k: v[i : i + size] for k, v in inputs.items()}) for i in range(0, rows, size)
-        ]
-        return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
-
-    return unbatched
+    return call
 
 
 def _first_line(e: Exception) -> str:
@@ -402,6 +390,7 @@ def _to_columns(outputs: dict[str, np.ndarray]) -> Any:
 
 
 GRACE_SECONDS = 30.0  # how long a stopping server lets requests in flight finish
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def serve(app: Flask, host: str, port: int, threads: int = 4, debug: bool = False) -> None:
@@ -427,9 +416,6 @@ def serve(app: Flask, host: str, port: int, threads: int = 4, debug: bool = Fals
     finally:
         for sig, previous in handlers.items():
             signal.signal(sig, previous)
-
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _drain(server, grace: float) -> None:
