@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.records import add_record_flag
+
 # MURA v1.1: 36,808 training and 3,197 valid films over 7 parts. A patient of the synthetic
 # set has about 3.8 training films per part; 23 train and 2 valid patients per part at 1x give
 # about a sixtieth of MURA's counts.
@@ -193,6 +195,7 @@ def parser() -> argparse.ArgumentParser:
         default=VALID_PATIENTS,
         help=f"valid patients per part at 1x (default {VALID_PATIENTS})",
     )
+    add_record_flag(p)
     p.add_argument("--phase", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     p.add_argument("--data-dir", help=argparse.SUPPRESS)
     return p
@@ -214,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         parser().error("--scales must be positive and --image-size at least 32")
     if args.train_patients < 2 or args.valid_patients < 1:
         parser().error("--train-patients must be at least 2 and --valid-patients at least 1")
-    from benchmarks.main_job import cpu_model
+    from benchmarks.records import command_line, cpu_model, markdown_rows, write_record
     from mura_tf.data.mura import load_mura
 
     root = Path(args.root or Path(tempfile.gettempdir()) / "mura_tf_full_size")
@@ -229,12 +232,16 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(dir=root) as scratch:
             rows.append((scale, train, valid, phases(folders[scale], run, args.image_size,
                                                        Path(scratch))))  # fmt: skip
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; image size {args.image_size}")
+    print(f"CPU: {cpu_model()}; image size {args.image_size}")
     print("| scale | training films | valid films |\n|---|---|---|")
     for scale, train, valid, _ in rows:
         print(f"| {scale}x | {train} | {valid} |")
     print()
-    print(table(rows))
+    printed = table(rows)
+    print(printed)
+    if args.record:
+        write_record(args.record, command_line("benchmarks.full_size", list(argv or sys.argv[1:])),
+                     *markdown_rows(printed))  # fmt: skip
     return 0
 
 

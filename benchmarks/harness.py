@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from benchmarks import records
+
 MARK = "@@bench "
 WINDOW = 3
 TOLERANCE = 0.05
@@ -247,6 +249,7 @@ def add_side_flags(parser, mixed_precision: bool = False, training: bool = False
             "PyTorch's CPU default, a loop over the parameters)",
         )  # fmt: skip
     parser.add_argument("--only", choices=SIDES, help="run one side only")
+    records.add_record_flag(parser)
     parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
 
 
@@ -266,14 +269,22 @@ def run_sides(
         return 0
     print(banner, file=sys.stderr)
     sides = [s for s in SIDES if args.only in (None, s)]
-    compare(module, [*without_only(argv), *extra_argv], sides, args.repeats, args.max_repeats)
+    forwarded = [*records.without_record(without_only(argv)), *extra_argv]
+    results = compare(module, forwarded, sides, args.repeats, args.max_repeats)
+    if args.record:
+        columns, rows = records.markdown_rows(table(results))
+        records.write_record(
+            args.record, records.command_line(module, argv), columns, rows,
+            comparison=comparison(results), sides={s.name: s.info for s in results},
+        )  # fmt: skip
     return 0
 
 
 def compare(
     module: str, argv: list[str], sides: list[str], repeats: int, max_repeats: int | None = None
-) -> None:
-    """Start a worker per side (`python -m module *argv --worker SIDE`), alternate, print."""
+) -> list[Side]:
+    """Start a worker per side (`python -m module *argv --worker SIDE`), alternate, print;
+    return the sides' measurements."""
     env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
     workers = [Worker(s, ["-m", module, *argv, "--worker", s], env) for s in sides]
     results = alternate(workers, repeats, lambda m: print(m, file=sys.stderr), max_repeats)
@@ -284,6 +295,22 @@ def compare(
     print(table(results))
     if len(results) == 2:
         print(ratio_line(*results))
+    return results
+
+
+def comparison(sides: list[Side]) -> dict:
+    """What a record keeps for tables across invocations: per side its median, spread and peak
+    RSS; with two sides the ratio of the first to the second and its paired range."""
+    kept: dict = {
+        s.name: {"median": s.median, "spread": s.spread, "peak_rss_mb": s.peak_rss_mb}
+        for s in sides
+    }
+    if len(sides) == 2:
+        a, b = sides
+        paired = [x / y for x, y in zip(a.rates, b.rates, strict=False)]
+        kept["ratio"] = a.median / b.median
+        kept["paired"] = [min(paired), max(paired)]
+    return kept
 
 
 def ratio_line(a: Side, b: Side) -> str:

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -33,26 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.records import cpu_model
 from mura_tf.evaluators.intervals import value_with_interval
 from mura_tf.files import write_json
 
 RECIPES = ("baseline_densenet", "resnet18_mlp")
 RECORDED = ("config.json", "metrics.json", "history.csv")
-
-
-def cpu_model() -> str:
-    """The CPU's model name and widest vector unit (as `lscpu` shows them), for the caption."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    name = next((x.split(":", 1)[1].strip() for x in info.splitlines() if "model name" in x), "?")
-    flags = set(
-        next((x.split(":", 1)[1] for x in info.splitlines() if x.startswith("flags")), "").split()
-    )
-    units = [unit for flag, unit in (("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"),
-                                     ("avx2", "AVX2")) if flag in flags]  # fmt: skip
-    return f"{name} ({units[0] if units else 'no AVX2'}, {os.cpu_count()} cores)"
 
 
 def run_once(recipe: str, seed: int, out: Path, extra: list[str]) -> dict:

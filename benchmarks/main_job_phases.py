@@ -20,6 +20,8 @@ import tempfile
 import time
 from collections import defaultdict
 
+from benchmarks.records import add_record_flag, command_line, write_record
+
 MAIN_JOB = ["--part", "elbow", "--synthetic"]
 
 
@@ -32,6 +34,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "recipe_flags", nargs="*", help="after --: the recipe's flags (default: the main job's)"
     )
+    add_record_flag(p)
     return p
 
 
@@ -108,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:44s} {value:7.1f}")
     print(f"{'epochs (each)':44s} " + " ".join(f"{t:.1f}" for t in epochs))
     print(f"{'total in this process':44s} {total:7.1f}")
+    if args.record:
+        rows = [[name, f"{value:.1f}"] for name, value in seconds.items()]
+        rows += [["epochs (each)", " ".join(f"{t:.1f}" for t in epochs)],
+                 ["total in this process", f"{total:.1f}"]]  # fmt: skip
+        argv = list(argv if argv is not None else sys.argv[1:])
+        write_record(args.record, command_line("benchmarks.main_job_phases", argv),
+                     ["phase", "s"], rows)  # fmt: skip
     return code
 
 

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         parser().error(f"--inter-op-threads must be 0 or more, got {args.inter_op_threads}")
     if args.worker:
         return _worker(args)
-    from benchmarks.main_job import cpu_model
+    from benchmarks.records import command_line, cpu_model, markdown_rows, write_record
 
     sides, libraries = {}, {}
     for side in [s for s in SIDES if args.only in (None, s)]:
@@ -154,7 +154,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.steps} steps; CPU: {cpu_model()}")  # fmt: skip
     for side, info in libraries.items():
         print(f"{side}: {info or 'no oneDNN info lines'}")
-    print(kernel_table(sides))
+    table = kernel_table(sides)
+    print(table)
+    if args.record:
+        write_record(args.record, command_line("benchmarks.onednn_kernels", argv),
+                     *markdown_rows(table))  # fmt: skip
     return 0
 
 

@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(argv if argv is not None else sys.argv[1:])
     args = train_step.parse_args(parser(), argv)
     require_positive(parser(), args, ("batch", "size", "steps", "top"))
-    from benchmarks.main_job import cpu_model
+    from benchmarks.records import command_line, cpu_model, markdown_rows, write_record
 
     with tempfile.TemporaryDirectory() as tmp:
         trace = Path(args.trace or tmp)
@@ -196,7 +196,11 @@ def main(argv: list[str] | None = None) -> int:
             sides[side] = (result["ops"], result["wall"])
     print(f"{args.model}, batch {args.batch}, {args.size} px, --mixed-precision "
           f"{args.mixed_precision}; {args.steps} profiled steps; CPU: {cpu_model()}")  # fmt: skip
-    print(kind_table(sides, args.steps))
+    table = kind_table(sides, args.steps)
+    print(table)
+    if args.record:
+        write_record(args.record, command_line("benchmarks.profile_step", argv),
+                     *markdown_rows(table))  # fmt: skip
     for name, (ops, _) in sides.items():
         print(f"\n{name}: most expensive ops, ms per step")
         print(top_ops(ops, args.steps, args.top))

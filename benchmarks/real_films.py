@@ -1,7 +1,7 @@
 """What the recipes reach on real films: FracAtlas, from random weights, at CPU sizes.
 
     python -m benchmarks.real_films --data-dir ../shared/data/fracatlas \\
-        [--seeds 0,1,2] [--runs resnet18_mlp,torch_resnet18_mlp,baseline_densenet,simclr] \\
+        [--seeds 0,1,2] [--runs resnet18_mlp,torch_resnet18_mlp,baseline_densenet,simclr,...] \\
         [--image-size 128] [--epochs 12] [--out DIR] [--record DIR] [-- RECIPE FLAGS...]
 
 Every row is a run as a user starts it (`python -m recipes.NAME --data-dir DIR --weights none
@@ -17,7 +17,9 @@ FracAtlas has one film per study, so image and study AUROC are one number. The r
 - `baseline_densenet`: report 002's DenseNet169 baseline, from random weights;
 - `simclr`: SimCLR pre-training on FracAtlas's training films (labels unused), then
   fine-tuning at 1%, 10% and 100% of the labels, against the same fine-tuning from random
-  weights (report 002's protocol, at CPU size).
+  weights (report 002's protocol, at CPU size);
+- `fracatlas_outlines`: the outline-guided ResNet18 (`--outline-weight`), whose outline head's
+  own map is scored beside Grad-CAM ("own pointing", "own mass/share").
 
 Prints one table row per run and seed (the dev AUROC of the epoch handed over, which is what a
 default is judged by; test AUROC and kappa with their 95% intervals), then the mean
@@ -47,11 +49,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.main_job import cpu_model
+from benchmarks.records import cpu_model
 from mura_tf.evaluators.intervals import interval_text
 from mura_tf.files import write_json, write_with
 
-RUNS = ("resnet18_mlp", "torch_resnet18_mlp", "baseline_densenet", "simclr")
+RUNS = ("resnet18_mlp", "torch_resnet18_mlp", "baseline_densenet", "simclr", "fracatlas_outlines")
 FRACTIONS = (0.01, 0.1, 1.0)
 EPOCHS = 12  # supervised epochs at most (early stopping with the recipes' patience)
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +63,8 @@ RECORD = REPO / "benchmarks" / "results" / "real_films"
 # What a finished run leaves in the record (`--record`): enough to print its row and to let the
 # PyTorch twin train on its films, not its weights (a few hundred kB a run).
 RECORDED = ("config.json", "metrics.json", "history.csv", "predictions.csv", "localisation.csv",
-            "torch_reference.json", "checkpoints/best.json", "benchmark.json")  # fmt: skip
+            "localisation_outline_head.csv", "torch_reference.json", "checkpoints/best.json",
+            "benchmark.json")  # fmt: skip
 TIMING = "benchmark.json"  # the CPU a run was trained on, its wall time and the day it ran
 
 
@@ -122,6 +125,7 @@ def _row(run: str, seed: int, run_dir: Path, seconds: float) -> dict:
     if math.isnan(seconds):  # finished before: the time it took then, on its CPU
         seconds = timing.get("seconds", seconds)
     where = metrics.get("localisation", {})
+    own = metrics.get("localisation_outline_head", {})
     selected = metrics.get("selected_epoch", {})
     return {
         "run": run,
@@ -136,6 +140,8 @@ def _row(run: str, seed: int, run_dir: Path, seconds: float) -> dict:
         "pointing": where.get("pointing_hit_rate"),
         "chance": where.get("pointing_chance"),
         "mass/share": (where["mass_in_outline"] / where["outline_share"] if where else None),
+        "own pointing": own.get("pointing_hit_rate"),
+        "own mass/share": (own["mass_in_outline"] / own["outline_share"] if own else None),
         "epoch": f"{selected.get('epoch')}/{selected.get('epochs_run')}",
         "minutes": seconds / 60,
         "cpu": timing.get("cpu", ""),
@@ -203,6 +209,9 @@ def _seed_rows(args, runs: list[str], seed: int, out: Path, extra: list[str]) ->
     changed = [*extra, *([f"--epochs {args.epochs}"] if args.epochs != EPOCHS else [])]
     variant = (" " + " ".join(changed)) if changed else ""
     rows = []
+    if "fracatlas_outlines" in runs:
+        _, run_dir, seconds = _recipe("fracatlas_outlines", supervised, out, record)
+        rows.append(_row("fracatlas_outlines" + variant, seed, run_dir, seconds))
     if "resnet18_mlp" in runs or "torch_resnet18_mlp" in runs:
         flags = [*supervised, "--no-freeze"]
         _, keras_run, seconds = _recipe("resnet18_mlp", flags, out, record, keep_splits=True)
@@ -271,7 +280,8 @@ def _print(rows: list[dict]) -> None:
     import pandas as pd
 
     columns = ["run", "seed", "dev", "auroc", "auroc 95%", "kappa", "kappa 95%", "accuracy",
-               "pointing", "chance", "mass/share", "epoch", "minutes", "cpu"]  # fmt: skip
+               "pointing", "chance", "mass/share", "own pointing", "own mass/share", "epoch",
+               "minutes", "cpu"]  # fmt: skip
     table = pd.DataFrame(rows).reindex(columns=columns)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         cpus = sorted(set(table.pop("cpu").dropna()) - {""})

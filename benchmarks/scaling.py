@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.records import add_record_flag, command_line, markdown_rows, write_record
+
 DEFAULT_ARGS = "--weights none --image-size 128 --epochs 3 --patience 0 --no-freeze"
 PATIENTS = 16  # train patients per part at 1x (the --synthetic set has 60)
 
@@ -92,6 +94,7 @@ def parser() -> argparse.ArgumentParser:
         help=f"recipe flags, one string (default: {DEFAULT_ARGS!r})",
     )
     p.add_argument("--root", default=None, help="where the synthetic sets go (default: temp)")
+    add_record_flag(p)
     return p
 
 
@@ -110,12 +113,19 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((scale, counts.get("train", 0), counts.get("valid", 0), seconds, rss))
     print(f"recipe {args.recipe} {args.args}")
     fixed, per_image = linear_fit([r[1] for r in rows], [r[3] for r in rows])
-    print("| scale | train images | test images | wall s | linear fit s | peak RSS MB |")
-    print("|---|---|---|---|---|---|")
+    lines = [
+        "| scale | train images | test images | wall s | linear fit s | peak RSS MB |",
+        "|---|---|---|---|---|---|",
+    ]
     for scale, train, test, seconds, rss in rows:
         fit = fixed + per_image * train
-        print(f"| {scale}x | {train} | {test} | {seconds:.0f} | {fit:.0f} | {rss:.0f} |")
+        lines.append(f"| {scale}x | {train} | {test} | {seconds:.0f} | {fit:.0f} | {rss:.0f} |")
+    print("\n".join(lines))
     print(f"\nleast squares: {fixed:.0f} s fixed + {1000 * per_image:.0f} ms per train image")
+    if args.record:
+        write_record(args.record, command_line("benchmarks.scaling", list(argv or sys.argv[1:])),
+                     *markdown_rows("\n".join(lines)), fit={"fixed_s": fixed,
+                                                            "per_image_s": per_image})  # fmt: skip
     return 0
 
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
-import platform
 import signal
 import socket
 import subprocess
@@ -32,15 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _cpu() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from benchmarks.records import (
+    add_record_flag,
+    command_line,
+    cpu_model,
+    markdown_rows,
+    write_record,
+)
 
 
 def _rss_mib() -> float:
@@ -89,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", default="1,8,32", help="comma list of concurrent clients")
     parser.add_argument("--requests", type=int, default=20, help="requests per client")
     parser.add_argument("--batch", type=int, default=32, help="in-process batch (predict's)")
+    add_record_flag(parser)
     args = parser.parse_args(argv)
 
     from mura_tf.cli import start_tensorflow
@@ -100,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     films = [p.read_bytes() for p in paths[: args.count]]
     if not films:
         parser.error(f"--films {args.films}: no JPEG or PNG film in it")
-    print(f"CPU: {_cpu()}, {os.cpu_count()} cores; {len(films)} real films from {args.films}")
+    print(f"CPU: {cpu_model()}; {len(films)} real films from {args.films}")
 
     predict = load_image_serving(args.model)
     predict(np.array(films[:1], object))  # trace
@@ -114,12 +111,17 @@ def main(argv: list[str] | None = None) -> int:
         return rounds * len(films) / (time.perf_counter() - start)
 
     base_rate = in_process()
-    print("\n| path | clients | films/s | ÷ in process | latency p50 / p90 / p99 (ms) "
-          "| server RSS peak / after (MiB) |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
-    print(
-        f"| in process, batch {args.batch} (`mura-tf predict`) | - | {base_rate:.1f} | 1.00 | | |"
-    )
+    lines: list[str] = []
+
+    def row(line: str) -> None:
+        lines.append(line)
+        print(line, flush=True)
+
+    print()
+    row("| path | clients | films/s | ÷ in process | latency p50 / p90 / p99 (ms) "
+        "| server RSS peak / after (MiB) |")  # fmt: skip
+    row("|---|---|---|---|---|---|")
+    row(f"| in process, batch {args.batch} (`mura-tf predict`) | - | {base_rate:.1f} | 1.00 | | |")
     bodies = [
         json.dumps({"signature_name": "serve_images",
                     "instances": [{"b64": base64.b64encode(f).decode()}]}).encode()
@@ -148,13 +150,16 @@ def main(argv: list[str] | None = None) -> int:
                 rate = len(latencies) / (time.perf_counter() - start)
                 p50, p90, p99 = np.percentile(np.array(latencies) * 1000, [50, 90, 99])
                 peak, now = _memory_mib(server.pid)
-                print(f"| {label} | {clients} | {rate:.1f} | {rate / base_rate:.2f} "
-                      f"| {p50:.0f} / {p90:.0f} / {p99:.0f} | {peak:.0f} / {now:.0f} |",
-                      flush=True)  # fmt: skip
+                row(f"| {label} | {clients} | {rate:.1f} | {rate / base_rate:.2f} "
+                    f"| {p50:.0f} / {p90:.0f} / {p99:.0f} | {peak:.0f} / {now:.0f} |")  # fmt: skip
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=120)
-    print(f"| in process, again | - | {in_process():.1f} | | | |")
+    row(f"| in process, again | - | {in_process():.1f} | | | |")
+    if args.record:
+        argv = list(argv if argv is not None else sys.argv[1:])
+        write_record(args.record, command_line("benchmarks.serving", argv),
+                     *markdown_rows("\n".join(lines)))  # fmt: skip
     return 0
 
 

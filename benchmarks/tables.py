@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.records import read_record
 from mura_tf.files import write_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +34,7 @@ DOCS = REPO / "docs"
 REAL_FILMS = REPO / "benchmarks" / "results" / "real_films"
 MAIN_JOB = REPO / "benchmarks" / "results" / "main_job"
 BLOCK = re.compile(
-    r"(?P<start><!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)"
+    r"(?P<start><!-- generated: (?P<name>[\w-]+)(?: (?P<arg>\S+))? -->\n)(?P<body>.*?)"
     r"(?P<end><!-- end generated -->)",
     re.S,
 )
@@ -168,8 +169,15 @@ def _resnet_setting(record: Record) -> str:
     return " ".join(f"`{f}`" for f in flags) or "default"
 
 
-def _of(records: list[Record], recipe: str) -> list[Record]:
-    return [r for r in records if r.settings.get("recipe") == recipe and r.kind == "experiment"]
+def _of(records: list[Record], recipe: str, size: int = 64) -> list[Record]:
+    """The experiment records of `recipe` at `size` px."""
+    return [
+        r
+        for r in records
+        if r.settings.get("recipe") == recipe
+        and r.kind == "experiment"
+        and r.settings.get("image_size") == size
+    ]
 
 
 def _grouped(records: list[Record], key: Callable[[Record], str]) -> dict[str, list[Record]]:
@@ -312,7 +320,158 @@ def synthetic_seeds(records: list[Record]) -> str:
     return "\n".join([caption, "", *rows, *summary])
 
 
+def _read_json_records(where: Path) -> list[dict]:
+    path = REPO / where
+    files = sorted(path.glob("*.json")) if path.is_dir() else [path]
+    if not files or not files[0].is_file():
+        raise SystemExit(f"no benchmark record at {where}: run the benchmark with --record")
+    return [read_record(f) for f in files]
+
+
+def _when(found: list[dict]) -> str:
+    dates = sorted({r["date"] for r in found})
+    return dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
+
+
+def _provenance(found: list[dict], where: str) -> str:
+    cpus = "; ".join(sorted({r["cpu"] for r in found}))
+    versions = "; ".join(sorted({r["versions"] for r in found if r.get("versions")}))
+    transcribed = [r for r in found if r.get("source") == "transcribed"]
+    source = (
+        " Transcribed from the benchmark's printout (before benchmarks kept records); a re-run "
+        "with `--record` replaces it."
+        if transcribed
+        else ""
+    )
+    return (
+        f"Record{'s' if len(found) > 1 else ''}: `{where}`; CPU: {cpus}; {versions}; "
+        f"{_when(found)}.{source}"
+    )
+
+
+def _flag(command: str, name: str, default: str | None = None) -> str | None:
+    words = command.split()
+    return words[words.index(name) + 1] if name in words[:-1] else default
+
+
+PRECISION = {"on": "bfloat16", "off": "float32", "auto": "auto"}
+
+
+def _speed_label(command: str) -> tuple[str, str]:
+    """(benchmark, precision) of a harness record's command, as the table names them."""
+    module = command.split()[2].removeprefix("benchmarks.")
+    size = _flag(command, "--size")
+    precision = PRECISION[_flag(command, "--mixed-precision", "off")]
+    if module == "train_step":
+        model = {"resnet18": "ResNet18", "densenet169": "DenseNet169"}[_flag(command, "--model")]
+        label = f"{model} train step, {size or 224} px"
+    elif module == "inference":
+        label = "inference, PNG bytes -> probability, 256 px"
+    elif module == "simclr_step":
+        label = "SimCLR step, ResNet18, 128 px"
+    elif module == "pipeline":
+        films = "FracAtlas JPEGs" if _flag(command, "--data-dir") else "synthetic PNGs"
+        label, precision = f"input pipeline, {films}, {size or 256} px", "uint8 -> float32"
+    else:
+        label = module
+    if _flag(command, "--torch-compile") == "true":
+        label += ", PyTorch compiled"
+    return label, precision
+
+
+def speed_table(_: list[Record], where: str) -> str:
+    """Keras against PyTorch, one row per harness record in the folder `where`."""
+    found = _read_json_records(Path(where))
+    rows = [
+        "| benchmark | precision | Keras vs PyTorch, img/s | ratio | paired range "
+        "| spread (Keras / PyTorch) | peak RSS MB (Keras / PyTorch) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in found:
+        c = r["comparison"]
+        keras, torch = c["keras"], c["torch"]
+        label, precision = _speed_label(r["command"])
+        low, high = c["paired"]
+        rows.append(
+            f"| {label} | {precision} | {keras['median']:.2f} vs {torch['median']:.2f} "
+            f"| **{c['ratio']:.2f}×** | {low:.2f}-{high:.2f}× "
+            f"| {keras['spread']:.0%} / {torch['spread']:.0%} "
+            f"| {keras['peak_rss_mb']:.0f} / {torch['peak_rss_mb']:.0f} |"
+        )
+    commands = ["```bash", *(r["command"] for r in found), "```"]
+    lines = [_provenance(found, where) + " One invocation per row, one after another:", "",
+             *commands, "", *rows]  # fmt: skip
+    return "\n".join(lines)
+
+
+def record_table(_: list[Record], where: str) -> str:
+    """One record's table as its benchmark printed it, under its command."""
+    (record,) = _read_json_records(Path(where))
+    commands = record["command"] if isinstance(record["command"], list) else [record["command"]]
+    rows = [
+        "| " + " | ".join(record["columns"]) + " |",
+        "|" + "---|" * len(record["columns"]),
+        *("| " + " | ".join(row) + " |" for row in record["rows"]),
+    ]
+    lines = [_provenance([record], where), "", "```bash", *commands, "```", "", *rows]
+    return "\n".join(lines)
+
+
+# Tables of one argument: the record (a file) or records (a folder) they are made from.
+RECORD_TABLES: dict[str, Callable[[list[Record], str], str]] = {
+    "speed": speed_table,
+    "record": record_table,
+}
+
+
+def _pointing(where: dict | None) -> tuple[str, str]:
+    if not where:
+        return "", ""
+    return (
+        f"{where['pointing_hit_rate']:.3f} ({where['pointing_chance']:.3f})",
+        f"{where['mass_in_outline'] / where['outline_share']:.2f}",
+    )
+
+
+def outline_guided(records: list[Record]) -> str:
+    """At 128 px: `resnet18_mlp` against `fracatlas_outlines` (the outline-guided recipe),
+    per seed, Grad-CAM and the outline head's own map scored against the outlines."""
+    command = COMMAND.replace("--image-size 64", "--image-size 128")
+    command += " --runs resnet18_mlp,fracatlas_outlines"
+    runs = _of(records, "resnet18_mlp", 128) + _of(records, "fracatlas_outlines", 128)
+    if not runs:
+        return f"No records yet: run `{command}`."
+    runs.sort(key=lambda r: (r.settings["recipe"], r.settings.get("outline_weight", 0), r.seed))
+
+    def label(r: Record) -> str:
+        weight = r.settings.get("outline_weight") or 0
+        return f"`{r.settings['recipe']}`" + (f", outline weight {weight:g}" if weight else "")
+
+    rows = [
+        "| run | seed | epoch handed over | dev AUROC there | test AUROC (95%) | test kappa (95%) "
+        "| Grad-CAM pointing (chance) | Grad-CAM mass / share | outline head pointing "
+        "| outline head mass / share | minutes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        study = r.metrics["study"]
+        cam = _pointing(r.metrics.get("localisation"))
+        own = _pointing(r.metrics.get("localisation_outline_head"))
+        dev = _number(r.metrics["selected_epoch"]["value"])
+        rows.append(
+            f"| {label(r)} | {r.seed} | {_epoch(r)} | {dev}"
+            f" | {_with_interval(study['auc'], study.get('auc_ci'))}"
+            f" | {_with_interval(study['kappa'], study.get('kappa_ci'))}"
+            f" | {cam[0]} | {cam[1]} | {own[0]} | {own[1]} | {_minutes(r)} |"
+        )
+    groups: dict[str, list[Record]] = {}
+    for r in runs:
+        groups.setdefault(label(r), []).append(r)
+    return "\n".join([_caption(runs, command), "", *_summary_rows(groups), "", *rows])
+
+
 TABLES: dict[str, Callable[[list[Record]], str]] = {
+    "real-films-outlines": outline_guided,
     "synthetic-seeds": synthetic_seeds,
     "real-films-resnet18": resnet18_settings,
     "real-films-torch-twin": torch_twin,
@@ -325,10 +484,13 @@ def render(text: str, records: list[Record]) -> str:
     """`text` with every generated block made anew from `records`."""
 
     def block(match: re.Match) -> str:
-        name = match["name"]
-        if name not in TABLES:
-            raise SystemExit(f"unknown generated block {name!r}: one of {', '.join(TABLES)}")
-        return f"{match['start']}{TABLES[name](records)}\n{match['end']}"
+        name, arg = match["name"], match["arg"]
+        if arg is not None and name in RECORD_TABLES:
+            return f"{match['start']}{RECORD_TABLES[name](records, arg)}\n{match['end']}"
+        if arg is None and name in TABLES:
+            return f"{match['start']}{TABLES[name](records)}\n{match['end']}"
+        known = [*TABLES, *(f"{n} PATH" for n in RECORD_TABLES)]
+        raise SystemExit(f"unknown generated block {name!r}: one of {', '.join(known)}")
 
     return BLOCK.sub(block, text)
 

@@ -8,6 +8,7 @@ import pytest
 
 from benchmarks import main_job, pipeline, scaling, train_step
 from benchmarks.harness import Side, table, without_only
+from benchmarks.records import cpu_model
 
 
 def test_without_only_drops_the_flag_and_its_value():
@@ -58,15 +59,25 @@ def test_table_reports_medians_and_ratios():
 # Keras' own Adam (`--fused-adam false`) is the same code path with another optimizer, which
 # test_compat trains against the fused one.
 @pytest.mark.parametrize("fused_adam", ["true"])
-def test_train_step_benchmark_runs_the_project_model(capsys, fused_adam):
+def test_train_step_benchmark_runs_the_project_model(capsys, fused_adam, tmp_path):
     argv = ["--model", "resnet18", "--size", "32", "--batch", "2", "--steps", "1"]
     argv += ["--warmup", "1", "--repeats", "2", "--max-repeats", "2", "--settle-seconds", "0"]
-    argv += ["--only", "keras", "--fused-adam", fused_adam]
+    argv += ["--only", "keras", "--fused-adam", fused_adam, "--record", str(tmp_path / "r.json")]
     assert train_step.main(argv) == 0
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("| keras |"))
     median, reps = float(row.split("|")[2]), row.split("|")[3].split(",")
     assert median > 0 and len(reps) == 2
+    # The record holds the printed table, the command without --record, and this CPU.
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert record["rows"] == [[c.strip() for c in row.strip("|").split("|")]]
+    assert record["command"] == "python -m benchmarks.train_step " + " ".join(argv[:-2])
+    assert record["source"] == "recorded" and record["comparison"]["keras"]["median"] > 0
+    assert record["cpu"].startswith(cpu_model().split(" (")[0])
+    from benchmarks.tables import record_table
+
+    shown = record_table([], str(tmp_path / "r.json"))
+    assert row.replace("| keras |", "").strip() in shown and record["command"] in shown
     assert "'params': 11186625" in out  # ResNet18 (11,186,112) + a one-output Dense head
     assert f"'fused_adam': '{fused_adam}'" in out
 

@@ -214,6 +214,23 @@ def test_the_result_tables_are_what_the_records_generate():
     assert generated >= 5
 
 
+# Findings tables: what was tried and what it measured, not a benchmark's printout.
+FINDINGS = ("| attempt |", "| change |", "| part | s |")
+
+
+def test_every_measured_table_on_the_benchmarks_page_is_generated():
+    text = (REPO / "docs" / "benchmarks.md").read_text()
+    outside = tables.BLOCK.sub("", text)
+    headers = [
+        line
+        for before, line in zip(["", *outside.splitlines()], outside.splitlines(), strict=False)
+        if line.startswith("|") and not before.startswith("|")
+    ]
+    typed = [h for h in headers if not h.startswith(FINDINGS)]
+    assert not typed, f"tables typed by hand on the benchmarks page: {typed}"
+    assert len(tables.BLOCK.findall(text)) >= 13
+
+
 def test_a_changed_record_makes_its_page_stale(tmp_path):
     records = tables.read_records()
     page = (REPO / "docs" / "real-films.md").read_text()

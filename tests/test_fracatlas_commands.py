@@ -193,3 +193,37 @@ def test_a_run_that_does_not_fit_is_one_line(fracatlas_runs, synthetic_dir, tmp_
     assert run(resnet18_mlp.CONFIG, argv=argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and said in err[0], err
+
+
+def test_an_outline_guided_run_hands_over_the_classifier_and_scores_its_own_map(tmp_path):
+    argv = [
+        "--data-dir", str(SAMPLE), "--weights", "none", "--no-freeze", "--out", str(tmp_path),
+        "--outline-weight", "2", *TINY,
+    ]  # fmt: skip
+    assert run(resnet18_mlp.CONFIG, argv=argv) == 0
+    (run_dir,) = [p.parent for p in tmp_path.rglob("metrics.json")]
+    assert json.loads((run_dir / "config.json").read_text())["experiment"]["outline_weight"] == 2
+    history = pd.read_csv(run_dir / "history.csv")
+    assert history["outline_loss"].gt(0).all() and "val_outline_loss" not in history
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    own = metrics["localisation_outline_head"]
+    assert own["films"] == metrics["localisation"]["films"] > 0
+    scores = pd.read_csv(run_dir / "localisation_outline_head.csv")
+    assert set(scores["path"]) == set(pd.read_csv(run_dir / "localisation.csv")["path"])
+    np.testing.assert_allclose(own["mass_in_outline"], scores["mass"].mean(), rtol=1e-6)
+    # What is handed over is the classifier alone: one output, loadable without the project.
+    handed = keras.models.load_model(run_dir / "model.keras", compile=False)
+    assert len(handed.outputs) == 1 and "outline_head" not in [x.name for x in handed.layers]
+    test = pd.read_csv(run_dir / "predictions.csv")
+    film = np.asarray(Image.open(test["path"][0]).convert("RGB").resize((32, 32)))
+    assert handed.predict(film[None].astype("float32"), verbose=0).shape == (1, 1)
+
+
+def test_outline_weight_on_a_dataset_without_outlines_is_one_line(synthetic_dir, tmp_path, capsys):
+    argv = [
+        "--data-dir", str(synthetic_dir), "--part", "elbow", "--weights", "none",
+        "--out", str(tmp_path), "--outline-weight", "1", "--no-freeze", *TRANSFER,
+    ]  # fmt: skip
+    assert run(resnet18_mlp.CONFIG, argv=argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no fracture outlines" in err[0], err

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 
@@ -176,6 +177,31 @@ def batch_pixels(
     return apply
 
 
+def batch_masks(
+    augment: AugmentConfig | None = None,
+) -> Callable[[tf.Tensor, tf.Tensor | None], tf.Tensor]:
+    """The geometric part of `batch_pixels` for masks: `fn(masks, seed)` maps uint8
+    `[B, m, m, 1]` (0 or 255) to float32 `[B, m, m, 1]` in [0, 1], flipped, rotated, scaled and
+    translated as `batch_pixels(..., augment)` moves the batch's films under the same `seed`.
+
+    The draws are the same because they depend on the batch size and the seed only; the
+    transforms are size-free (rotation and scale about the centre, translation as a share of
+    the side), so a mask at a quarter of the films' side moves with its film.
+    """
+
+    def apply(masks: tf.Tensor, seed: tf.Tensor | None = None) -> tf.Tensor:
+        x = tf.cast(masks, tf.float32) / 255.0
+        if augment is None:
+            return x
+        seeds = tf.random.experimental.stateless_split(seed, num=2)  # as batch_pixels does
+        if "hflip" in augment.ops:
+            flip = photometric_choices(tf.shape(x)[0], seeds[0], augment)[1]
+            x = tf.where(flip[:, None, None, None], tf.reverse(x, [2]), x)
+        return augment_geometric(x, seeds[1], augment)
+
+    return apply
+
+
 def make_dataset(
     frame: pd.DataFrame,
     config: PipelineConfig | None = None,
@@ -188,6 +214,7 @@ def make_dataset(
     deterministic: bool = True,
     drop_remainder: bool = False,
     shard: tuple[int, int] = (0, 1),
+    masks: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tf.data.Dataset:
     """Batches of `(image, target)` from a catalogue frame (see `mura.load_mura`).
 
@@ -208,6 +235,10 @@ def make_dataset(
         drop_remainder: drop a last partial batch.
         shard: `(index, count)`: keep every `count`-th image from the `index`-th, before any
             file is read (one worker's share under multi-worker training).
+        masks: for outline-guided training, `(masks uint8 [N, m, m, 1], known float32 [N])`
+            of the frame's films in its order (`mura_tf.data.masks.outline_masks`). The
+            batches' first element is then `{"image": images, "mask": float32 [B, m, m, 1]
+            in [0, 1], moved with its film, "mask_known": float32 [B]}`.
 
     Returns:
         `tf.data.Dataset` yielding `(images float32 [B, S, S, 3], target[, meta])`.
@@ -229,6 +260,10 @@ def make_dataset(
         .to_numpy(),
         "study": frame["study"].astype(str).to_numpy(),
     }
+    if masks is not None:
+        if len(masks[0]) != len(frame) or len(masks[1]) != len(frame):
+            raise ConfigError(f"{len(masks[0])} masks for {len(frame)} films")
+        columns["mask"], columns["mask_known"] = masks
     index, count = shard
     if not 0 <= index < count:
         raise ConfigError(f"shard index must be in [0, {count}), got {index}")
@@ -263,9 +298,13 @@ def make_dataset(
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip((ds, seeds))
     pixels = batch_pixels(config.normalization, augment)
+    moved = batch_masks(augment)
 
     def finish(element, key=None):
         images = pixels(element["image"], key)
+        if masks is not None:
+            mask = moved(element["mask"], key)
+            images = {"image": images, "mask": mask, "mask_known": element["mask_known"]}
         out = element["label"] if target == "label" else element["part"]
         if with_meta:
             return images, out, {k: element[k] for k in ("part", "study", "path")}

@@ -14,6 +14,8 @@ folder `OUT/<recipe>/<part>/<run>/`:
     predictions.csv    one row per test image
     localisation.csv   where the dataset has fracture outlines (FracAtlas): each fractured
                        test film's Grad-CAM scored against them (`evaluators.localisation`)
+    localisation_outline_head.csv   the same for the outline head's own map, in a run
+                       trained with `--outline-weight` (`models.outline_guided`)
     report.html        the run on one page (`mura_tf.report.run`)
     metrics.json       image/study/per-part metrics, the selected epoch and a fingerprint
                        of the first training batch; written last, so it marks a finished run
@@ -40,6 +42,7 @@ from mura_tf.compat.fused_batch_norm import follow_training_steps
 from mura_tf.data.augment import AugmentConfig, parse_augmentations
 from mura_tf.data.catalogue import load_catalogue, load_outlines
 from mura_tf.data.dicom import dicom_paths
+from mura_tf.data.masks import outline_masks
 from mura_tf.data.pipeline import PipelineConfig, make_dataset
 from mura_tf.data.splits import Splits, label_fraction, make_splits
 from mura_tf.errors import ConfigError, FieldError
@@ -56,6 +59,7 @@ from mura_tf.evaluators.metrics import (
 from mura_tf.files import same_file, write_json, write_text
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.heads import HEADS, build_classifier, classification_head
+from mura_tf.models.outline_guided import OutlineGuided, guided_part
 from mura_tf.runs.config import (
     Alias,
     OpenRun,
@@ -82,6 +86,7 @@ from mura_tf.training.train import (
 )
 
 LOCALISATION_FILE = "localisation.csv"
+OUTLINE_HEAD_FILE = "localisation_outline_head.csv"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,6 +150,13 @@ class Experiment(RunConfig):
     jit_compile: str = setting(
         "auto", "XLA compilation of the train step", choices=("auto", "true", "false")
     )
+    outline_weight: float = setting(
+        0.0,
+        "weight of the outline loss: an auxiliary head learns where the radiologists outlined "
+        "the fracture (datasets with outlines: FracAtlas; mura_tf.models.outline_guided); "
+        "0: off",
+        since="0.4",
+    )
     ensemble: int = setting(
         1,
         "train K seeds (--seed to --seed + K - 1), each a run of its own, then average them into "
@@ -170,6 +182,12 @@ class Experiment(RunConfig):
         self._at_least("eval_batch_size", 1)
         self._at_least("intermediate_epochs", 0)
         self._at_least("ensemble", 1)
+        if not 0 <= self.outline_weight < float("inf"):
+            raise FieldError("outline_weight", f"must be 0 or more, got {self.outline_weight}")
+        if self.outline_weight and self.freeze_backbone:
+            raise ConfigError(
+                "--outline-weight trains the backbone where to look: it needs --no-freeze"
+            )
         if self.ensemble > 1 and self.strategy == "multi_worker":
             raise ConfigError("--ensemble with --strategy multi_worker: train the seeds one by one")
         if not 0 < self.label_fraction <= 1:
@@ -248,6 +266,7 @@ def fit_data(
     strategy: tf.distribute.Strategy,
     target: str = "label",
     class_weight: np.ndarray | None = None,
+    masks: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> FitData:
     train_cfg = pipeline_config(exp, normalization, training=True)
     eval_cfg = pipeline_config(exp, normalization, training=False)
@@ -255,7 +274,7 @@ def fit_data(
     def train_batches(batch_size: int, shard: int = 0, shards: int = 1) -> tf.data.Dataset:
         ds = make_dataset(
             splits.train, train_cfg, batch_size=batch_size, training=True, target=target,
-            seed=exp.seed, shard=(shard, shards), with_meta=class_weight is not None,
+            seed=exp.seed, shard=(shard, shards), with_meta=class_weight is not None, masks=masks,
         )  # fmt: skip
         if class_weight is not None:  # fit cannot weight classes of distributed batches
             table = tf.constant(class_weight, tf.float32)  # [parts, 2]: (w_normal, w_abnormal)
@@ -273,7 +292,8 @@ def fit_data(
         )
 
     test = make_dataset(splits.test, eval_cfg, batch_size=exp.eval_batch_size, target=target)
-    first_batch = next(iter(train_batches(exp.batch_size).take(1)))[0].numpy()
+    first_batch = next(iter(train_batches(exp.batch_size).take(1)))[0]
+    first_batch = (first_batch["image"] if masks is not None else first_batch).numpy()
     # The same draws without normalisation: what a person sees of the augmented films.
     pixels = make_dataset(
         splits.train, pipeline_config(exp, "raw", training=True), batch_size=exp.batch_size,
@@ -450,7 +470,19 @@ def build_model(
     elif exp.class_weights:  # one weighting for every part
         overall = mura_class_weights(splits.train["label"])
         weights = np.tile([[overall[0], overall[1]]], (len(exp.data_info.parts), 1))
-    data = fit_data(exp, splits, spec.normalization, strategy, class_weight=weights)
+    masks = None
+    if exp.outline_weight:
+        outlines = load_outlines(prepared.data_dir, exp.data_info)
+        if not outlines:
+            raise ConfigError(
+                f"--outline-weight: {prepared.data_dir} has no fracture outlines to learn from "
+                "(FracAtlas has them; MURA has none)"
+            )
+        masks = outline_masks(
+            splits.train["path"].tolist(), splits.train["label"].tolist(), outlines,
+            exp.image_size, exp.keep_aspect,
+        )  # fmt: skip
+    data = fit_data(exp, splits, spec.normalization, strategy, class_weight=weights, masks=masks)
     fit_config = train_config(exp, data)
     with strategy.scope():
         head = classification_head(exp.head)
@@ -460,6 +492,8 @@ def build_model(
                 name="head",
             )
         model = build_classifier(backbone, head, exp.image_size, exp.freeze_backbone)
+        if exp.outline_weight:
+            model = OutlineGuided(model, backbone, exp.image_size, exp.outline_weight)
         compile_classifier(model, fit_config)
     follow_training_steps(model, model.optimizer.iterations)
     return BuiltModel(model, data, fit_config, spec.normalization, extra)
@@ -469,7 +503,7 @@ def hand_over(
     exp: Experiment, run: OpenRun, prepared: PreparedData, built: BuiltModel, trained: TrainResult
 ) -> RunResult:
     """Test the trained model, export it and write the run's results (module docstring)."""
-    run_dir, splits, model = run.run_dir, prepared.splits, built.model
+    run_dir, splits, model = run.run_dir, prepared.splits, guided_part(built.model)
     if num_workers(run.strategy) > 1:
         if run.worker:
             finish_run(run_dir)
@@ -507,6 +541,18 @@ def hand_over(
         scores = score_films(predictions, outlines, cams)
         metrics["localisation"] = localisation_metrics(scores)
         write_text(run_dir / LOCALISATION_FILE, scores.to_csv(index=False, float_format="%.7g"))
+        if isinstance(built.model, OutlineGuided):  # and where its outline head points
+            guided = built.model
+
+            def outline_map(images):
+                return model(images, training=False), guided.where_map(images)
+
+            own = film_cams(
+                model, built.normalization, exp.image_size, exp.keep_aspect, outline_map
+            )
+            scores = score_films(predictions, outlines, own)
+            metrics["localisation_outline_head"] = localisation_metrics(scores)
+            write_text(run_dir / OUTLINE_HEAD_FILE, scores.to_csv(index=False, float_format="%.7g"))
     write_results(run_dir, metrics, predictions, cams)
     return RunResult(run_dir, metrics, predictions, exp, built.extra)
 

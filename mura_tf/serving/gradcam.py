@@ -70,10 +70,19 @@ def grad_cam(model: keras.Model, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tenso
     return tf.sigmoid(logit), cam
 
 
+MapOf = Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
+
+
 def grad_cam_of_films(
-    model: keras.Model, normalization: str, image_size: int, keep_aspect: bool = False
+    model: keras.Model,
+    normalization: str,
+    image_size: int,
+    keep_aspect: bool = False,
+    map_of: MapOf | None = None,
 ) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
-    """Grad-CAM of encoded films, as the export's `grad_cam_images` computes it.
+    """Grad-CAM of encoded films, as the export's `grad_cam_images` computes it; with
+    `map_of` (normalised images `[B, S, S, 3]` -> `(probability [B, 1], map [B, h, w])`) that
+    map instead, for example an outline-guided model's own (`OutlineGuided.where_map`).
 
     Returns:
         `fn(data)` mapping a string tensor `[N]` of PNG or JPEG bytes to `probability`
@@ -88,7 +97,8 @@ def grad_cam_of_films(
             data,
             fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8),
         )
-        probability, cam = grad_cam(model, normalize(tf.cast(films, tf.float32), normalization))
+        images = normalize(tf.cast(films, tf.float32), normalization)
+        probability, cam = (map_of or (lambda x: grad_cam(model, x)))(images)
         cam = tf.image.resize(cam[..., None], [image_size, image_size], method="bilinear")
         content = tf.map_fn(
             lambda one: _content_box(tf.shape(decode_film(one)), image_size, keep_aspect),
@@ -101,13 +111,17 @@ def grad_cam_of_films(
 
 
 def film_cams(
-    model: keras.Model, normalization: str, image_size: int, keep_aspect: bool = False
+    model: keras.Model,
+    normalization: str,
+    image_size: int,
+    keep_aspect: bool = False,
+    map_of: MapOf | None = None,
 ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """`grad_cam_of_films` on NumPy: encoded films (object array `[N]` of bytes) to
     `(probability [N], cam [N, S, S], content [N, 4])`, the shape of
     `mura_tf.serving.load.load_cam_serving`'s function, for a model still in memory."""
     fn = tf.function(
-        grad_cam_of_films(model, normalization, image_size, keep_aspect),
+        grad_cam_of_films(model, normalization, image_size, keep_aspect, map_of),
         input_signature=[tf.TensorSpec([None], tf.string)],
     )
 

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from mura_tf.errors import TrainingError
 from mura_tf.files import DiskError, save_keras, write_json, write_text
+from mura_tf.models.outline_guided import guided_part
 from mura_tf.runs.resume import (
     BEST_VARIABLES,
     RunState,
@@ -146,7 +147,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         # Training is over: deleting checkpoints/ alone would resume to the end and find no
         # best epoch, so the way back is the whole run.
         restore(self.model, self.best_variables, start_over=self.run_dir)
-        save_keras(self.model, self.best_path)
+        save_keras(guided_part(self.model), self.best_path)
 
 
 def best_epoch_on_disk(run_dir: str | os.PathLike[str]) -> int | None:

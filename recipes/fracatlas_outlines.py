@@ -1,0 +1,22 @@
+"""Outline-guided ResNet18 on FracAtlas, from random weights: the classifier learns from the
+labels and, through an auxiliary head on its stride-8 features, from the radiologists' fracture
+outlines (`mura_tf.models.outline_guided`). Its settings and their dev measurements: the
+documentation's "Results on real films", "Outline-guided training"."""
+
+from dataclasses import replace
+
+from recipes.common import REPORT_000, run
+
+CONFIG = replace(
+    REPORT_000, recipe="fracatlas_outlines", label="Outline-guided",
+    dataset="fracatlas",
+    head="mlp",
+    freeze_backbone=False,
+    weights="none",
+    image_size=128,  # the outline head's map is 16 x 16 at stride 8
+    epochs=24,
+    outline_weight=1.0,
+)  # fmt: skip
+
+if __name__ == "__main__":
+    raise SystemExit(run(CONFIG))
