@@ -232,7 +232,29 @@ def test_report_compare_sets_the_systems_side_by_side(cascade, tmp_path):
     pairs = pd.read_csv(tmp_path / "paired.csv")
     cascade_pair = pairs.query("first == 'Part-router cascade'")
     assert "cascade given the true parts" in set(cascade_pair["second"])
-    assert (pairs["auc_low"] <= pairs["auc_difference"] + 1e-12).all()
+    # The cascade against itself given the true parts, on the same studies, from their films:
+    # the difference by scikit-learn, its interval by the paired bootstrap written out from
+    # the definitions (the same draws), DeLong's p by the 1988 paper's (test_paired); the
+    # file keeps six significant digits.
+    from sklearn.metrics import roc_auc_score
+    from test_paired import delong_by_definition, hand_paired_bootstrap
+
+    (pair,) = cascade_pair.query("second == 'cascade given the true parts'").itertuples()
+    routed, told = (
+        films.assign(probability=films[column]).groupby("study")
+        .agg(label=("label", "first"), probability=("probability", "mean"))
+        for column in ("probability", "probability_true_part")
+    )  # fmt: skip
+    y, a, b = routed["label"].to_numpy(), routed["probability"].to_numpy(), told["probability"]
+    b = b.to_numpy()
+    assert pair.studies == len(y)
+    assert pair.auc_difference == pytest.approx(roc_auc_score(y, a) - roc_auc_score(y, b),
+                                                rel=1e-5, abs=1e-6)  # fmt: skip
+    low, high = hand_paired_bootstrap(y, a, b, 10_000, seed=0)
+    assert (pair.auc_low, pair.auc_high) == pytest.approx((low, high), rel=1e-5, abs=1e-6)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        _, p = delong_by_definition(y, a, b)
+    assert pair.delong_p == pytest.approx(1.0 if np.isnan(p) else p, rel=1e-5)
     assert "Paired differences" in text
     for metric in ("kappa", "auc", "accuracy"):
         assert (tmp_path / f"comparison_{metric}.png").stat().st_size > 1000

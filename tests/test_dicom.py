@@ -5,8 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dev_packages import need
 
-pydicom = pytest.importorskip("pydicom")
+pydicom = need("pydicom")
 from dicom_writer import KINDS, displayed, write_dicom  # noqa: E402
 from pydicom.data import get_testdata_file  # noqa: E402
 
@@ -76,7 +77,7 @@ def test_every_transfer_syntax_of_one_film_displays_alike(name):
     try:
         got = film_pixels(_testdata(name))
     except NotAFilm as e:
-        pytest.importorskip("libjpeg", reason=str(e))
+        need("libjpeg", reason=str(e))
         raise
     np.testing.assert_array_equal(got, film_pixels(_testdata("MR_small.dcm")))
 

@@ -172,3 +172,66 @@ def test_deterministic_runs_repeat_splits_batches_and_metrics(synthetic_dir, tmp
     assert metrics_a == metrics_b
     assert (a / "predictions.csv").read_text() == (b / "predictions.csv").read_text()
     assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
+
+
+# The first steps of one model under MirroredStrategy over two logical CPUs and on one
+# device, at the same global batch: the same losses and weights. Backbones frozen, so that
+# batch norm (per replica under mirroring) plays no part; the heads train, the classifier's
+# and an outline-guided one's (whose outline loss is divided across replicas by hand).
+SAME_STEPS = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from mura_tf.models.backbones import build_backbone
+    from mura_tf.models.heads import build_classifier, classification_head
+    from mura_tf.models.outline_guided import OutlineGuided
+    from mura_tf.training.train import TrainConfig, compile_classifier
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 32, 32, 3)).astype("float32")
+    y = (rng.uniform(size=(16, 1)) < 0.5).astype("float32")
+    masks = (rng.uniform(size=(16, 8, 8, 1)) < 0.1).astype("float32")
+    out = {}
+    for name, strategy in (("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
+                           ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
+        for guided in (False, True):
+            keras.utils.set_random_seed(0)
+            with strategy.scope():
+                backbone = build_backbone("resnet18", 32, None)
+                model = build_classifier(backbone, classification_head("mlp"), 32)
+                backbone.trainable = False
+                if guided:
+                    model = OutlineGuided(model, backbone, 32, 1.0)
+                compile_classifier(model, TrainConfig(learning_rate=1e-2, jit_compile=False))
+            inputs = {"image": x, "mask": masks, "mask_known": np.ones(16, "float32")}
+            data = tf.data.Dataset.from_tensor_slices((inputs if guided else x, y)).batch(8)
+            history = model.fit(data, epochs=2, verbose=0).history
+            out[f"{name}-{guided}"] = {
+                "loss": history["loss"],
+                "weights": [np.asarray(w).tolist() for w in model.trainable_weights],
+            }
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.mark.slow
+def test_mirrored_steps_equal_one_device_steps_at_the_same_global_batch(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", SAME_STEPS], capture_output=True, text=True, timeout=600,
+        env=environment(), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    for guided in ("False", "True"):
+        one, mirrored = out[f"one-{guided}"], out[f"mirrored-{guided}"]
+        np.testing.assert_allclose(mirrored["loss"], one["loss"], rtol=1e-5)
+        assert len(mirrored["weights"]) == len(one["weights"]) == (4 if guided == "False" else 8)
+        for a, b in zip(mirrored["weights"], one["weights"], strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    # Two epochs of two steps did move the weights: equal because both trained alike.
+    assert out["one-False"]["loss"][1] != out["one-False"]["loss"][0]

@@ -49,7 +49,14 @@ def test_a_run_on_fracatlas_speaks_of_its_parts_and_scores_where_it_looked(train
     assert metrics["localisation"]["films"] == len(outlined) > 0
     scores = pd.read_csv(trained / "localisation.csv")
     assert set(scores["path"]) == outlined
-    assert 0 <= metrics["localisation"]["pointing_hit_rate"] <= 1
+    # The summary is the mean of the films' own scores (each film's: test_localisation).
+    where = metrics["localisation"]
+    assert where["pointing_hit_rate"] == pytest.approx(scores["hit"].mean())
+    assert where["pointing_chance"] == pytest.approx(scores["pointing_chance"].mean())
+    assert where["mass_in_outline"] == pytest.approx(scores["mass"].mean(), rel=1e-6)
+    from mura_tf.serving.load import load_outline_serving
+
+    assert load_outline_serving(trained) is None  # no outline head, no outline map
     page = (trained / "report.html").read_text()
     assert (
         "Grad-CAM against the radiologists' outlines" in page and "FracAtlas's test split" in page
@@ -211,6 +218,23 @@ def test_an_outline_guided_run_hands_over_the_classifier_and_scores_its_own_map(
     scores = pd.read_csv(run_dir / "localisation_outline_head.csv")
     assert set(scores["path"]) == set(pd.read_csv(run_dir / "localisation.csv")["path"])
     np.testing.assert_allclose(own["mass_in_outline"], scores["mass"].mean(), rtol=1e-6)
+    # The export carries the head's map: scored again from it, the same films score the same.
+    from mura_tf.evaluators.localisation import score_films
+    from mura_tf.serving.load import load_outline_serving
+
+    outlines = load_outlines(SAMPLE)
+    test = pd.read_csv(run_dir / "predictions.csv")
+    again = score_films(test, outlines, load_outline_serving(run_dir))
+    np.testing.assert_allclose(again["mass"], scores["mass"], rtol=1e-5, atol=1e-7)
+    assert (again["hit"] == scores["hit"]).all()
+    # Dev films are scored too, for choosing settings, never test's.
+    splits = pd.read_csv(run_dir / "splits.csv")
+    fractured = load_catalogue(SAMPLE, check_images=False).query("label == 1")["path"]
+    dev = splits[(splits["split"] == "dev") & splits["path"].isin(fractured)]
+    assert own["dev"]["films"] == metrics["localisation"]["dev"]["films"]
+    assert own["dev"]["films"] == int(dev["path"].isin(outlines).sum()) > 0
+    page = (run_dir / "report.html").read_text()
+    assert "outline head's own map of the same film" in page and "dev films" in page
     # What is handed over is the classifier alone: one output, loadable without the project.
     handed = keras.models.load_model(run_dir / "model.keras", compile=False)
     assert len(handed.outputs) == 1 and "outline_head" not in [x.name for x in handed.layers]

@@ -121,3 +121,22 @@ def test_xdist_groups_keep_module_fixtures_on_one_worker(request):
     if not getattr(request.config.option, "loadgroup", False):  # set on xdist's workers
         pytest.skip("the suite runs without --dist loadgroup (-n 0)")
     assert request.node.nodeid.endswith("@grouping-probe"), request.node.nodeid
+
+
+def test_a_missing_dev_package_skips_for_a_user_and_fails_under_ci(tmp_path):
+    """`dev_packages.need`: what a test of a declared dev package does without it."""
+    (tmp_path / "test_needs.py").write_text(
+        "from dev_packages import need\n\ndef test_it():\n    need('no_such_package_mura_tf')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent)
+    command = [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
+               str(tmp_path / "test_needs.py"), "--rootdir", str(tmp_path)]  # fmt: skip
+
+    def outcome(**more: str) -> str:
+        done = subprocess.run(command, capture_output=True, text=True, env={**env, **more},
+                              cwd=tmp_path)  # fmt: skip
+        return done.stdout.strip().splitlines()[-1]
+
+    assert "1 skipped" in outcome()
+    assert "1 failed" in outcome(CI="true")

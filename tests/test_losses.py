@@ -7,6 +7,7 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
+from dev_packages import need
 
 from mura_tf.models.losses import contrastive_accuracy, nt_xent
 
@@ -39,7 +40,7 @@ def test_nt_xent_matches_numpy_reference(n, d, temperature):
 
 @pytest.mark.parametrize("n, d, temperature", [(4, 8, 0.1), (16, 32, 0.5), (64, 128, 0.2)])
 def test_nt_xent_is_half_of_keras_cv_simclr_loss(n, d, temperature):
-    keras_cv = pytest.importorskip("keras_cv")
+    keras_cv = need("keras_cv")
     rng = np.random.default_rng(d)
     z1, z2 = (tf.constant(rng.normal(size=(n, d)), tf.float32) for _ in range(2))
     reference = float(keras_cv.losses.SimCLRLoss(temperature=temperature)(z1, z2))

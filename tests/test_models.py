@@ -68,6 +68,20 @@ def test_weights_from_a_local_file_round_trip(tmp_path):
         build_backbone("resnet18", 32, str(tmp_path / "bad.weights.h5"))
 
 
+def by_hand(model, images: np.ndarray) -> np.ndarray:
+    """A `build_classifier` model's probabilities computed outside it: its backbone's feature
+    map averaged over positions (NumPy), then each Dense layer of the head as x @ W + b (ReLU
+    where the layer has one), and the logistic function."""
+    backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model)
+                    and len(layer.output.shape) == 4)  # fmt: skip
+    x = np.asarray(backbone(images, training=False), np.float64).mean(axis=(1, 2))
+    dense = [layer for layer in model.layers[-1].layers if isinstance(layer, keras.layers.Dense)]
+    for layer in dense[:-1]:
+        x = np.maximum(x @ np.asarray(layer.kernel) + np.asarray(layer.bias), 0.0)
+    logit = x @ np.asarray(dense[-1].kernel) + np.asarray(dense[-1].bias)
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
 @pytest.mark.parametrize(
     "head, trainable", [("linear", 512 + 1), ("mlp", 512 * 512 + 512 + 512 + 1)]
 )
@@ -76,9 +90,11 @@ def test_frozen_backbone_leaves_only_the_head_trainable(head, trainable):
         build_backbone("resnet18", 32, "none"), classification_head(head), 32, freeze_backbone=True
     )
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == trainable
-    probabilities = model(np.random.default_rng(0).normal(size=(3, 32, 32, 3)).astype(np.float32))
+    images = np.random.default_rng(0).normal(size=(3, 32, 32, 3)).astype(np.float32)
+    probabilities = np.asarray(model(images))
     assert probabilities.shape == (3, 1)
-    assert np.all((probabilities > 0) & (probabilities < 1))
+    # By hand: the backbone's features, averaged over positions, through the head's layers.
+    np.testing.assert_allclose(probabilities, by_hand(model, images), rtol=1e-5, atol=1e-6)
 
 
 def test_frozen_backbone_batchnorm_does_not_move_in_training():

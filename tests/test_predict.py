@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from dev_packages import need
 
 from mura_tf.cli import run as run_cli
 from mura_tf.commands.predict import main as predict
@@ -205,7 +206,7 @@ def test_dicom_films_predict_as_their_jpegs_and_group_by_study_uid(trained, tmp_
     inverted pixels, 12 bits with a rescale and a window), one study by its Study Instance UID:
     each view's probability is its JPEG's within 0.01 (TensorFlow decodes the JPEG, Pillow
     the film that became the DICOM); the study is one row, with its descriptions."""
-    pytest.importorskip("pydicom")
+    need("pydicom")
     from dicom_writer import KINDS, displayed, write_dicom
     from pydicom.uid import generate_uid
 
@@ -259,7 +260,7 @@ def test_serve_answers_tf_servings_rest_requests_as_the_export_does(trained, tmp
     import subprocess
     import sys
 
-    pytest.importorskip("pydicom")
+    need("pydicom")
     from dicom_writer import displayed, write_dicom
 
     from mura_tf.serving.rest import create_app
@@ -354,8 +355,8 @@ def test_the_reader_page_reads_real_films_and_a_dicom_in_chromium(server, traine
     """Upload two real FracAtlas films and a DICOM through the page's file input in headless
     Chromium: every view is shown under its Grad-CAM with its probability, the study's
     decision and the run that made it. The screenshot stays in the test's folder."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    pytest.importorskip("pydicom")
+    sync_api = need("playwright.sync_api")
+    need("pydicom")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("no Chromium (apt-get install chromium)")
@@ -438,7 +439,7 @@ def test_evaluate_reads_a_mura_layout_of_dicom_films_as_its_pngs(
 ):
     """A department's labelled films in MURA's layout as DICOM (`imageJ.dcm`): `evaluate`
     gives the PNGs' probabilities and metrics; training on them is one line."""
-    pytest.importorskip("pydicom")
+    need("pydicom")
     from dicom_writer import displayed, write_dicom
 
     from mura_tf.commands.evaluate import main as evaluate
@@ -741,3 +742,66 @@ def test_hostile_load_keeps_memory_bounded_and_it_returns(server):
     assert all(a == first for a in answers) and len(first) == 256
     assert peak[0] - idle < 600 * 2**20, (idle, peak[0])
     assert after - idle < 100 * 2**20, (idle, after)
+
+
+def test_the_dev_thresholds_are_the_dev_studies_own_and_run_through_the_command_line(
+    trained, synthetic_dir, tmp_path
+):
+    """The run's dev points recomputed from its dev films alone (scikit-learn's ROC on the
+    dev studies, scored again through the export): a hand-over that chose them on test would
+    fail here. Then each is used by name on the command line."""
+    from sklearn.metrics import roc_curve
+
+    from mura_tf.data.catalogue import load_catalogue
+
+    splits = pd.read_csv(trained / "splits.csv")
+    catalogue = load_catalogue(synthetic_dir, "elbow", check_images=False).set_index("path")
+    dev = catalogue.loc[splits.loc[splits["split"] == "dev", "path"]].reset_index()
+    folders = sorted({str(Path(p).parent) for p in dev["path"]})
+    out = tmp_path / "dev"
+    assert run_cli(predict, ["--model", str(trained), *folders, "--out", str(out)]) == 0
+    films = pd.read_csv(out / "predictions.csv").set_index("path")["probability"]
+    dev = dev.assign(probability=films.loc[dev["path"]].to_numpy())
+    studies = dev.groupby("study").agg(
+        label=("label", "first"), probability=("probability", "mean")
+    )
+    fpr, tpr, thresholds = roc_curve(studies["label"], studies["probability"],
+                                     drop_intermediate=False)  # fmt: skip
+    youden = thresholds[np.argmax(tpr - fpr)]  # the first, i.e. the highest, on a tie
+    points = json.loads((trained / "metrics.json").read_text())["operating_points"]
+    assert points["youden"]["threshold"] == pytest.approx(youden, rel=1e-5)
+    for name, level in (("specificity_90", 0.9), ("specificity_95", 0.95)):
+        reach = np.flatnonzero(1 - fpr >= level)  # thresholds fall as the index grows
+        assert points[name]["threshold"] == pytest.approx(thresholds[reach[-1]], rel=1e-5)
+
+    elbow = [str(synthetic_dir), "--part", "elbow"]
+    for choice, name in (("dev-spec90", "specificity_90"), ("dev-spec95", "specificity_95")):
+        out = tmp_path / choice
+        argv = ["--model", str(trained), *elbow, "--out", str(out), "--threshold", choice]
+        assert run_cli(predict, argv) == 0
+        decided = pd.read_csv(out / "studies.csv")
+        value = points[name]["threshold"]
+        np.testing.assert_allclose(decided["threshold"], value, rtol=1e-6)
+        assert (decided["abnormal"] == (decided["probability"] >= value)).all()
+        assert decided["threshold_rule"].str.contains(f"{name} point of {trained.name}").all()
+
+
+def test_the_runs_calibration_is_scikit_learns(trained):
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import brier_score_loss
+
+    metrics = json.loads((trained / "metrics.json").read_text())
+    films = pd.read_csv(trained / "predictions.csv")
+    studies = films.groupby("study").agg(
+        label=("label", "first"), probability=("probability", "mean")
+    )
+    observed, predicted = calibration_curve(studies["label"], studies["probability"], n_bins=10)
+    bins = metrics["calibration"]["bins"]
+    np.testing.assert_allclose([b["observed"] for b in bins], observed, rtol=1e-6)
+    np.testing.assert_allclose([b["mean_probability"] for b in bins], predicted, rtol=1e-6)
+    assert sum(b["studies"] for b in bins) == len(studies)
+    assert metrics["calibration"]["brier"] == pytest.approx(
+        brier_score_loss(studies["label"], studies["probability"]), rel=1e-6
+    )
+    ece = sum(b["studies"] * abs(b["observed"] - b["mean_probability"]) for b in bins)
+    assert metrics["calibration"]["ece"] == pytest.approx(ece / len(studies), rel=1e-6)

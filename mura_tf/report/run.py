@@ -211,7 +211,10 @@ def _supervised_sections(
     ]
     out += _confident_section(run_dir, predictions, figures, cams)
     if "localisation" in metrics:
-        out += _localisation_section(run_dir, run_config, metrics["localisation"], figures, cams)
+        out += _localisation_section(
+            run_dir, run_config, metrics["localisation"], figures, cams,
+            metrics.get("localisation_outline_head"),
+        )  # fmt: skip
     return out
 
 
@@ -264,12 +267,18 @@ def _calibration_section(metrics: dict, figures: Path) -> list[str]:
 
 
 def _localisation_section(
-    run_dir: Path, run_config: dict, localisation: dict, figures: Path, cams: Cams | None
+    run_dir: Path,
+    run_config: dict,
+    localisation: dict,
+    figures: Path,
+    cams: Cams | None,
+    outline_head: dict | None = None,
 ) -> list[str]:
     """The localisation scores, overall and per part, and the most and least confident
-    fractured test films under Grad-CAM with the radiologists' outline drawn on them."""
+    fractured test films under Grad-CAM with the radiologists' outline drawn on them; for an
+    outline-guided run, the outline head's scores and its own map of the same films."""
     from mura_tf.data.catalogue import outlines_of_films
-    from mura_tf.serving.load import load_cam_serving
+    from mura_tf.serving.load import load_cam_serving, load_outline_serving
     from mura_tf.serving.predict import write_cams
 
     keys = ["films", "pointing_hit_rate", "pointing_chance", "mass_in_outline", "outline_share"]
@@ -280,6 +289,17 @@ def _localisation_section(
         f"<p class=muted>{html.escape(localisation['method'])}.</p>",
         _table(table.loc[keys].T),
     ]
+    if outline_head:
+        maps = {"Grad-CAM": localisation, "the outline head's own map": outline_head}
+        both = pd.DataFrame({name: {k: doc[k] for k in keys} for name, doc in maps.items()})
+        for name, doc in maps.items():
+            if "dev" in doc:
+                both[f"{name}, dev films"] = pd.Series({k: doc["dev"][k] for k in keys})
+        out += [
+            "<p>Trained with the outline loss: its outline head's own map, scored the same "
+            "way (test films; dev films, by which settings are chosen, beside them).</p>",
+            _table(both.T),
+        ]
     scores_file = run_dir / "localisation.csv"
     if not scores_file.is_file():
         return out
@@ -294,17 +314,29 @@ def _localisation_section(
         return out + [f"<p class=muted>No Grad-CAM: {html.escape(str(e))}</p>"]
     films = picked.assign(study=[Path(p).name for p in picked["path"]])
     sheets = write_cams(cams, films, figures / "outlined", outlines=outlines)
-    for rank, (row, sheet) in enumerate(zip(films.itertuples(), sheets, strict=True)):
+    own = load_outline_serving(run_dir) if outline_head else None
+    own_sheets = (
+        write_cams(own, films, figures / "outline_head", outlines=outlines)
+        if own is not None
+        else [None] * len(sheets)
+    )
+    rows_and_sheets = zip(films.itertuples(), sheets, own_sheets, strict=True)
+    for rank, (row, sheet, own_sheet) in enumerate(rows_and_sheets):
         which = "most" if rank < min(SHOWN_FILMS, len(scores)) else "least"
         verdict = "hit" if row.hit else "miss"
         out += [
             f"<figure><figcaption>{short_name(row.part)}: {which} confident fractured film "
-            f"(probability {row.probability:.3f}; pointing game {verdict}, "
+            f"(probability {row.probability:.3f}; Grad-CAM: pointing game {verdict}, "
             f"{row.mass:.0%} of the map inside the outline, which covers {row.share:.1%})"
             "</figcaption>",
             _png(sheet, f"Grad-CAM and outline of {Path(row.path).name}"),
-            "</figure>",
         ]
+        if own_sheet is not None:
+            out += [
+                "<figcaption>the outline head's own map of the same film</figcaption>",
+                _png(own_sheet, f"outline head's map and outline of {Path(row.path).name}"),
+            ]
+        out.append("</figure>")
     return out
 
 

@@ -532,27 +532,38 @@ def hand_over(
     metrics.update(built.extra)
     metrics["selected_epoch"] = trained.selection()
     metrics["first_batch_sha1"] = hashlib.sha1(built.data.first_batch.tobytes()).hexdigest()
+    outline = None
+    if isinstance(built.model, OutlineGuided):  # the outline head's map goes with the export
+        guided = built.model
+
+        def outline_map(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            return model(images, training=False), guided.where_map(images)
+
+        outline = (guided, outline_map)
     export_savedmodel(
-        model, built.normalization, exp.image_size, run_dir / "export", exp.keep_aspect
+        model, built.normalization, exp.image_size, run_dir / "export", exp.keep_aspect, outline
     )
     cams = film_cams(model, built.normalization, exp.image_size, exp.keep_aspect)
     outlines = load_outlines(prepared.data_dir, exp.data_info)
     if outlines:  # where the model looked, against the radiologists' outlines
-        scores = score_films(predictions, outlines, cams)
-        metrics["localisation"] = localisation_metrics(scores)
-        write_text(run_dir / LOCALISATION_FILE, scores.to_csv(index=False, float_format="%.7g"))
-        if isinstance(built.model, OutlineGuided):  # and where its outline head points
-            guided = built.model
-
-            def outline_map(images):
-                return model(images, training=False), guided.where_map(images)
-
-            own = film_cams(
-                model, built.normalization, exp.image_size, exp.keep_aspect, outline_map
-            )
-            scores = score_films(predictions, outlines, own)
-            metrics["localisation_outline_head"] = localisation_metrics(scores)
-            write_text(run_dir / OUTLINE_HEAD_FILE, scores.to_csv(index=False, float_format="%.7g"))
+        maps = {LOCALISATION_FILE: ("localisation", cams)}
+        if outline is not None:
+            maps[OUTLINE_HEAD_FILE] = ("localisation_outline_head", film_cams(
+                model, built.normalization, exp.image_size, exp.keep_aspect, outline[1]
+            ))  # fmt: skip
+        # Dev films are scored too: a setting is chosen by where it looks on dev, never test.
+        dev_films = splits.dev[["path", "part", "label"]].assign(
+            probability=dev_predictions["probability"].to_numpy()
+        )
+        for file, (key, fn) in maps.items():
+            scores = score_films(predictions, outlines, fn)
+            metrics[key] = localisation_metrics(scores)
+            dev = localisation_metrics(score_films(dev_films, outlines, fn))
+            if dev and metrics[key]:
+                dev.pop("per_part")
+                dev.pop("method")
+                metrics[key]["dev"] = dev
+            write_text(run_dir / file, scores.to_csv(index=False, float_format="%.7g"))
     write_results(run_dir, metrics, predictions, cams)
     return RunResult(run_dir, metrics, predictions, exp, built.extra)
 

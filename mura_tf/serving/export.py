@@ -13,6 +13,9 @@ and `grad_cam_images` (not a serving signature: it differentiates the model), th
 encoded films to `probability` `[N, 1]`, `cam` `[N, S, S]` (`mura_tf.serving.gradcam`, bilinearly
 upsampled to the input frame) and `content` `[N, 4]` (y0, x0, y1, x1: the part of the frame
 the film fills; all of it unless `keep_aspect` padded it).
+
+A run trained with `--outline-weight` adds `outline_map_images`: the same inputs and outputs,
+with `cam` the outline head's own map (`mura_tf.models.outline_guided`) in place of Grad-CAM.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from mura_tf.compat.export_archive import write_savedmodel
 from mura_tf.data.normalization import normalize
 from mura_tf.data.pipeline import decode_and_resize
 from mura_tf.errors import ConfigError
-from mura_tf.serving.gradcam import grad_cam_of_films
+from mura_tf.serving.gradcam import MapOf, grad_cam_of_films
 
 
 @keras.saving.register_keras_serializable(package="mura_tf")
@@ -93,12 +96,19 @@ def replace_dir(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+OUTLINE_SIGNATURE = "outline_map_images"
+
+
 def export_archive(
-    members: Sequence[tuple[keras.Model, str]], image_size: int, keep_aspect: bool = False
+    members: Sequence[tuple[keras.Model, str]],
+    image_size: int,
+    keep_aspect: bool = False,
+    outline: tuple[keras.Model, MapOf] | None = None,
 ) -> keras.export.ExportArchive:
     """The SavedModel of the mean of `members` (classifier, its normalisation), one member for a
     single run, with the module docstring's signatures. An ensemble's Grad-CAM is the mean of
-    its members' maps."""
+    its members' maps. `outline`: a single run's outline-guided model and its map
+    (normalised images -> probability, map), exported as `outline_map_images`."""
     cams = [grad_cam_of_films(m, norm, image_size, keep_aspect) for m, norm in members]
 
     def cam_images(data: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -110,7 +120,19 @@ def export_archive(
         }
 
     serving = ensemble_serving_model(members, image_size)
-    return serving_archive(serving, image_size, keep_aspect, cam_images)
+    archive = serving_archive(serving, image_size, keep_aspect, cam_images)
+    if outline is not None:
+        guided, map_of = outline
+        if len(members) != 1:
+            raise ValueError("an outline map is exported for a single run, not an ensemble")
+        model, normalization = members[0]
+        archive.track(guided)
+        archive.add_endpoint(
+            OUTLINE_SIGNATURE,
+            grad_cam_of_films(model, normalization, image_size, keep_aspect, map_of),
+            input_signature=[IMAGES],
+        )
+    return archive
 
 
 def films_to_pixels(data: tf.Tensor, image_size: int, keep_aspect: bool) -> tf.Tensor:
@@ -159,9 +181,11 @@ def export_savedmodel(
     image_size: int,
     path: str | os.PathLike[str],
     keep_aspect: bool = False,
+    outline: tuple[keras.Model, MapOf] | None = None,
 ) -> Path:
     """Write `model` as a SavedModel at `path` (atomically); see `export_archive`."""
-    return export_ensemble([(model, normalization)], image_size, path, keep_aspect)
+    archive = export_archive([(model, normalization)], image_size, keep_aspect, outline)
+    return write_archive(archive, path)
 
 
 def export_ensemble(

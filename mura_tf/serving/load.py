@@ -145,6 +145,26 @@ def load_cam_serving(model: str | os.PathLike[str]):
     return cams_of(_load(path), path)
 
 
+def load_outline_serving(model: str | os.PathLike[str]):
+    """Load the outline head's map from an outline-guided run's export (`--outline-weight`),
+    as `load_cam_serving` loads Grad-CAM: `cams(data)` -> `(probability [N], map [N, S, S],
+    content [N, 4])`; None for an export without one."""
+    import tensorflow as tf
+
+    from mura_tf.serving.export import OUTLINE_SIGNATURE
+
+    loaded = _load(find_export(model))
+    if not hasattr(loaded, OUTLINE_SIGNATURE):
+        return None
+
+    def maps(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # `loaded` is held here: the signature alone would let its variables be collected.
+        out = getattr(loaded, OUTLINE_SIGNATURE)(tf.constant(data, tf.string))
+        return out["probability"].numpy()[:, 0], out["cam"].numpy(), out["content"].numpy()
+
+    return maps
+
+
 def load_export(model: str | os.PathLike[str]):
     """The loaded SavedModel of `model` (a run folder or its export), with one-line errors."""
     return _load(find_export(model))
