@@ -329,8 +329,9 @@ def _body_part_stage(
 ) -> tuple[keras.layers.Layer, dict]:
     """Report 000 §3.3, first stage: the unfrozen backbone + MLP learns the body part.
 
-    Returns the trained hidden layer of the best dev epoch (kept for the binary stage) and
-    the stage's metrics.
+    Writes `run_dir/body_part/` (the stage's run folder, with `predictions.csv`: each test
+    film's part and the part predicted, and `metrics.json`). Returns the trained hidden layer
+    of the best dev epoch (kept for the binary stage) and the stage's metrics.
     """
     data = fit_data(exp, splits, normalization, strategy, target="part")
     config = train_config(exp, data, exp.intermediate_epochs, task="part")
@@ -351,6 +352,9 @@ def _body_part_stage(
         "n_images": int(len(truth)),
         "selected_epoch": result.selection(),
     }
+    parts = np.asarray(exp.data_info.parts)
+    films = splits.test[["path", "part"]].assign(predicted=parts[predicted])
+    write_text(run_dir / "body_part" / "predictions.csv", films.to_csv(index=False))
     write_json(run_dir / "body_part" / "metrics.json", stage)
     return head.get_layer("hidden"), stage
 
