@@ -143,18 +143,21 @@ def _shortcut_films(tmp_path, n: int, size: int, seed: int):
     return pd.DataFrame(rows), outlines
 
 
+EPOCHS = 5
+
+
 def _fit(frame, masks, weight: float, size: int) -> keras.Model:
     keras.utils.set_random_seed(0)
     backbone = build_backbone("resnet18", size, None)
     model = build_classifier(backbone, classification_head("linear"), size)
     if weight:
         model = OutlineGuided(model, backbone, size, weight)
-    compile_classifier(model, TrainConfig(epochs=8, learning_rate=1e-3, patience=0))
+    compile_classifier(model, TrainConfig(epochs=EPOCHS, learning_rate=1e-3, patience=0))
     config = PipelineConfig(image_size=size, augment=AugmentConfig(ops=("hflip",)))
     data = make_dataset(
         frame, config, batch_size=16, training=True, masks=masks if weight else None
     )
-    history = model.fit(data, epochs=8, verbose=0)
+    history = model.fit(data, epochs=EPOCHS, verbose=0)
     if weight:
         assert history.history[OUTLINE_LOSS][-1] < history.history[OUTLINE_LOSS][0]
     return model
@@ -173,15 +176,15 @@ def _mass_and_hits(cams, test: pd.DataFrame, outlines, size: int) -> tuple[float
 
 def test_the_outline_loss_teaches_where_the_lesion_is(tmp_path):
     size = 64
-    train, outlines = _shortcut_films(tmp_path, 160, size, seed=0)
-    test, test_outlines = _shortcut_films(tmp_path, 40, size, seed=1)
+    train, outlines = _shortcut_films(tmp_path, 128, size, seed=0)
+    test, test_outlines = _shortcut_films(tmp_path, 32, size, seed=1)
     masks = outline_masks(train["path"].tolist(), train["label"].tolist(), outlines, size, False)
     unguided = _fit(train, masks, 0.0, size)
     guided = _fit(train, masks, 1.0, size)
     classifier = guided_part(guided)
     assert classifier is guided.classifier and len(classifier.outputs) == 1
     # Both learn the label (the marker alone suffices).
-    eval_data = make_dataset(test, PipelineConfig(image_size=size), batch_size=20)
+    eval_data = make_dataset(test, PipelineConfig(image_size=size), batch_size=16)
     for model in (unguided, classifier):
         p = model.predict(eval_data, verbose=0)[:, 0]
         assert ((p > 0.5) == test["label"].to_numpy()).mean() > 0.9

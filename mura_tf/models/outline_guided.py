@@ -116,7 +116,7 @@ class OutlineGuided(keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             probability, logits = self.both(x["image"], training=True)
-            loss = self._compute_loss(
+            loss = self.compute_loss(
                 x=x, y=y, y_pred=probability, sample_weight=sample_weight, training=True
             )
             where = outline_loss(x["mask"], x["mask_known"], logits)
