@@ -122,15 +122,7 @@ def run_side_once(
 
 def without_only(argv: list[str]) -> list[str]:
     """The parent's arguments minus `--only SIDE`, to forward to the workers."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == "--only":
-            skip = True
-        elif not a.startswith("--only="):
-            out.append(a)
-    return out
+    return records.without_flag(argv, "--only")
 
 
 class Worker:

@@ -71,17 +71,22 @@ def versions() -> str:
     return ", ".join(shown)
 
 
-def without_record(argv: list[str]) -> list[str]:
-    """`argv` less `--record FILE`."""
+def without_flag(argv: list[str], flag: str) -> list[str]:
+    """`argv` less `flag VALUE` and `flag=VALUE`."""
     kept, skip = [], False
     for a in argv:
         if skip:
             skip = False
-        elif a == "--record":
+        elif a == flag:
             skip = True
-        elif not a.startswith("--record="):
+        elif not a.startswith(flag + "="):
             kept.append(a)
     return kept
+
+
+def without_record(argv: list[str]) -> list[str]:
+    """`argv` less `--record FILE`."""
+    return without_flag(argv, "--record")
 
 
 def command_line(module: str, argv: list[str]) -> str:
