@@ -149,20 +149,10 @@ def load_outline_serving(model: str | os.PathLike[str]):
     """Load the outline head's map from an outline-guided run's export (`--outline-weight`),
     as `load_cam_serving` loads Grad-CAM: `cams(data)` -> `(probability [N], map [N, S, S],
     content [N, 4])`; None for an export without one."""
-    import tensorflow as tf
-
     from mura_tf.serving.export import OUTLINE_SIGNATURE
 
     loaded = _load(find_export(model))
-    if not hasattr(loaded, OUTLINE_SIGNATURE):
-        return None
-
-    def maps(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        # `loaded` is held here: the signature alone would let its variables be collected.
-        out = getattr(loaded, OUTLINE_SIGNATURE)(tf.constant(data, tf.string))
-        return out["probability"].numpy()[:, 0], out["cam"].numpy(), out["content"].numpy()
-
-    return maps
+    return _maps_of(loaded, OUTLINE_SIGNATURE) if hasattr(loaded, OUTLINE_SIGNATURE) else None
 
 
 def load_export(model: str | os.PathLike[str]):
@@ -176,16 +166,22 @@ def cams_of(loaded, path: Path):
     Raises:
         ConfigError: the export has no `grad_cam_images` signature (exported before it).
     """
-    import tensorflow as tf
-
     if not hasattr(loaded, "grad_cam_images"):
         raise ConfigError(
             f"{path} was exported before Grad-CAM was part of the export: run the recipe "
             "with --overwrite to export it again, or leave out --cam"
         )
+    return _maps_of(loaded, "grad_cam_images")
 
-    def cams(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        out = loaded.grad_cam_images(tf.constant(data, tf.string))
+
+def _maps_of(loaded, signature: str):
+    """`maps(data)`: encoded films `[N]` -> `(probability [N], map [N, S, S], content [N, 4])`
+    through the export's `signature` (`grad_cam_images`, `outline_map_images`)."""
+    import tensorflow as tf
+
+    def maps(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # `loaded` is held here: the signature alone would let its variables be collected.
+        out = getattr(loaded, signature)(tf.constant(data, tf.string))
         return out["probability"].numpy()[:, 0], out["cam"].numpy(), out["content"].numpy()
 
-    return cams
+    return maps
