@@ -16,12 +16,13 @@ from mura_tf.cli import EXIT_USAGE, run
 COMMANDS: dict[str, str] = {
     "synthetic": "write a synthetic MURA-v1.1 folder (official layout)",
     "explore": "count studies and images per split and part; sample films",
+    "manifest": "write any dataset the project reads as a CSV manifest (path,label,...)",
     "predict": "abnormality per study for your own films (PNG, JPEG, DICOM) or a MURA folder",
-    "evaluate": "evaluate a run's export on a MURA folder",
+    "evaluate": "evaluate a run's export on a labelled set (MURA, FracAtlas, your own films)",
     "ensemble": "average finished runs into one model (a run folder with an export)",
     "cascade": "route each study to its body part's model (part router + per-part runs)",
     "report": "report 002's Table 4 and figures from finished runs, or one run's report.html",
-    "tfds-build": "build the TFDS dataset `mura` offline",
+    "tfds-build": "build a TFDS dataset offline (mura, fracatlas, or your own films)",
     "serve": "a run's export behind TF Serving's REST API and a reader page (127.0.0.1)",
 }
 

@@ -106,12 +106,19 @@ def command_parser(command: str, description: str) -> ArgumentParser:
 
 
 def add_mura_folder(parser: argparse.ArgumentParser, flag: str = "--data-dir") -> None:
-    """A flag naming the MURA folder, `$MURA_DATA_DIR` by default; after parsing, call
-    `mura_folder(args, flag)`."""
+    """A flag naming the data (`$MURA_DATA_DIR` by default) and `--positive`, for a user's own
+    films; after parsing, call `mura_folder(args, flag)`."""
     parser.add_argument(
         flag,
         default=os.environ.get("MURA_DATA_DIR"),
-        help="MURA-v1.1/ or the folder holding it, or a FracAtlas folder (default: $MURA_DATA_DIR)",
+        help="MURA-v1.1/ or the folder holding it, a FracAtlas folder, a folder of classes or "
+        "a CSV manifest (docs/own-films.md) (default: $MURA_DATA_DIR)",
+    )
+    parser.add_argument(
+        "--positive",
+        default=None,
+        help="your own films: the label or class folder that is positive (default: 1, or the "
+        "one named abnormal, fractured or positive)",
     )
 
 

@@ -126,10 +126,14 @@ def _other_datasets_parts(config: RunConfig, given: dict) -> list[str]:
     if "part" in given or given.get("synthetic", config.synthetic):
         return []
     data_dir = given.get("data_dir", config.data_dir) or os.environ.get("MURA_DATA_DIR")
-    dataset = resolve_dataset(given.get("dataset", config.dataset), data_dir)
+    dataset = resolve_dataset(
+        given.get("dataset", config.dataset), data_dir, given.get("positive", config.positive)
+    )
     if set(config.part) <= set(dataset.parts):
         return []
     given["part"] = "all"
+    if config.parts_spec == "all":
+        return []
     return [f"{dataset.title}: every part (the recipe's {config.parts_spec} are MURA's)"]
 
 

@@ -96,13 +96,35 @@ SMOKE_EXTRA = {
 }
 
 
+@pytest.fixture(scope="module")
+def manifests(synthetic_dir, tmp_path_factory) -> dict[str, Path]:
+    """The synthetic MURA and the vendored FracAtlas sample as manifests (`mura-tf manifest`):
+    the smoke runs read them, so every recipe trains from a manifest (`test_own_films` shows
+    a manifest of a dataset trains byte for byte as the dataset's folder does)."""
+    import warnings
+
+    from mura_tf.data.catalogue import load_catalogue
+    from mura_tf.data.manifest import write_manifest
+    from mura_tf.errors import MuraDataWarning
+
+    out = tmp_path_factory.mktemp("manifests")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MuraDataWarning)
+        return {
+            "mura": write_manifest(load_catalogue(synthetic_dir), out / "mura.csv"),
+            "fracatlas": write_manifest(
+                load_catalogue(REPO / "samples" / "fracatlas"), out / "fracatlas.csv"
+            ),
+        }
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", RECIPES)
-def test_every_recipe_runs_end_to_end_on_tiny_images(name, synthetic_dir, tmp_path, capsys):
+def test_every_recipe_runs_end_to_end_on_tiny_images(name, manifests, tmp_path, capsys):
     config = importlib.import_module(f"recipes.{name}").CONFIG
     smoke = SMOKE[:-2] if name == "simclr_pretrain" else SMOKE  # no --weights: it trains them
     # A recipe made for a dataset of its own runs on its vendored sample.
-    data_dir = REPO / "samples" / "fracatlas" if config.dataset == "fracatlas" else synthetic_dir
+    data_dir = manifests["fracatlas" if config.dataset == "fracatlas" else "mura"]
     code = run(
         config,
         argv=["--data-dir", str(data_dir), "--out", str(tmp_path), *smoke,

@@ -71,13 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve, image_size = load_serving(args.model)
     predict_study = load_study_serving(args.model)
     threshold = resolve_threshold(args.threshold, args.model)
-    dataset = detect_dataset(args.data_dir)
+    dataset = detect_dataset(args.data_dir, args.positive)
     args.split = args.split or dataset.test_split
     if args.split not in dataset.catalogue_splits:
         raise ConfigError(
             f"--split {args.split}: {dataset.title} has " + ", ".join(dataset.catalogue_splits)
         )
-    frame = load_catalogue(args.data_dir, args.part, splits=(args.split,), dataset=dataset)
+    frame = load_catalogue(
+        args.data_dir, args.part, splits=(args.split,), dataset=dataset, positive=args.positive
+    )
     if predict_study is not None:  # a part-router cascade routes each study by its views' vote
         predictions = predict_films(None, frame, predict_study=predict_study)
     elif dicom_paths(frame["path"]):  # DICOM: read as displayed

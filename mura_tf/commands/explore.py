@@ -1,4 +1,5 @@
-"""Explore a MURA or FracAtlas folder: `mura-tf explore --data-dir DIR --out OUT`.
+"""Explore a dataset (MURA, FracAtlas, a folder of classes or a manifest):
+`mura-tf explore --data-dir DIR --out OUT`.
 
 Prints the reports' tables (Part / Normal / Abnormal / Total by studies and by images, per
 split) and writes `summary.json`, `counts.png` and `samples.png` to OUT.
@@ -19,7 +20,9 @@ from mura_tf.report.plots import plot_counts, plot_samples
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = command_parser(
-        "explore", "Tables, counts and sample images of a MURA-v1.1 or FracAtlas folder."
+        "explore",
+        "Tables, counts and sample images of a MURA-v1.1 or FracAtlas folder, a folder of "
+        "classes or a CSV manifest.",
     )
     add_mura_folder(parser)
     parser.add_argument("--out", default="saved_models/explore", help="folder for the outputs")
@@ -38,7 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.data_dir = mura_folder(args)
 
     frame = load_catalogue(
-        args.data_dir, args.part, strict=args.strict, progress=Progress("checking images")
+        args.data_dir,
+        args.part,
+        positive=args.positive,
+        strict=args.strict,
+        progress=Progress("checking images"),
     )
     summary = summarize(frame)
     for split, counts in summary.items():

@@ -3,8 +3,10 @@
 Images in one folder form one study (MURA's convention; `--per-image` turns that off), whose
 probability is the mean of its views', decided at 0.5 (MURA's protocol) or at `--threshold`: a
 number, or a threshold the run chose on its dev split (`dev`); `studies.csv` says which. A
-MURA-layout folder (MURA-v1.1/ or its parent) or a FracAtlas folder is read through its
-catalogue, restricted by `--split` (default: the dataset's test split) and `--part`. Prints one
+MURA-layout folder (MURA-v1.1/ or its parent), a FracAtlas folder, a CSV manifest or a folder
+of classes (one whose class folder is named abnormal, fractured, positive or `--positive`) is
+a labelled set read through its catalogue, restricted by `--split` (default: the dataset's
+test split) and `--part`. Prints one
 row per study and writes `predictions.csv` (per film) and `studies.csv` (per study) to `--out`;
 `--cam DIR` adds a Grad-CAM overlay per view and a contact sheet per study.
 """
@@ -23,23 +25,36 @@ from mura_tf.errors import ConfigError
 SHOWN_STUDIES = 50
 
 
-def _is_dataset_folder(path: Path) -> bool:
+def _is_dataset_folder(path: Path, positive: str | None) -> bool:
+    """A labelled set: MURA's or FracAtlas's layout, a manifest, or a folder of classes that
+    names its positive class (a folder of study folders is studies, not classes)."""
+    from mura_tf.data.catalogue import is_own_films
     from mura_tf.data.fracatlas import is_fracatlas
+    from mura_tf.data.manifest import POSITIVE_NAMES, is_manifest
 
+    if is_manifest(path):
+        return True
     mura = any((path / name).is_dir() for name in ("MURA-v1.1", "train", "valid"))
-    return path.is_dir() and (mura or is_fracatlas(path))
+    if path.is_dir() and (mura or is_fracatlas(path)):
+        return True
+    names = {positive.lower()} if positive else set(POSITIVE_NAMES)
+    return is_own_films(path) and any(c.name.lower() in names for c in path.iterdir())
 
 
-def _dataset_films(folder: Path, split: str | None, part: str, strict: bool) -> pd.DataFrame:
+def _dataset_films(
+    folder: Path, split: str | None, part: str, strict: bool, positive: str | None
+) -> pd.DataFrame:
     from mura_tf.data.catalogue import detect_dataset, load_catalogue
 
-    dataset = detect_dataset(folder)
+    dataset = detect_dataset(folder, positive)
     split = split or dataset.test_split
     if split not in dataset.catalogue_splits:
         raise ConfigError(
             f"--split {split}: {dataset.title} has " + ", ".join(dataset.catalogue_splits)
         )
-    frame = load_catalogue(folder, part, splits=(split,), dataset=dataset, strict=strict)
+    frame = load_catalogue(
+        folder, part, splits=(split,), dataset=dataset, positive=positive, strict=strict
+    )
     return frame[["path", "study", "part", "label"]].astype({"label": float})
 
 
@@ -47,8 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = command_parser("predict", "Abnormality probabilities for radiographs, per study.")
     parser.add_argument(
         "inputs", nargs="+", metavar="PATH",
-        help="PNG or JPEG films, folders of them (one study per folder), or a MURA or "
-        "FracAtlas folder",
+        help="PNG, JPEG or DICOM films, folders of them (one study per folder), or a labelled "
+        "set: a MURA or FracAtlas folder, a CSV manifest or a folder of classes",
     )  # fmt: skip
     parser.add_argument("--model", required=True, help="a finished run folder or its export/")
     parser.add_argument("--out", default="predictions", help="folder for the two CSV files")
@@ -60,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="for a dataset folder: which split (default: its test split)",
     )  # fmt: skip
     parser.add_argument("--part", default="all", help="for a dataset folder: a part, list or all")
+    parser.add_argument(
+        "--positive", default=None,
+        help="for a manifest or folder of classes: the label or class folder that is positive",
+    )  # fmt: skip
     add_threshold(parser)
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument(
@@ -87,11 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cams = load_cam_serving(args.model) if args.cam else None
     threshold = resolve_threshold(args.threshold, args.model)
 
-    datasets = [p for p in map(Path, args.inputs) if _is_dataset_folder(p)]
+    datasets = [p for p in map(Path, args.inputs) if _is_dataset_folder(p, args.positive)]
     others = [p for p in args.inputs if Path(p) not in datasets]
     frames, unreadable = [], []
     for folder in datasets:
-        frames.append(_dataset_films(folder, args.split, args.part, args.strict))
+        frames.append(_dataset_films(folder, args.split, args.part, args.strict, args.positive))
     if others:
         found = find_inputs(others, per_image=args.per_image)
         frames.append(found.films)

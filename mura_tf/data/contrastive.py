@@ -14,10 +14,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 
 from mura_tf.data.augment import affine_matrix
+from mura_tf.data.film_cache import displayed_files
 from mura_tf.data.normalization import normalize
 from mura_tf.data.pipeline import AUTOTUNE, PipelineConfig, load_image
 from mura_tf.errors import ConfigError
@@ -225,7 +227,8 @@ def make_contrastive_dataset(
             f"{len(frame)} images cannot fill one batch of {batch_size}: lower --batch-size"
         )
     index, count = shard
-    ds = tf.data.Dataset.from_tensor_slices(frame["path"].astype(str).to_numpy())
+    files = displayed_files(frame["path"].astype(str))  # DICOM films as displayed
+    ds = tf.data.Dataset.from_tensor_slices(np.array(files, dtype=object))
     ds = ds.shard(count, index)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF

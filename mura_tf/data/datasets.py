@@ -5,6 +5,12 @@ columns whatever the dataset; where a part's name or the positive label must be 
 the `DatasetInfo` of the frame's parts (`dataset_of_parts`). Part names carry their dataset's
 prefix (`XR_HAND` is MURA's hand, `FA_HAND` FracAtlas's), so a part alone says which dataset
 it belongs to; users type the short name (`hand`) and the dataset in use decides.
+
+A user's own films (a folder of classes or a CSV manifest, `mura_tf.data.manifest`) are a
+dataset made at run time (`own_dataset`): its parts are `OWN_<name>`, its labels the user's
+two classes. Reading them registers it (`register_own`), so that `dataset_of_parts` finds it
+by its parts as it finds MURA's; a process that never read them (a report of finished runs)
+gets the same parts under generic label names.
 """
 
 from __future__ import annotations
@@ -116,12 +122,60 @@ FRACATLAS = DatasetInfo(
 
 DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (MURA, FRACATLAS)}
 
+OWN_PREFIX = "OWN_"
+OWN_NAME = "own"
+# The test split drawn for own films without a `split` column: this share of the patients,
+# stratified by part and label, with `OWN_SPLIT_SEED` (the run's seed then draws dev from the
+# rest, as it does from MURA's train split), so every run and command tests on the same films.
+OWN_TEST_FRACTION = 0.2
+OWN_SPLIT_SEED = 0
+_own: list[DatasetInfo] = []
+
+
+def own_dataset(
+    title: str,
+    short_names: Iterable[str],
+    positive: str = "positive",
+    negative: str = "negative",
+    splits: Iterable[str] = ("train", "test"),
+) -> DatasetInfo:
+    """A user's own films as a dataset: parts `OWN_<SHORT>` in sorted order, the two classes'
+    names, and the splits its films carry: with `test` and `valid` both, they are the run's
+    test and dev (`fixed`); otherwise dev is drawn from `train` by patient and the test split
+    is `test`, or `valid` as in MURA (`patient`)."""
+    names = tuple(sorted({_short(n) for n in short_names}))
+    present = set(splits)
+    fixed = {"train", "valid", "test"} <= present
+    catalogue_splits = tuple(s for s in ("train", "valid", "test") if s in present)
+    return DatasetInfo(
+        name=OWN_NAME,
+        title=title,
+        prefix=OWN_PREFIX,
+        short_names=names,
+        positive=positive,
+        negative=negative,
+        split_scheme="fixed" if fixed else "patient",
+        catalogue_splits=catalogue_splits,
+        test_split="test" if "test" in present else "valid",
+        citation="",
+        licence="",
+        url="",
+    )
+
+
+def register_own(info: DatasetInfo) -> DatasetInfo:
+    """Make `dataset_of_parts` answer `info` for its parts (the latest registered first)."""
+    if info in _own:
+        _own.remove(info)
+    _own.append(info)
+    return info
+
 
 def _short(name: str) -> str:
     key = name.strip().lower()
-    for d in DATASETS.values():
-        if key.startswith(d.prefix.lower()):
-            return key[len(d.prefix) :]
+    for prefix in (*(d.prefix for d in DATASETS.values()), OWN_PREFIX):
+        if key.startswith(prefix.lower()):
+            return key[len(prefix) :]
     return key
 
 
@@ -139,10 +193,18 @@ def dataset_named(name: str) -> DatasetInfo:
 
 
 def dataset_of_parts(parts: Iterable[str]) -> DatasetInfo:
-    """The dataset whose canonical part names these are (MURA for none)."""
-    found = {d.name for p in parts for d in DATASETS.values() if str(p).startswith(d.prefix)}
+    """The dataset whose canonical part names these are (MURA for none); for own films' parts
+    (`OWN_...`) the latest registered own dataset holding them all, else a generic one."""
+    parts = [str(p) for p in parts]
+    prefixes = [*DATASETS.values(), own_dataset("your films", ())]
+    found = {d.name for p in parts for d in prefixes if p.startswith(d.prefix)}
     if len(found) > 1:
         raise ConfigError(f"parts of several datasets in one selection: {sorted(found)}")
+    if found == {OWN_NAME}:
+        for info in reversed(_own):
+            if set(parts) <= set(info.parts):
+                return info
+        return own_dataset("your films", parts)
     return DATASETS[found.pop()] if found else MURA
 
 

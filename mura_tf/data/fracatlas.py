@@ -226,7 +226,7 @@ def load_fracatlas(
             f"as the other unfractured films: {', '.join(stray[:10])}"
         )
     frame["split"] = assign_splits(frame, published)
-    frame["study"] = frame["image_id"].str.rsplit(".", n=1).str[0]
+    frame["study"] = frame["image_id"].str.rsplit(".", n=1).str[0].astype(str)
     frame["patient"] = frame["study"]
     frame["view"] = 1
     frame = frame[frame["part"].isin(wanted) & frame["split"].isin(splits)]

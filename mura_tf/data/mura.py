@@ -72,7 +72,8 @@ def find_mura_root(data_dir: str | os.PathLike[str]) -> Path:
             f"{path.parent.parent} --part {path.name[3:].lower()}"
         )
     raise MuraDataError(
-        f"{path} holds neither MURA-v1.1/ nor train/ or valid/ folders. {DOWNLOAD_HINT}"
+        f"{path} holds neither MURA-v1.1/ nor train/ or valid/ folders (nor two class folders "
+        f"of films, docs/own-films.md). {DOWNLOAD_HINT}"
     )
 
 

@@ -1,4 +1,5 @@
-"""The tf.data input pipeline: PNG files -> batches of normalised images and labels."""
+"""The tf.data input pipeline: film files (PNG, JPEG; DICOM rendered once, `film_cache`) ->
+batches of normalised images and labels."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from mura_tf.data.augment import (
     photometric_choices,
 )
 from mura_tf.data.datasets import dataset_of_parts
+from mura_tf.data.film_cache import displayed_files
 from mura_tf.data.normalization import NORMALIZATIONS, normalize
 from mura_tf.data.orientation import apply_orientation, exif_orientation
 from mura_tf.errors import ConfigError
@@ -253,6 +255,8 @@ def make_dataset(
 
     columns = {
         "path": frame["path"].astype(str).to_numpy(),
+        # What is read: the film itself, or a DICOM film's rendering as displayed.
+        "file": np.array(displayed_files(frame["path"].astype(str)), dtype=object),
         "label": frame["label"].astype("float32").to_numpy()[:, None],
         "part": frame["part"]
         .map(dataset_of_parts(frame["part"].unique()).parts.index)
@@ -281,7 +285,7 @@ def make_dataset(
 
     def load(element):
         element = dict(element)
-        element["image"] = load_image(element["path"], config.image_size, config.keep_aspect)
+        element["image"] = load_image(element["file"], config.image_size, config.keep_aspect)
         return element
 
     ds = ds.map(load, num_parallel_calls=AUTOTUNE)

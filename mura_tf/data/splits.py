@@ -82,7 +82,8 @@ def make_splits(frame: pd.DataFrame, dev_fraction: float = 0.1, seed: int = 0) -
 
     MURA: train and dev from MURA's `train` split (by patient), test = MURA's `valid` split.
     FracAtlas: the catalogue's fixed `train`, `valid`, `test` (`mura_tf.data.fracatlas`);
-    `dev_fraction` and `seed` do not change it.
+    `dev_fraction` and `seed` do not change it. A user's own films: as MURA (test is their
+    `test` split) or, with all three splits given, as FracAtlas (`mura_tf.data.manifest`).
 
     Args:
         frame: a catalogue from `catalogue.load_catalogue` with every split (or only `train`,
@@ -94,11 +95,12 @@ def make_splits(frame: pd.DataFrame, dev_fraction: float = 0.1, seed: int = 0) -
     train_all = frame[frame["split"] == "train"]
     if train_all.empty:
         raise MuraDataError("the catalogue has no images of its train split to split")
-    if dataset_of_parts(frame["part"].unique()).split_scheme == "fixed":
+    dataset = dataset_of_parts(frame["part"].unique())
+    if dataset.split_scheme == "fixed":
         train, dev, test = (frame[frame["split"] == s] for s in ("train", "valid", "test"))
         return Splits(*(f.reset_index(drop=True) for f in (train, dev, test)))
     train, dev = patient_split(train_all, dev_fraction, seed)
-    test = frame[frame["split"] == "valid"]
+    test = frame[frame["split"] == dataset.test_split]
     return Splits(
         train.reset_index(drop=True), dev.reset_index(drop=True), test.reset_index(drop=True)
     )

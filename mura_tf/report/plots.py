@@ -58,7 +58,9 @@ def preview(path: str, size: int = 128) -> np.ndarray:
     Returns:
         uint8 `[h, w]` with the longer side `size`.
     """
-    with Image.open(path) as im:
+    from mura_tf.data.film_cache import displayed_file  # a DICOM film as displayed
+
+    with Image.open(displayed_file(path)) as im:
         arr = np.asarray(ImageOps.exif_transpose(im))
     if arr.dtype == np.uint16 or arr.dtype == np.int32:
         arr = (arr.astype(np.uint32) >> 8).astype(np.uint8)

@@ -26,7 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mura_tf.data.datasets import DATASETS, MURA, DatasetInfo, dataset_of_parts, short_name
+from mura_tf.data.datasets import (
+    DATASETS,
+    MURA,
+    OWN_PREFIX,
+    DatasetInfo,
+    dataset_of_parts,
+    own_dataset,
+    register_own,
+    short_name,
+)
 from mura_tf.data.synthetic import SyntheticConfig, synthetic_dataset
 from mura_tf.errors import ConfigError, FieldError
 from mura_tf.files import disk_errors, write_json
@@ -132,10 +141,17 @@ class RunConfig:
     backbone: str = setting("resnet18", "backbone: resnet18, resnet50 or densenet169")
     dataset: str = setting(
         "auto",
-        "the dataset in --data-dir: auto (recognised from its layout), mura or fracatlas",
+        "the dataset in --data-dir: auto (recognised from its layout: MURA, FracAtlas, a "
+        "folder of classes or a CSV manifest), mura or fracatlas",
         since="0.3",
         legacy="mura",
         choices=("auto", *DATASETS),
+    )
+    positive: str | None = setting(
+        None,
+        "your own films: the label or class folder that is positive (default: 1, or the one "
+        "named abnormal, fractured or positive)",
+        since="0.5",
     )
     part: tuple[str, ...] = setting(
         MURA.parts,
@@ -196,7 +212,13 @@ class RunConfig:
 
         spec = backbone_spec(self.backbone)
         data_dir = None if self.synthetic else self.data_dir or os.environ.get("MURA_DATA_DIR")
-        info = resolve_dataset(self.dataset, data_dir)
+        info = resolve_dataset(self.dataset, data_dir, self.positive)
+        if self.positive is not None and info.prefix != OWN_PREFIX:
+            raise FieldError(
+                "positive",
+                f"is for your own films (a folder of classes or a manifest): {info.title}'s "
+                f"positive label is {info.positive}",
+            )
         if self.synthetic and info is not MURA:
             raise ConfigError("--synthetic is MURA-shaped: use --dataset mura (or auto) with it")
         # `dataset` stays as given (`auto` follows --data-dir through `dataclasses.replace`).
@@ -349,6 +371,15 @@ def write_config(run: OpenRun, config: RunConfig, data_dir: str, **facts: Any) -
     and the strategy among `facts` (counts, normalisation ...)."""
     from mura_tf.training.distribute import describe
 
+    info = config.data_info
+    if info.prefix == OWN_PREFIX:  # its names, for reports read in another process
+        facts["own_dataset"] = {
+            "title": info.title,
+            "short_names": list(info.short_names),
+            "positive": info.positive,
+            "negative": info.negative,
+            "splits": list(info.catalogue_splits),
+        }
     return write_run_config(
         run.run_dir, kind_of_config(type(config)).section, config.settings(), data_dir,
         config.table_label(), config.notes,
@@ -432,6 +463,8 @@ def read_run(run_dir: str | os.PathLike[str]) -> FinishedRun | None:
     section = next((k for k in SECTIONS if k in config), None)
     if section is None:
         return None
+    if isinstance(config.get("own_dataset"), dict):  # its classes' names, not generic ones
+        register_own(own_dataset(**config["own_dataset"]))
     return FinishedRun(
         run_dir, section, config[section], config, json.loads(metrics_path.read_text())
     )

@@ -116,7 +116,9 @@ def _pretrain(cfg: PretrainConfig, run: OpenRun, policy: str) -> RunResult:
     strategy, run_dir, worker = run.strategy, run.run_dir, run.worker
     data_dir = cfg.data_folder()
     splits = make_splits(
-        load_catalogue(data_dir, cfg.part, dataset=cfg.data_info, strict=cfg.strict),
+        load_catalogue(
+            data_dir, cfg.part, dataset=cfg.data_info, positive=cfg.positive, strict=cfg.strict
+        ),
         cfg.dev_fraction,
         cfg.seed,
     )

@@ -41,7 +41,6 @@ import tensorflow as tf
 from mura_tf.compat.fused_batch_norm import follow_training_steps
 from mura_tf.data.augment import AugmentConfig, parse_augmentations
 from mura_tf.data.catalogue import load_catalogue, load_outlines
-from mura_tf.data.dicom import dicom_paths
 from mura_tf.data.masks import outline_masks
 from mura_tf.data.pipeline import PipelineConfig, make_dataset
 from mura_tf.data.splits import Splits, label_fraction, make_splits
@@ -406,7 +405,9 @@ def prepare_data(exp: Experiment) -> PreparedData:
         ConfigError: the data has no test split for these parts.
     """
     data_dir = exp.data_folder()
-    frame = load_catalogue(data_dir, exp.part, dataset=exp.data_info, strict=exp.strict)
+    frame = load_catalogue(
+        data_dir, exp.part, dataset=exp.data_info, positive=exp.positive, strict=exp.strict
+    )
     splits = make_splits(frame, exp.dev_fraction, exp.seed)
     if exp.label_fraction < 1:
         splits = Splits(
@@ -416,12 +417,6 @@ def prepare_data(exp: Experiment) -> PreparedData:
         raise ConfigError(
             f"{data_dir} has no test split: MURA's valid/ folder (or its valid_*.csv "
             f"files), or FracAtlas's test films, hold none of --part {exp.parts_spec}"
-        )
-    dicom = dicom_paths(frame["path"])
-    if dicom:
-        raise ConfigError(
-            f"{data_dir} holds DICOM films ({dicom[0]}): training reads PNG "
-            "and JPEG; evaluate, predict and serve read DICOM"
         )
     return PreparedData(data_dir, splits)
 
