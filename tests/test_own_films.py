@@ -161,7 +161,7 @@ def test_each_bad_row_is_named_and_dropped(films, tmp_path):
     assert "list.csv:5 (no such file)" in said
     assert "list.csv:9 (label 'maybe' is not abnormal or normal)" in said
     assert "list.csv:11 (the same film as list.csv:10)" in said
-    assert "list.csv:12 (does not decode" in said
+    assert "dropped 1 film(s), does not decode: list.csv:12 (corrupt" in said
     assert all(len(m.splitlines()) == 1 for m in messages)
     with pytest.raises(MuraDataError, match=r"list.csv:9: label 'maybe' is not .* \(--strict\)"):
         load_catalogue(path, strict=True)
@@ -318,7 +318,7 @@ def test_every_command_reads_own_films(films, tmp_path, capsys):
     import tensorflow_datasets as tfds
 
     from mura_tf.commands import evaluate, explore, predict, tfds_build
-    from mura_tf.runs.config import read_run
+    from mura_tf.runs.record import read_run
 
     folder, written = films
     argv = ["--data-dir", str(folder), "--out", str(tmp_path / "runs"), *SMOKE]

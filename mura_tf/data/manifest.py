@@ -47,6 +47,7 @@ from mura_tf.data.datasets import (
 from mura_tf.data.dicom import DICOM_SUFFIXES, NotAFilm, film_pixels, has_preamble
 from mura_tf.data.mura import PNG_SIGNATURE, check_decodes, film_problem, find_unreadable
 from mura_tf.errors import ConfigError, MuraDataError, MuraDataWarning
+from mura_tf.files import write_text
 
 REQUIRED = ("path", "label")
 OPTIONAL = ("patient", "study", "part", "split", "view")
@@ -300,7 +301,7 @@ def load_own(
     if check_images and len(rows):
         bad = find_unreadable(rows["path"].tolist(), progress, problem=film_file_problem)
         where = {p: i for i, p in rows["path"].items()}
-        rows = problems.drop(rows, {where[p]: f"does not decode ({why})" for p, why in bad.items()})
+        rows = problems.drop(rows, {where[p]: why for p, why in bad.items()}, "does not decode")
     problems.report()
     for label, name in ((0, info.negative), (1, info.positive)):
         if not (rows["label"] == label).any():
@@ -331,13 +332,14 @@ class _Problems:
         self.total = len(listing.rows)
         self.by_kind: dict[str, list[str]] = {}
 
-    def drop(self, rows: pd.DataFrame, problems: dict) -> pd.DataFrame:
+    def drop(self, rows: pd.DataFrame, problems: dict, kind: str | None = None) -> pd.DataFrame:
+        """`rows` without `problems` (row index -> why), each noted under `kind` (by default
+        the kind its reason names)."""
         for i, why in problems.items():
             where = rows.at[i, "where"]
             if self.strict:
-                raise MuraDataError(f"{where}: {why} (--strict)")
-            kind = why.split(" (")[0] if why.startswith("does not decode") else why
-            self.by_kind.setdefault(_kind_of(kind), []).append(f"{where} ({why})")
+                raise MuraDataError(f"{where}: {f'{kind} ({why})' if kind else why} (--strict)")
+            self.by_kind.setdefault(kind or _kind_of(why), []).append(f"{where} ({why})")
         return rows.drop(index=list(problems))
 
     def report(self) -> None:
@@ -504,7 +506,6 @@ def write_manifest(frame: pd.DataFrame, out: str | os.PathLike[str]) -> Path:
     """Write a catalogue (`load_catalogue`'s columns) as a manifest at `out`, atomically:
     `path` relative to `out`'s folder, `label` 0/1, and `patient`, `study`, `part`, `split`,
     `view` as the catalogue has them, so that reading it back gives the same catalogue."""
-    from mura_tf.files import write_text
 
     out = Path(out)
     folder = os.path.abspath(out.parent)
