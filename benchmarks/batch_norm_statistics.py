@@ -48,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     from mura_tf.data.pipeline import make_dataset
+    from mura_tf.runs.batches import pipeline_config
+    from mura_tf.runs.prepared import prepare_data
     from mura_tf.runs.presets import synthetic_preset
-    from mura_tf.runs.supervised import build_model, pipeline_config, prepare_data
+    from mura_tf.runs.supervised import build_model
 
     base = importlib.import_module(f"recipes.{args.recipe}").CONFIG
     exp = synthetic_preset(

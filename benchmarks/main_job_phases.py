@@ -58,14 +58,18 @@ def main(argv: list[str] | None = None) -> int:
 
     import keras
 
+    import mura_tf.runs.evaluators.export as export
+    import mura_tf.runs.prepared as prepared
     import mura_tf.runs.result as result
-    import mura_tf.runs.resume as resume
     import mura_tf.runs.supervised as experiment
     import mura_tf.training.callbacks as callbacks
+    import mura_tf.training.resume as resume
 
     seconds["start-up (imports)"] = time.perf_counter() - start
-    for name in ("load_catalogue", "build_backbone", "fit_data", "train", "export_savedmodel"):
+    for name in ("build_backbone", "fit_data", "train"):
         timed(experiment, name)
+    timed(prepared, "load_catalogue")
+    timed(export, "export_savedmodel")
     timed(result, "write_run_report", "report")
     timed(resume, "save_variables", "resume points")
     timed(callbacks, "save_variables", "best epoch (.npz)")

@@ -77,7 +77,7 @@ def _recipe(
     folder its results are read from (the same, or its copy in `record`), and seconds (NaN for
     a run finished by an earlier invocation: it is read, not trained again)."""
 
-    from mura_tf.runs.config import read_run
+    from mura_tf.runs.record import read_run
 
     run_dir, kept = _run_paths(name, flags, out, record)
     for found in (run_dir, kept):
@@ -247,7 +247,7 @@ def _seed_rows(args, runs: list[str], seed: int, out: Path, extra: list[str]) ->
 
 
 def _recorded(name: str, flags: list[str], out: Path, record: Path | None) -> bool:
-    from mura_tf.runs.config import read_run
+    from mura_tf.runs.record import read_run
 
     _, kept = _run_paths(name, flags, out, record)
     return kept is not None and read_run(kept) is not None

@@ -33,7 +33,7 @@ def dataset(scale: int, root: Path, patients: int = PATIENTS) -> Path:
     the train patients, as there).
     """
     from mura_tf.data.synthetic import generate_synthetic
-    from mura_tf.runs.config import SYNTHETIC_DATA
+    from mura_tf.runs.settings import SYNTHETIC_DATA
 
     folder = root / f"scale_{scale}x{patients}"
     if not (folder / "MURA-v1.1").is_dir():

@@ -1,4 +1,6 @@
-"""Helpers for the command-line edges (`python -m mura_tf.*`, `python -m recipes.*`).
+"""The command line of every edge (`python -m mura_tf.*`, `python -m recipes.*`): the
+parsers, their value types, and a recipe's flags built from its settings' fields
+(`build_parser`, `configure`).
 
 Library code raises `MuraError`; here it becomes one line on stderr and exit status 2.
 """
@@ -6,13 +8,20 @@ Library code raises `MuraError`; here it becomes one line on stderr and exit sta
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
-from mura_tf.errors import ConfigError, MuraError
+from mura_tf.errors import ConfigError, FieldError, MuraError
 from mura_tf.evaluators.thresholds import DEV_CHOICES, parse_threshold
+
+if TYPE_CHECKING:
+    from mura_tf.runs.settings import RunConfig
+
+C = TypeVar("C", bound="RunConfig")
 
 EXIT_USAGE = 2
 
@@ -161,6 +170,7 @@ def _int_at_least(minimum: int, wording: str) -> Callable[[str], int]:
 
 positive_int = _int_at_least(1, "at least 1")  # argparse type: an integer >= 1
 non_negative_int = _int_at_least(0, "0 or more")  # argparse type: an integer >= 0
+at_least_two = _int_at_least(2, "at least 2")  # argparse type: an integer >= 2
 
 
 def add_threshold(parser: argparse.ArgumentParser) -> None:
@@ -197,3 +207,105 @@ class Progress:
             print(self.label, file=sys.stderr)
             self.bar = Progbar(total, unit_name="file")
         self.bar.update(done)
+
+
+# --- Flags from a run's settings (the recipes') ---------------------------------------------
+
+
+def _kind(annotation: str) -> Callable[[str], object] | type[bool]:
+    """The argparse type of a field annotated `annotation` (a string: postponed annotations).
+    Comma lists stay text: the config parses them, and checks every range."""
+    kinds = {"bool": bool, "int": whole_number, "float": number}
+    return kinds.get(annotation.split(" | ")[0], str)
+
+
+def _shown(value: object) -> str:
+    from mura_tf.data.parts import PARTS, short_name  # as in `build_parser`
+
+    if isinstance(value, tuple):
+        if set(value) == set(PARTS):
+            return "all"
+        return ",".join(short_name(v) if v in PARTS else str(v) for v in value) or "none"
+    return str(value)
+
+
+class _Choice(argparse.Action):
+    """An alias flag whose choices map to the field's values (`--mode linear` -> True)."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        setattr(namespace, self.dest, self.const[value])
+
+
+def build_parser(config: RunConfig, description: str) -> argparse.ArgumentParser:
+    """A recipe's flags, one per config field that has command-line metadata
+    (`mura_tf.runs.settings.setting`); each shows the recipe's value as its default. Unset
+    flags parse to None."""
+    # Here, not at the top: every command imports this module, and `--help` should not wait
+    # for numpy, Pillow and pandas (a recipe has them loaded already).
+    from mura_tf.runs.settings import flags
+
+    parser = ArgumentParser(prog=f"python -m recipes.{config.recipe}", description=description)
+    for f, flag in flags(type(config)):
+        name = flag.name or "--" + f.name.replace("_", "-")
+        default = getattr(config, f.name)
+        kind = _kind(f.type)
+        if kind is bool and flag.negatable:
+            text = f"{flag.help} (default: {'yes' if default else 'no'})"
+            action = argparse.BooleanOptionalAction
+            parser.add_argument(name, dest=f.name, action=action, default=None, help=text)
+        elif kind is bool:
+            parser.add_argument(
+                name, dest=f.name, action="store_true", default=None, help=flag.help
+            )
+        else:
+            text = flag.help
+            if default is not None and "(default:" not in text:
+                text = f"{text} (default: {_shown(default)})"
+            parser.add_argument(
+                name, dest=f.name, type=kind, choices=flag.choices, default=None, help=text
+            )
+        for alias in flag.aliases:
+            if alias.values:
+                parser.add_argument(
+                    alias.flag, dest=f.name, action=_Choice, choices=list(alias.values),
+                    const=alias.values, default=None, help=alias.help,
+                )  # fmt: skip
+            else:
+                parser.add_argument(alias.flag, dest=f.name, type=kind, help=alias.help)
+    return parser
+
+
+def configure(config: C, argv: Sequence[str] | None, description: str = "") -> C:
+    """Apply the command line to `config` (and the synthetic preset when asked)."""
+    from mura_tf.runs.presets import synthetic_preset  # as in `build_parser`
+    from mura_tf.runs.settings import flag_of
+
+    args = vars(build_parser(config, description).parse_args(argv))
+    given = {k: v for k, v in args.items() if v is not None}
+    notes = _other_datasets_parts(config, given)
+    try:
+        config = dataclasses.replace(config, **given)
+        if notes:
+            config = dataclasses.replace(config, notes=(*config.notes, *notes))
+        return synthetic_preset(config, frozenset(given)) if config.synthetic else config
+    except FieldError as e:  # the library names the field; the command line, its flag
+        raise ConfigError(f"{flag_of(type(config), e.field)} {e.problem}") from None
+
+
+def _other_datasets_parts(config: RunConfig, given: dict) -> list[str]:
+    """A recipe's parts are MURA's (report 002 pre-trains on elbow, hand and shoulder); on
+    another dataset, without --part, it takes all of that dataset's parts (noted)."""
+    from mura_tf.data.catalogue import resolve_dataset  # as in `build_parser`
+
+    if "part" in given or given.get("synthetic", config.synthetic):
+        return []
+    data_dir = given.get("data_dir", config.data_dir) or os.environ.get("MURA_DATA_DIR")
+    dataset = resolve_dataset(
+        given.get("dataset", config.dataset), data_dir, given.get("positive", config.positive)
+    )
+    if set(config.part) <= set(dataset.parts):
+        return []
+    given["part"] = "all"
+    if config.parts_spec == "all":
+        return []
+    return [f"{dataset.title}: every part (the recipe's {config.parts_spec} are MURA's)"]

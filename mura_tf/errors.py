@@ -24,7 +24,7 @@ class MuraDataWarning(UserWarning):
 class FieldError(ConfigError):
     """A config field has an impossible value: `field` names it and `problem` says why ("must
     be at least 1, got 0"). The library's message names the field; the command line's names
-    the field's flag (`recipes.common.configure`)."""
+    the field's flag (`mura_tf.cli.configure`)."""
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field} {problem}")

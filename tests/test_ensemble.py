@@ -37,6 +37,30 @@ def trained(synthetic_dir, tmp_path_factory):
     return members, ensemble
 
 
+def test_the_ensemble_command_trains_a_recipes_seeds_as_the_recipes_flag_does(
+    trained, synthetic_dir, capsys
+):
+    """`mura-tf ensemble --recipe NAME --members K` is `--ensemble K` of the recipe: with the
+    same flags it finds the same members and ensemble, finished, and trains nothing again."""
+    members, ensemble = trained
+    out = ensemble.parents[2]
+    argv = ["--recipe", "resnet18_mlp", "--members", "2", "--out", str(out),
+            "--data-dir", str(synthetic_dir), "--part", "elbow", "--image-size", "32",
+            "--epochs", "1", "--max-steps", "1", "--weights", "none"]  # fmt: skip
+    capsys.readouterr()
+    assert run_cli(ensemble_main, argv) == 0
+    printed = capsys.readouterr().out
+    assert "member 1/2: seed 0 already finished" in printed
+    assert "member 2/2: seed 1 already finished" in printed
+    assert f"ensemble {ensemble.name} already finished" in printed
+    from mura_tf.evaluators.metrics import metrics_table
+
+    metrics = json.loads((ensemble / "metrics.json").read_text())
+    assert metrics_table(metrics).to_string() in printed
+    wrong = run_cli(ensemble_main, ["--recipe", "no_such_recipe", "--synthetic"])
+    assert wrong == 2 and "--recipe no_such_recipe: no such recipe" in capsys.readouterr().err
+
+
 FRESH = textwrap.dedent(
     """
     import json, sys

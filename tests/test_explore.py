@@ -136,7 +136,7 @@ def test_help_texts(synthetic_dir):
 
 @pytest.mark.parametrize("size", [(300, 120), (117, 512)])
 def test_sample_thumbnails_keep_each_films_aspect_ratio(tmp_path, size):
-    from mura_tf.report.plots import preview
+    from mura_tf.evaluators.plots import preview
 
     path = tmp_path / "film.png"
     Image.new("L", size, 200).save(path)

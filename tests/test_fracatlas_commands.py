@@ -235,6 +235,31 @@ def test_an_outline_guided_run_hands_over_the_classifier_and_scores_its_own_map(
     assert own["dev"]["films"] == int(dev["path"].isin(outlines).sum()) > 0
     page = (run_dir / "report.html").read_text()
     assert "outline head's own map of the same film" in page and "dev films" in page
+    # The reader page shows the head's own map beside Grad-CAM: the film as displayed under
+    # the map the export gives.
+    import base64
+    import io
+
+    import tensorflow as tf
+
+    from mura_tf.data.pipeline import decode_film, to_film
+    from mura_tf.serving.gradcam import overlay
+    from mura_tf.serving.rest import create_app
+
+    path = test.loc[test["label"] == 1, "path"].iloc[0]
+    data = Path(path).read_bytes()
+    upload = {"films": [(io.BytesIO(data), Path(path).name)]}
+    client = create_app(run_dir).test_client()
+    (view,) = client.post(
+        "/reader/study", data=upload, content_type="multipart/form-data"
+    ).get_json()["views"]
+    shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(view["outline_image"][22:]))))
+    _, maps, contents = load_outline_serving(run_dir)(np.array([data], dtype=object))
+    film = decode_film(tf.constant(data)).numpy()
+    np.testing.assert_array_equal(
+        shown, overlay(film, to_film(maps[0], contents[0], film.shape[:2]))
+    )
+    assert view["outline_image"] != view["image"]
     # What is handed over is the classifier alone: one output, loadable without the project.
     handed = keras.models.load_model(run_dir / "model.keras", compile=False)
     assert len(handed.outputs) == 1 and "outline_head" not in [x.name for x in handed.layers]

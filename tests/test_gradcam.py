@@ -12,13 +12,13 @@ from PIL import Image
 
 from mura_tf.data.fracatlas import Outline
 from mura_tf.data.mura import load_mura
-from mura_tf.data.pipeline import PipelineConfig, make_dataset
+from mura_tf.data.pipeline import PipelineConfig, make_dataset, to_film
 from mura_tf.data.synthetic import LESIONS_FILE, SyntheticConfig, generate_synthetic
 from mura_tf.evaluators.localisation import localisation_metrics, score_films
 from mura_tf.models.backbones import build_backbone
 from mura_tf.models.heads import build_classifier, classification_head
 from mura_tf.serving.export import export_savedmodel
-from mura_tf.serving.gradcam import grad_cam, to_film
+from mura_tf.serving.gradcam import grad_cam
 from mura_tf.serving.load import load_cam_serving
 
 

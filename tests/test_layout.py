@@ -1,6 +1,6 @@
-"""The package's shape: no import cycle between mura_tf's modules (counting imports inside
-functions, which only hide a cycle), a dozen modules or fewer at the root, and an import that
-changes nothing outside the package."""
+"""The package's shape: no import cycle between mura_tf's modules and no import running back
+up its floors (`LAYERS`; counting imports inside functions, which only hide an edge), a dozen
+modules or fewer at the root, and an import that changes nothing outside the package."""
 
 import ast
 import os
@@ -77,8 +77,52 @@ def test_no_import_cycle_between_mura_tf_modules():
     graph = import_graph()
     # the walk sees imports at the top, inside functions, and `from package import module`
     assert "mura_tf.runs.supervised" in graph["mura_tf.runs.router"]
-    assert "mura_tf.evaluators.routing" in graph["mura_tf.report.run"]  # inside a function
+    assert "mura_tf.evaluators.routing" in graph["mura_tf.runs.page"]  # inside a function
     assert cycles(graph) == []
+
+
+# The package's floors, top to bottom: a module imports only from its own floor or below.
+# Modules at the root that are not listed (`__init__`, `__main__`) sit on the top floor.
+LAYERS = (
+    ("commands", "cli", "__main__"),
+    ("report",),
+    ("runs",),
+    ("training", "serving"),
+    ("evaluators",),
+    ("data", "models"),
+    ("compat", "files"),
+    ("errors",),
+)
+
+
+def floor(module: str) -> int:
+    """0 for the top floor (`LAYERS[0]`), larger further down."""
+    parts = module.split(".")
+    top = parts[1] if len(parts) > 1 else "__init__"
+    for depth, names in enumerate(LAYERS):
+        if top in names:
+            return depth
+    assert top == "__init__", f"{module} is on no floor of LAYERS: add it"
+    return 0
+
+
+def imports_running_up(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        for target in targets
+        if floor(target) < floor(module)
+    )
+
+
+def test_the_floor_finder_finds_an_import_running_up():
+    graph = {"mura_tf.data.x": {"mura_tf.runs.y"}, "mura_tf.runs.y": {"mura_tf.data.x"}}
+    assert imports_running_up(graph) == ["mura_tf.data.x -> mura_tf.runs.y"]
+
+
+def test_no_import_runs_back_up_the_floors():
+    graph = import_graph()
+    assert imports_running_up(graph) == []
 
 
 def test_the_root_holds_a_dozen_modules_or_fewer():

@@ -13,12 +13,12 @@ from PIL import Image, ImageDraw
 from mura_tf.data.augment import AugmentConfig
 from mura_tf.data.fracatlas import Outline
 from mura_tf.data.masks import mask_side, outline_mask, outline_masks
-from mura_tf.data.pipeline import PipelineConfig, load_image, make_dataset
+from mura_tf.data.pipeline import PipelineConfig, load_image, make_dataset, to_film
 from mura_tf.evaluators.localisation import score_map
 from mura_tf.models.backbones import build_backbone
 from mura_tf.models.heads import build_classifier, classification_head
 from mura_tf.models.outline_guided import OUTLINE_LOSS, OutlineGuided, guided_part
-from mura_tf.serving.gradcam import film_cams, to_film
+from mura_tf.serving.gradcam import film_cams
 from mura_tf.training.train import TrainConfig, compile_classifier
 
 pytestmark = pytest.mark.xdist_group("outline_guided")

@@ -337,14 +337,17 @@ def test_serve_answers_tf_servings_rest_requests_as_the_export_does(trained, tmp
 
 @pytest.fixture
 def server(trained):
-    """`mura-tf serve`'s app on a loopback port of its own, in a thread."""
+    """`mura-tf serve`'s app on a loopback port of its own, in a thread, with the run's summary
+    on its page as the command gives it."""
     import threading
 
     from werkzeug.serving import make_server
 
+    from mura_tf.runs.result import run_summary
     from mura_tf.serving.rest import create_app
 
-    httpd = make_server("127.0.0.1", 0, create_app(trained), threaded=True)
+    app = create_app(trained, summary=run_summary(trained))
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_port}"
@@ -691,7 +694,7 @@ def test_prometheus_metrics_count_requests_codes_and_batches(trained):
 
 
 def test_the_reader_says_when_the_model_saw_only_synthetic_films(trained, tmp_path):
-    from mura_tf.serving.reader import run_summary
+    from mura_tf.runs.result import run_summary
 
     assert "warning" not in run_summary(trained)
     synthetic = tmp_path / trained.name

@@ -16,8 +16,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 import recipes
-from mura_tf.runs.config import read_run
 from mura_tf.runs.presets import SYNTHETIC_IMAGE_SIZE
+from mura_tf.runs.record import read_run
 from recipes.common import build_parser, configure, run
 
 # Module fixtures: these tests stay on one pytest-xdist worker (--dist loadgroup).
@@ -42,7 +42,7 @@ def only_run_dir(out: Path) -> Path:
 def test_every_recipe_module_keeps_the_one_contract():
     """A recipe is a module with a `CONFIG` (a RunConfig named after the module) whose command
     line is `recipes.common.run(CONFIG)`; its flags are exactly its config's flag fields."""
-    from mura_tf.runs.config import RunConfig, flags
+    from mura_tf.runs.settings import RunConfig, flags
 
     assert {"baseline_densenet", "mura_paper", "simclr_pretrain", "simclr_finetune"} <= set(RECIPES)
     for name in RECIPES:

@@ -1,5 +1,5 @@
 """A run kind is one declaration (`mura_tf.runs.kinds`): its module runs it and words its
-closing lines, and config.json's section, the report's sections and the list of kinds come
+summary lines, and config.json's section, the report's sections and the list of kinds come
 from its line. Settings are validated once and worded as fields in the library, as flags on
 the command line."""
 
@@ -10,9 +10,9 @@ import json
 import pytest
 
 from mura_tf.errors import ConfigError, FieldError
-from mura_tf.runs.config import read_run, write_run_config
 from mura_tf.runs.kinds import ABNORMALITY_SECTIONS, KINDS, SECTIONS, kind_of_config
 from mura_tf.runs.pretrain import PretrainConfig
+from mura_tf.runs.record import read_run, write_run_config
 from mura_tf.runs.router import RouterConfig
 from mura_tf.runs.supervised import Experiment
 from recipes.common import run
@@ -23,7 +23,7 @@ def test_every_kind_is_one_module_that_runs_and_closes():
     assert ABNORMALITY_SECTIONS == ("experiment", "ensemble", "cascade")
     for kind in KINDS:
         module = importlib.import_module(kind.module)
-        assert callable(module.closing), kind
+        assert callable(module.summary_lines), kind
         if kind.config is None:  # assembled from finished runs by a command
             continue
         config = getattr(module, kind.config)

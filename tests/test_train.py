@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from mura_tf.errors import ConfigError, TrainingError
-from mura_tf.runs.resume import RunState, Selection, commit, load_state, restore
 from mura_tf.training.callbacks import RunCheckpoint
+from mura_tf.training.resume import RunState, Selection, commit, load_state, restore
 from mura_tf.training.train import (
     TrainConfig,
     compile_classifier,
@@ -331,7 +331,8 @@ def test_per_part_weights_reach_every_training_image(synthetic_dir):
     from mura_tf.data.mura import load_mura
     from mura_tf.data.parts import PARTS
     from mura_tf.data.splits import make_splits
-    from mura_tf.runs.supervised import Experiment, fit_data
+    from mura_tf.runs.batches import fit_data
+    from mura_tf.runs.supervised import Experiment
     from mura_tf.training.train import mura_part_class_weights
 
     exp = Experiment(recipe="r", backbone="resnet18", part="elbow,hand", image_size=32,

@@ -33,15 +33,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace a finished cascade")
     args = parser.parse_args(argv)
 
+    # After parsing: --help and a wrong flag answer before TensorFlow loads.
     from mura_tf.data.parts import short_name
-    from mura_tf.runs.cascade import build_cascade, closing, plan_cascade
+    from mura_tf.runs.cascade import build_cascade, plan_cascade, summary_lines
 
     plan = plan_cascade(args.router, args.experts, args.fallback)
     for part in plan.parts:
         expert = plan.experts[part]
         kind = "fallback" if plan.fallback is expert else "expert"
         print(f"{short_name(part):>9} -> {kind} {expert.run_dir}")
-    print("\n".join(closing(build_cascade(plan, args.out, args.overwrite))))
+    print("\n".join(summary_lines(build_cascade(plan, args.out, args.overwrite))))
     return 0
 
 

@@ -48,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.data_dir = mura_folder(args)
 
+    # After parsing: --help and a wrong flag answer before TensorFlow loads.
     from mura_tf.data.catalogue import detect_dataset, load_catalogue
     from mura_tf.data.dicom import dicom_paths
     from mura_tf.evaluators.intervals import metric_intervals, with_intervals
@@ -57,9 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         study_level_metrics,
         study_predictions,
     )
+    from mura_tf.evaluators.plots import plot_confusion, plot_roc
     from mura_tf.evaluators.thresholds import resolve_threshold
     from mura_tf.files import write_json, write_text
-    from mura_tf.report.plots import plot_confusion, plot_roc
     from mura_tf.serving.load import (
         load_image_serving,
         load_serving,

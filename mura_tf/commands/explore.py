@@ -14,8 +14,8 @@ from pathlib import Path
 from mura_tf.cli import Progress, add_mura_folder, command_parser, mura_folder, positive_int, run
 from mura_tf.data.catalogue import load_catalogue
 from mura_tf.data.summary import count_table, summarize
+from mura_tf.evaluators.plots import plot_counts, plot_samples
 from mura_tf.files import write_json
-from mura_tf.report.plots import plot_counts, plot_samples
 
 
 def main(argv: Sequence[str] | None = None) -> int:

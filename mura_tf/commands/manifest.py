@@ -38,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if out.exists() and not args.overwrite:
         raise ConfigError(f"{out} exists: pass --overwrite, or another --out")
 
+    # After parsing: --help and a wrong flag answer before TensorFlow loads.
     from mura_tf.data.catalogue import load_catalogue
     from mura_tf.data.manifest import write_manifest
 

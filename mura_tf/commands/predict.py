@@ -28,6 +28,7 @@ SHOWN_STUDIES = 50
 def _is_dataset_folder(path: Path, positive: str | None) -> bool:
     """A labelled set: MURA's or FracAtlas's layout, a manifest, or a folder of classes that
     names its positive class (a folder of study folders is studies, not classes)."""
+    # After parsing: --help and a wrong flag answer before TensorFlow loads.
     from mura_tf.data.catalogue import is_own_films
     from mura_tf.data.fracatlas import is_fracatlas
     from mura_tf.data.manifest import POSITIVE_NAMES, is_manifest
@@ -44,6 +45,7 @@ def _is_dataset_folder(path: Path, positive: str | None) -> bool:
 def _dataset_films(
     folder: Path, split: str | None, part: str, strict: bool, positive: str | None
 ) -> pd.DataFrame:
+    # After parsing: --help and a wrong flag answer before TensorFlow loads.
     from mura_tf.data.catalogue import detect_dataset, load_catalogue
 
     dataset = detect_dataset(folder, positive)
@@ -92,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace earlier CSVs in --out")
     args = parser.parse_args(argv)
 
+    # After parsing: --help and a wrong flag answer before TensorFlow loads.
     from mura_tf.evaluators.thresholds import resolve_threshold
     from mura_tf.files import write_text
     from mura_tf.serving.load import load_cam_serving, load_image_serving, load_study_serving
@@ -155,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         + ", ".join(map(str, written))
     )
     if cams is not None:
+        # After parsing: --help and a wrong flag answer before TensorFlow loads.
         from mura_tf.data.catalogue import outlines_of_films
         from mura_tf.serving.predict import write_cams
 

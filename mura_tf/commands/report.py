@@ -1,7 +1,7 @@
 """Collect runs into report 002's Table 4, or write one run's report page.
 
 `mura-tf report --runs saved_models/ --out reports/`; `mura-tf report --run RUN` writes
-`RUN/report.html` again (`mura_tf.report.run`; every run writes it when it finishes);
+`RUN/report.html` again (`mura_tf.runs.page`; every run writes it when it finishes);
 `mura-tf report --compare RUN... --out reports/` sets runs side by side per body part
 (`mura_tf.report.comparison`: comparison.md, comparison.csv, comparison_<metric>.png).
 
@@ -43,8 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.compare:
         return _compare(args.compare, Path(args.out))
     if args.run:
-        from mura_tf.report.run import write_run_report
-        from mura_tf.runs.config import read_run
+        # After parsing: --help and a wrong flag answer before TensorFlow loads.
+        from mura_tf.runs.page import write_run_report
+        from mura_tf.runs.record import read_run
 
         if read_run(args.run) is None:
             raise ConfigError(f"--run {args.run} is not a finished run (no metrics.json)")
@@ -52,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not Path(args.runs).is_dir():
         raise ConfigError(f"--runs {args.runs} is not a folder")
+    # After parsing: --help and a wrong flag answer before TensorFlow loads.
     from mura_tf.report.table import collect, markdown
 
     table = collect(args.runs)
@@ -61,8 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         drop=True
     )
 
+    # After parsing: --help and a wrong flag answer before TensorFlow loads.
+    from mura_tf.evaluators.plots import plot_curves, plot_fractions
     from mura_tf.files import write_text
-    from mura_tf.report.plots import plot_curves, plot_fractions
 
     out = Path(args.out)
     text = markdown(table)
@@ -85,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _compare(run_dirs: list[str], out: Path) -> int:
+    # After parsing: --help and a wrong flag answer before TensorFlow loads.
+    from mura_tf.evaluators.plots import plot_comparison
     from mura_tf.files import write_text
     from mura_tf.report.comparison import (
         METRICS,
@@ -96,7 +101,6 @@ def _compare(run_dirs: list[str], out: Path) -> int:
         paired_table,
         wide,
     )
-    from mura_tf.report.plots import plot_comparison
 
     rows = comparison_rows(run_dirs)
     table = compare(rows)

@@ -91,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "authentication"
         )
 
+    # After parsing: --help and a wrong flag answer before TensorFlow loads.
     from mura_tf.evaluators.thresholds import resolve_threshold
+    from mura_tf.runs.result import run_summary
     from mura_tf.serving.rest import create_app, serve
 
     threshold = resolve_threshold(args.threshold, args.model)
@@ -99,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     batching = BatchingOptions(
         args.max_batch_size, args.batch_timeout_micros, enabled=args.enable_batching
     )
-    app = create_app(args.model, args.name, threshold, limits, token, batching)
+    summary = run_summary(args.model)
+    app = create_app(args.model, args.name, threshold, limits, token, batching, summary)
     base = f"http://{args.host}:{args.port}"
     print(f"reader:   {base}/" + ("#token=TOKEN" if token else ""), flush=True)
     print(f"REST API: {base}/v1/models/{args.name}  (TF Serving's; :predict, /metadata)")

@@ -28,6 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.manual_dir = mura_folder(args, "--manual-dir")
 
+    # After parsing: --help and a wrong flag answer before TensorFlow loads.
     import tensorflow_datasets as tfds
 
     from mura_tf.data.catalogue import detect_dataset, find_root, is_own_films
@@ -36,13 +37,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     dataset = detect_dataset(args.manual_dir, args.positive)
     find_root(args.manual_dir, dataset)  # a one-line error before TFDS starts
     if is_own_films(args.manual_dir):
+        # After parsing: --help and a wrong flag answer before TensorFlow loads.
         from mura_tf.data.tfds_own import OwnFilms as Builder
 
         builder = Builder(dataset=dataset, positive=args.positive, data_dir=args.data_dir)
     else:
         if dataset is FRACATLAS:
+            # After parsing: --help and a wrong flag answer before TensorFlow loads.
             from mura_tf.data.tfds_fracatlas import Fracatlas as Builder
         else:
+            # After parsing: --help and a wrong flag answer before TensorFlow loads.
             from mura_tf.data.tfds_mura import Mura as Builder
         builder = Builder(data_dir=args.data_dir)
     builder.download_and_prepare(

@@ -92,6 +92,18 @@ def resize(image: tf.Tensor, size: int, keep_aspect: bool = False) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
 
 
+def to_film(cam: np.ndarray, content: np.ndarray, film_shape: tuple[int, int]) -> np.ndarray:
+    """`resize` undone for a map: one map `[s, s]` over the model's input frame, cut to the
+    frame's `content` box (y0, x0, y1, x1 in the frame's pixels: all of it for stretched
+    films, the unpadded part with `--keep-aspect`) and resized to the film's `(height,
+    width)`; scaled to [0, 1]."""
+    y0, x0, y1, x1 = (int(round(v)) for v in content)
+    part = cam[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)]
+    resized = tf.image.resize(part[..., None], film_shape, method="bilinear")[..., 0].numpy()
+    peak = resized.max()
+    return resized / peak if peak > 0 else resized
+
+
 def _decode_jpeg(data: tf.Tensor) -> tf.Tensor:
     # The accurate inverse DCT, as Pillow and libjpeg default to; TensorFlow's default (the
     # fast one) is off by up to two grey levels. Then the EXIF turn every viewer applies.

@@ -19,6 +19,7 @@ import tensorflow_datasets as tfds
 
 from mura_tf.data.datasets import FRACATLAS
 from mura_tf.data.fracatlas import find_fracatlas_root, load_fracatlas, load_outlines
+from mura_tf.data.pipeline import decode_film
 
 _DESCRIPTION = """\
 FracAtlas: 4,083 musculoskeletal radiographs (hand, leg, hip, shoulder; films of several
@@ -77,7 +78,6 @@ class Fracatlas(tfds.core.GeneratorBasedBuilder):
         }
 
     def _generate_examples(self, frame, root, outlines):
-        from mura_tf.data.pipeline import decode_film
 
         for row in frame.itertuples(index=False):
             relative = Path(row.path).relative_to(root).as_posix()

@@ -2,7 +2,7 @@
 fracture?
 
 Two scores per fractured film, both on the film as displayed at its own size (the map is cut
-to the film's part of the model's input frame and resized, `gradcam.to_film`):
+to the film's part of the model's input frame and resized, `pipeline.to_film`):
 
 - the pointing game (Zhang et al., "Top-down neural attention by excitation backprop", ECCV
   2016): a hit when the map's maximum lies inside a fracture box grown by `TOLERANCE` pixels
@@ -98,7 +98,8 @@ def score_films(
         cams: encoded films (object `[N]`) -> (probability `[N]`, cam `[N, S, S]`, content
             `[N, 4]`), the export's `grad_cam_images` (`mura_tf.serving.gradcam.film_cams`).
     """
-    from mura_tf.serving.gradcam import to_film
+    # TensorFlow only where films are scored; the scores' summary stays free of it.
+    from mura_tf.data.pipeline import to_film
 
     keep = predictions[(predictions["label"] == 1) & predictions["path"].isin(outlines)]
     rows = []

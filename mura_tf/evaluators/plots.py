@@ -1,4 +1,6 @@
-"""Figures as PNG files (matplotlib, no display needed), written atomically."""
+"""Figures of a dataset and of a model's predictions as PNG files (matplotlib, no display
+needed), written atomically: counts and samples (`mura-tf explore`), ROC, confusion matrices,
+reliability (a run's page, `mura-tf evaluate`)."""
 
 from __future__ import annotations
 
@@ -229,35 +231,6 @@ def plot_curves(
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=9)
     return _save(fig, path)
-
-
-def study_sheet(
-    pictures: list[np.ndarray], titles: list[str], path: str | os.PathLike[str], title: str
-) -> Path:
-    """A study's contact sheet: its views (uint8 `[H, W, 3]`, e.g. Grad-CAM overlays) side by
-    side at a common height, each at its own aspect ratio and captioned, under `title`.
-
-    Drawn with Pillow rather than matplotlib: a run draws one per reported study.
-    """
-    from PIL import ImageDraw, ImageFont
-
-    height, gap, caption = 256, 8, 18
-    scaled = [
-        Image.fromarray(p).resize((max(1, round(p.shape[1] * height / p.shape[0])), height))
-        for p in pictures
-    ]
-    head = caption * (title.count("\n") + 1) + gap
-    width = sum(im.width for im in scaled) + gap * (len(scaled) + 1)
-    sheet = Image.new("RGB", (width, head + caption + height + gap), "white")
-    draw = ImageDraw.Draw(sheet)
-    font = ImageFont.load_default(size=13)
-    draw.multiline_text((gap, gap // 2), title, fill="black", font=font, spacing=4)
-    x = gap
-    for im, text in zip(scaled, titles, strict=True):
-        draw.text((x, head), text, fill="black", font=font)
-        sheet.paste(im, (x, head + caption))
-        x += im.width + gap
-    return write_with(path, lambda tmp: sheet.save(tmp, format="PNG"))
 
 
 def plot_reliability(calibration: dict, path: str | os.PathLike[str]) -> Path:

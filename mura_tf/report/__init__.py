@@ -1,2 +1,2 @@
-"""What people read: a run's report page (`run`), runs side by side (`comparison`), report
-002's Table 4 (`table`), the published figures quoted (`published`) and the plots (`plots`)."""
+"""What people read across runs: runs side by side (`comparison`) and report 002's Table 4
+(`table`). One run's own page is `mura_tf.runs.page`, written by the run itself."""

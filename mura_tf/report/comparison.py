@@ -14,7 +14,7 @@ Each row is computed from test predictions (`predictions.csv`) with MURA's study
   parts": the same experts with every study sent to its true part, i.e. what routing costs.
 
 The paper's figures come from its own 207-study test set with ImageNet weights
-(`mura_tf.report.published`); they are a reference, not a score on the same films.
+(`mura_tf.evaluators.published`); they are a reference, not a score on the same films.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from mura_tf.errors import ConfigError
 from mura_tf.evaluators.intervals import metric_intervals, value_with_interval
 from mura_tf.evaluators.metrics import study_level_metrics
 from mura_tf.evaluators.paired import paired_difference
-from mura_tf.report.published import MURA_PAPER, MURA_PAPER_KAPPA, MURA_PAPER_KAPPA_CI
-from mura_tf.runs.config import FinishedRun, read_run
+from mura_tf.evaluators.published import MURA_PAPER, MURA_PAPER_KAPPA, MURA_PAPER_KAPPA_CI
 from mura_tf.runs.kinds import ABNORMALITY_SECTIONS
+from mura_tf.runs.record import FinishedRun, read_run
 
 METRICS = {"kappa": "Kappa", "auc": "AUROC", "accuracy": "Accuracy"}
 PAPER_ROW = "MURA paper (its test set)"

@@ -3,7 +3,7 @@
 Exp, Body Part, Learning rate, Epochs (pre-train + train), Accuracy, Precision, Recall (study
 level, MURA's protocol), plus Kappa and AUROC, each with its 95% interval where the run
 recorded one (`<metric> low`, `<metric> high`; `evaluators.intervals`). Runs are read through
-`mura_tf.runs.config`.
+`mura_tf.runs.record`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pandas as pd
 
 from mura_tf.data.parts import short_name
 from mura_tf.evaluators.intervals import value_with_interval
-from mura_tf.runs.config import finished_runs, read_run
 from mura_tf.runs.kinds import ABNORMALITY_SECTIONS
+from mura_tf.runs.record import finished_runs, read_run
 
 COLUMNS = [
     "Exp",

@@ -49,10 +49,10 @@ from mura_tf.evaluators.routing import (
     view_parts,
 )
 from mura_tf.files import disk_errors, load_for_inference
-from mura_tf.runs.config import FinishedRun, read_run, write_run_config
 from mura_tf.runs.folder import open_run
 from mura_tf.runs.kinds import ABNORMALITY_SECTIONS
-from mura_tf.runs.result import RunResult, where_lines, write_results
+from mura_tf.runs.record import FinishedRun, read_run, write_run_config
+from mura_tf.runs.result import RunResult, location_lines, write_results
 from mura_tf.serving.export import IMAGES, films_to_pixels, serving_archive, write_archive
 from mura_tf.serving.gradcam import grad_cam_of_films
 
@@ -338,7 +338,7 @@ def build_cascade(
     return RunResult(out, metrics, predictions, settings)
 
 
-def closing(result: RunResult) -> list[str]:
+def summary_lines(result: RunResult) -> list[str]:
     """What building a cascade prints: its test metrics, how many studies went to the wrong
     part, the router's confusion matrix and where everything went."""
     routing = result.metrics["router"]
@@ -350,5 +350,5 @@ def closing(result: RunResult) -> list[str]:
         f"routing: {routing['wrong_part_studies']} of {routing['studies']} test studies went "
         f"to the wrong part; views disagreed in {routing['views_disagreed_studies']}",
         confusion_frame(routing).to_string(),
-        *where_lines(result.run_dir, ("SavedModel:", result.run_dir / "export")),
+        *location_lines(result.run_dir, ("SavedModel:", result.run_dir / "export")),
     ]

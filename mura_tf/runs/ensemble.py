@@ -2,7 +2,8 @@
 
 The MURA paper's final model averaged five DenseNet169s (the five of lowest dev loss among
 those it trained). Here the members are given (`mura-tf ensemble RUN ...`) or are the K seeds
-of a recipe (`--ensemble K`), all kept, equally weighted. An ensemble is a run folder like any
+of a recipe, trained first (`mura-tf ensemble --recipe NAME --members K`, or the recipe's
+`--ensemble K`: `train_ensemble`), all kept, equally weighted. An ensemble is a run folder like any
 other: `config.json` (section "ensemble": the members and the rule), `predictions.csv` (the
 mean of the members' test probabilities), `metrics.json`, `report.html`, and `export/` with a
 single run's signatures (`mura_tf.serving.export`), so `evaluate` and `predict` treat it as one run.
@@ -10,8 +11,9 @@ single run's signatures (`mura_tf.serving.export`), so `evaluate` and `predict` 
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -19,10 +21,11 @@ import pandas as pd
 from mura_tf.errors import ConfigError
 from mura_tf.evaluators.metrics import metrics_table, study_level_metrics
 from mura_tf.files import disk_errors, load_for_inference
-from mura_tf.runs.config import FinishedRun, read_run, write_run_config
 from mura_tf.runs.folder import open_run
 from mura_tf.runs.kinds import ABNORMALITY_SECTIONS
-from mura_tf.runs.result import RunResult, where_lines, write_results
+from mura_tf.runs.record import FinishedRun, read_run, write_run_config
+from mura_tf.runs.result import RunResult, location_lines, write_results
+from mura_tf.runs.supervised import Experiment, run_experiment
 from mura_tf.serving.export import export_ensemble
 
 RULE = "mean of the members' probabilities; every member kept, equally weighted"
@@ -110,12 +113,32 @@ def build_ensemble(
     return RunResult(out, metrics, predictions, settings)
 
 
-def closing(result: RunResult) -> list[str]:
+def train_ensemble(exp: Experiment, say: Callable[[str], None] = lambda line: None) -> RunResult:
+    """The `exp.ensemble` seeds from `exp.seed` on, each trained as a run of its own and
+    resumable (a finished one is not trained again), then their ensemble beside the first
+    (`ensembleK-<first run's name>`). `say` is told each member's progress in one line."""
+    members = [dataclasses.replace(exp, seed=exp.seed + k, ensemble=1) for k in range(exp.ensemble)]
+    for k, member in enumerate(members, 1):
+        if read_run(member.run_dir()) is not None and not exp.overwrite:
+            say(f"member {k}/{exp.ensemble}: seed {member.seed} already finished")
+            continue
+        say(f"member {k}/{exp.ensemble}: seed {member.seed}")
+        run_experiment(member)
+    first = members[0].run_dir()
+    out = first.with_name(f"ensemble{exp.ensemble}-{first.name}")
+    finished = read_run(out)
+    if finished is not None and not exp.overwrite:  # as a recipe's finished run: not redone
+        say(f"ensemble {out.name} already finished")
+        return RunResult(out, finished.metrics, None, finished.settings)
+    return build_ensemble([m.run_dir() for m in members], out, exp.overwrite)
+
+
+def summary_lines(result: RunResult) -> list[str]:
     """What building an ensemble prints: its test metrics and where everything went."""
     members = len(result.config["members"])
     return [
         "",
         f"Ensemble of {members} runs (mean of their probabilities), test metrics",
         metrics_table(result.metrics).to_string(),
-        *where_lines(result.run_dir, ("SavedModel:", result.run_dir / "export")),
+        *location_lines(result.run_dir, ("SavedModel:", result.run_dir / "export")),
     ]

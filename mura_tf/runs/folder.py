@@ -1,6 +1,6 @@
 """A run folder's life: held by one process, set aside on `--overwrite`, cleaned, finished.
 
-`open_run` is the door every run goes through:
+`run_context` is the door every run goes through (its strategy, then `open_run`); `open_run`:
 
 - **One process per folder.** It holds an exclusive lock (`flock`) on `.<run>.lock` beside
   the folder for as long as the run lasts. A second process stops at once with one line naming
@@ -24,11 +24,16 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mura_tf.errors import ConfigError
-from mura_tf.files import exclusive_lock
-from mura_tf.runs.resume import BEST_VARIABLES
+from mura_tf.files import disk_errors, exclusive_lock
+from mura_tf.training.resume import BEST_VARIABLES
+
+if TYPE_CHECKING:
+    from mura_tf.runs.settings import RunConfig
 
 FINISHED_MARK = "metrics.json"
 WORKER_FOLDER = re.compile(r"worker\d+")  # mura_tf.training.distribute.worker_run_dir
@@ -49,7 +54,7 @@ def is_finished(run_dir: str | os.PathLike[str]) -> bool:
 def remove_temporaries(folder: Path) -> list[Path]:
     """Delete what interrupted atomic writes left under `folder`; returns what was removed.
 
-    Atomic writes (`mura_tf.files`, `mura_tf.serving.export`, `mura_tf.runs.resume`) name their
+    Atomic writes (`mura_tf.files`, `mura_tf.serving.export`, `mura_tf.training.resume`) name their
     temporaries `.NAME.<random>.tmp…` or `.NAME.tmp-<random>` (and a replaced export
     `.NAME.old-<pid>`), so nothing else matches.
     """
@@ -113,3 +118,39 @@ def finish_run(run_dir: str | os.PathLike[str]) -> None:
     for stage in [run_dir, *(p.parent for p in run_dir.glob("*/checkpoints"))]:
         (stage / "checkpoints" / BEST_VARIABLES).unlink(missing_ok=True)
     shutil.rmtree(set_aside_path(run_dir), ignore_errors=True)
+
+
+# --- Opening a run ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    """A run in progress: its tf.distribute strategy, its folder (a worker's own under
+    multi-worker), and this process's worker index (0: the chief, which writes the results)."""
+
+    strategy: Any
+    run_dir: Path
+    worker: int
+
+
+@contextlib.contextmanager
+def run_context(config: RunConfig) -> Iterator[OpenRun]:
+    """Create the strategy, hold the run folder and turn disk errors into one line.
+
+    Raises:
+        InUseError: another process runs in the same folder.
+        ConfigError: the folder holds a finished run and `config.overwrite` is false.
+        DiskError: the disk filled up or turned read-only while the run wrote.
+    """
+    # TensorFlow only when a run opens: reading run folders (`mura-tf report`) stays free of it.
+    import tensorflow as tf
+
+    from mura_tf.training.distribute import make_strategy, worker_index, worker_run_dir
+
+    # First: a multi-worker strategy must exist before TensorFlow runs any op.
+    strategy = make_strategy(config.strategy)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    run_dir = worker_run_dir(config.run_dir(), strategy)
+    with open_run(run_dir, config.overwrite), disk_errors(run_dir):
+        yield OpenRun(strategy, run_dir, worker_index(strategy))

@@ -2,7 +2,7 @@
 
 A kind's module declares its settings (a `RunConfig` subclass, for the kinds a recipe trains;
 ensembles and cascades are assembled from finished runs by a command instead), a function that
-runs it and returns a `mura_tf.runs.result.RunResult`, and `closing(result) -> list[str]`, the
+runs it and returns a `mura_tf.runs.result.RunResult`, and `summary_lines(result) -> list[str]`, the
 lines a command prints when it is done. Everything else that differs between kinds is read
 from the line below: the key of its settings in `config.json`, whether its export answers
 "is this study abnormal?", and the sections of its `report.html`.
@@ -26,7 +26,7 @@ class RunKind:
     `config`: its settings class in that module (None: assembled from finished runs);
     `run`: the function in that module that runs a config; `abnormality`: its export answers
     "is this study abnormal?" (so it can be evaluated, ensembled, routed to, compared);
-    `report`: the sections of its report page, in order (`mura_tf.report.run`).
+    `report`: the sections of its report page, in order (`mura_tf.runs.page`).
     """
 
     section: str
@@ -41,9 +41,9 @@ class RunKind:
         """`name` of the kind's module (imported now)."""
         return getattr(importlib.import_module(self.module), name)
 
-    def closing(self, result: Any) -> list[str]:
+    def summary_lines(self, result: Any) -> list[str]:
         """The lines a command prints when a run of this kind is done."""
-        return self.attribute("closing")(result)
+        return self.attribute("summary_lines")(result)
 
 
 KINDS = (
@@ -70,9 +70,11 @@ def kind_of_section(section: str) -> RunKind:
 
 
 def kind_of_config(config_type: type) -> RunKind:
-    """The kind a settings class (or a subclass of one) declares."""
+    """The kind a settings class (or a subclass of one) declares: the class its module names
+    `config` (imported now; a kind's module may take its settings from another)."""
     for cls in config_type.__mro__:
         for kind in KINDS:
-            if (cls.__module__, cls.__name__) == (kind.module, kind.config):
+            named = kind.config is not None and cls.__name__ == kind.config
+            if named and kind.attribute(kind.config) is cls:
                 return kind
     raise TypeError(f"{config_type.__name__} is not the settings of a run kind in KINDS")

@@ -4,7 +4,7 @@ For a supervised run: the settings; image- and study-level metrics, overall and 
 study-level ROC and confusion matrices; the training curves with the epoch handed over marked;
 per part, the most confident correct and the most confident wrong test studies with their
 views under Grad-CAM; and the published figures for the same experiment beside this run's
-(`mura_tf.report.published`). For SimCLR pre-training: the settings, the curves and the
+(`mura_tf.evaluators.published`). For SimCLR pre-training: the settings, the curves and the
 linear probes.
 
 Written by every run just before `metrics.json` (so a finished run always has one), and again
@@ -24,12 +24,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mura_tf.data.catalogue import outlines_of_films
 from mura_tf.data.datasets import dataset_of_parts, short_name
 from mura_tf.errors import ConfigError
 from mura_tf.evaluators.intervals import interval_text, value_with_interval
+from mura_tf.evaluators.metrics import interval_table, metrics_table, study_predictions
+from mura_tf.evaluators.plots import plot_confusion, plot_curves, plot_reliability, plot_roc
+from mura_tf.evaluators.published import published_for
+from mura_tf.evaluators.routing import confusion_frame
 from mura_tf.evaluators.thresholds import MURA_THRESHOLD
 from mura_tf.files import write_text
-from mura_tf.report.published import published_for
 from mura_tf.runs.kinds import ABNORMALITY_SECTIONS, SECTIONS, kind_of_section
 
 REPORT_FILE = "report.html"
@@ -80,7 +84,6 @@ def _settings(run_config: dict, section: str) -> str:
 
 def _confident_studies(predictions: pd.DataFrame) -> pd.DataFrame:
     """Per part, the most confident correct and the most confident wrong test study."""
-    from mura_tf.evaluators.metrics import study_predictions
 
     studies = study_predictions(predictions)
     studies["correct"] = (studies["probability"] >= MURA_THRESHOLD) == (studies["label"] == 1)
@@ -166,8 +169,6 @@ def build_report(
             body += _pretrain_sections(metrics)
         history = run_dir / "history.csv"
         if history.is_file():
-            from mura_tf.report.plots import plot_curves
-
             frame = pd.read_csv(history)
             curves = plot_curves(frame, figures / "curves.png", label, selected.get("epoch"))
             body += ["<h2>Training curves</h2>", _png(curves, "training curves")]
@@ -188,8 +189,6 @@ def _supervised_sections(
     cams: Cams | None,
     after_metrics: Sequence[str] = (),
 ) -> list[str]:
-    from mura_tf.evaluators.metrics import interval_table, metrics_table, study_predictions
-    from mura_tf.report.plots import plot_confusion, plot_roc
 
     predictions = pd.read_csv(run_dir / "predictions.csv")
     studies = study_predictions(predictions)
@@ -236,7 +235,6 @@ def _calibration_section(metrics: dict, figures: Path) -> list[str]:
     """The reliability diagram and the operating points (thresholds chosen on dev)."""
     if "calibration" not in metrics:
         return []
-    from mura_tf.report.plots import plot_reliability
 
     points = metrics.get("operating_points", {})
     rows = {
@@ -277,7 +275,7 @@ def _localisation_section(
     """The localisation scores, overall and per part, and the most and least confident
     fractured test films under Grad-CAM with the radiologists' outline drawn on them; for an
     outline-guided run, the outline head's scores and its own map of the same films."""
-    from mura_tf.data.catalogue import outlines_of_films
+    # TensorFlow only for a page with a Grad-CAM gallery; `mura-tf report` stays free of it.
     from mura_tf.serving.load import load_cam_serving, load_outline_serving
     from mura_tf.serving.predict import write_cams
 
@@ -343,6 +341,7 @@ def _localisation_section(
 def _confident_section(
     run_dir: Path, predictions: pd.DataFrame, figures: Path, cams: Cams | None
 ) -> list[str]:
+    # TensorFlow only for a page with a Grad-CAM gallery; `mura-tf report` stays free of it.
     from mura_tf.serving.load import load_cam_serving
     from mura_tf.serving.predict import write_cams
 
@@ -371,7 +370,6 @@ def _confident_section(
 
 def _router_section(routing: dict, section: str) -> list[str]:
     """The body-part routing (`evaluators.routing.routing_metrics`): scores and confusion."""
-    from mura_tf.evaluators.routing import confusion_frame
 
     image, study = routing["image"], routing["study"]
     scores = pd.DataFrame(

@@ -1,6 +1,6 @@
 """The CPU presets of `--synthetic`: what a run of the embedded synthetic set changes.
 
-The synthetic set (`mura_tf.runs.config.SYNTHETIC_DATA`) has a few hundred films per part and this
+The synthetic set (`mura_tf.runs.settings.SYNTHETIC_DATA`) has a few hundred films per part and this
 project's machines have 2 cores and no GPU, so `--synthetic` shrinks a recipe to that size.
 Every change is noted in the config (`notes`, printed and kept in `config.json`), and a setting
 the user gave explicitly is never changed.
@@ -12,7 +12,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # only the base: the kinds import this module for their changes
-    from mura_tf.runs.config import RunConfig
+    from mura_tf.runs.settings import RunConfig
 
 SYNTHETIC_IMAGE_SIZE = 64
 SYNTHETIC_MAX_EPOCHS = 8

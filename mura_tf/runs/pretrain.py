@@ -6,7 +6,7 @@
 `history.csv` and TensorBoard carry `val_knn_auc`, a kNN probe of the dev films after every
 epoch (`mura_tf.training.probe.KnnProbe`), which shows while it runs whether pre-training
 still helps;
-`report.html` (`mura_tf.report.run`) and `metrics.json` (the selected epoch's losses, and
+`report.html` (`mura_tf.runs.page`) and `metrics.json` (the selected epoch's losses, and
 linear probes on the abnormality label of
 the pre-trained encoder and of the same encoder at its random initialisation, the baseline
 pre-training must beat; written last).
@@ -29,13 +29,14 @@ from mura_tf.errors import FieldError
 from mura_tf.files import save_keras
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.simclr import SimCLR
-from mura_tf.runs.config import OpenRun, RunConfig, opened, setting, write_config
-from mura_tf.runs.folder import finish_run
+from mura_tf.runs.folder import OpenRun, finish_run, run_context
 from mura_tf.runs.presets import pretrain_changes
-from mura_tf.runs.result import RunResult, where_lines, write_results
+from mura_tf.runs.record import write_config
+from mura_tf.runs.result import RunResult, location_lines, write_results
+from mura_tf.runs.settings import MIXED_PRECISION_HELP, RunConfig, setting
 from mura_tf.training.distribute import distribute_batches, local_copy, num_workers
 from mura_tf.training.optimizers import LARS, scaled_learning_rate, warmup_cosine
-from mura_tf.training.precision import precision
+from mura_tf.training.precision import MODES, precision
 from mura_tf.training.probe import KnnProbe, linear_probe
 from mura_tf.training.train import TrainConfig, train
 
@@ -66,12 +67,15 @@ class PretrainConfig(RunConfig):
     )
     projection_layers: int = setting(3, "layers in the projection head")
     projection_dim: int = setting(128, "output size of the projection head")
+    # Mixed precision came to pre-training later than to the supervised runs: runs before it
+    # computed in float32 (the settings record it as a bool, `RunConfig.settings`).
+    mixed_precision: str = setting(
+        "auto", MIXED_PRECISION_HELP, since="0.3", legacy=False, choices=MODES
+    )
     TRAINER_FIELDS: ClassVar[dict[str, str]] = {
         **RunConfig.TRAINER_FIELDS,
         "base_learning_rate": "learning_rate",
     }
-    # Mixed precision came to pre-training later than to the supervised runs.
-    LATER_SETTINGS: ClassVar[dict[str, Any]] = {"mixed_precision": False}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -97,7 +101,7 @@ def _probe(backbone: keras.Model, splits: Splits, pipeline: PipelineConfig) -> d
 def run_pretraining(cfg: PretrainConfig) -> RunResult:
     """Pre-train a SimCLR encoder; see the module docstring for the outputs. The result keeps
     the trained `SimCLR` model as `extra["model"]`."""
-    with opened(cfg) as run, precision(cfg.mixed_precision, cfg.image_size) as policy:
+    with run_context(cfg) as run, precision(cfg.mixed_precision, cfg.image_size) as policy:
         return _pretrain(cfg, run, policy)
 
 
@@ -217,7 +221,7 @@ def _pretrain(cfg: PretrainConfig, run: OpenRun, policy: str) -> RunResult:
     return RunResult(run_dir, metrics, None, cfg, {"model": model})
 
 
-def closing(result: RunResult) -> list[str]:
+def summary_lines(result: RunResult) -> list[str]:
     """What a pre-training run prints when it is done: the encoder handed over, its linear
     probe against the random encoder's, and how to fine-tune it."""
     m = result.metrics
@@ -238,6 +242,6 @@ def closing(result: RunResult) -> list[str]:
     run_dir = shlex.quote(str(result.run_dir))
     return [
         *lines,
-        *where_lines(result.run_dir, ("encoder:", result.run_dir / "encoder.keras")),
+        *location_lines(result.run_dir, ("encoder:", result.run_dir / "encoder.keras")),
         f"fine-tune:    python -m recipes.simclr_finetune --encoder {run_dir} --fraction 0.1",
     ]

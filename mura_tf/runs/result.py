@@ -1,12 +1,13 @@
 """What every run kind hands back, and the tail every run folder ends with.
 
 `write_results` is the last step of every kind: `predictions.csv`, then `report.html`, then
-`metrics.json`, which marks the run finished (`mura_tf.runs.config.write_metrics`).
-`where_lines` is the end of every kind's closing printout.
+`metrics.json`, which marks the run finished (`mura_tf.runs.record.write_metrics`).
+`location_lines` is the end of every kind's summary lines.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,11 +15,15 @@ from typing import Any
 
 import pandas as pd
 
+from mura_tf.evaluators.intervals import value_with_interval
+from mura_tf.evaluators.thresholds import run_folder_of
 from mura_tf.files import write_text
-from mura_tf.report.run import write_run_report
-from mura_tf.runs.config import write_metrics
+from mura_tf.runs.page import write_run_report
+from mura_tf.runs.record import read_run, write_metrics
 
 PREDICTIONS_FILE = "predictions.csv"
+# What the reader page (`mura-tf serve`) shows of a run's test metrics.
+SHOWN_METRICS = (("auc", "study AUROC"), ("kappa", "Cohen's kappa"), ("accuracy", "accuracy"))
 
 
 @dataclass
@@ -47,8 +52,8 @@ def write_results(
     write_metrics(run_dir, metrics)
 
 
-def where_lines(run_dir: Path, handed_over: tuple[str, Path] | None = None) -> list[str]:
-    """The closing printout's places: the run folder, what it hands over (`("SavedModel:",
+def location_lines(run_dir: Path, handed_over: tuple[str, Path] | None = None) -> list[str]:
+    """The summary lines' places: the run folder, what it hands over (`("SavedModel:",
     path)`), its report and, where it trained, its TensorBoard command."""
     lines = ["", f"run folder:   {run_dir}"]
     if handed_over is not None:
@@ -66,3 +71,35 @@ def describe_selection(selected: dict) -> str:
         f"epoch {selected['epoch']} of {selected['epochs_run']} ({how}), the best dev "
         f"{selected['monitor']} = {selected['value']:.4f}"
     )
+
+
+def run_summary(model: str | os.PathLike[str]) -> dict:
+    """What the reader page (`mura_tf.serving.reader`) says about the model: the run's name,
+    recipe, parts, dataset, the epoch handed over and its test metrics with their intervals
+    (a bare export: its path only)."""
+    run = read_run(run_folder_of(model))
+    if run is None:
+        return {"label": str(model), "metrics": []}
+    study = run.metrics.get("study", {})
+    shown = [
+        [name, value_with_interval(study[key], study.get(f"{key}_ci"))]
+        for key, name in SHOWN_METRICS
+        if key in study
+    ]
+    selected = run.metrics.get("selected_epoch")
+    synthetic = bool(run.settings.get("synthetic"))
+    dataset = run.settings.get("dataset", "mura")
+    summary = {
+        "label": run.label,
+        "recipe": run.settings.get("recipe", run.section),
+        "part": run.settings.get("part", ""),
+        "dataset": f"the synthetic {dataset.upper()} (generated films)" if synthetic else dataset,
+        "epoch": describe_selection(selected) if selected else "",
+        "metrics": shown,
+    }
+    if synthetic:
+        summary["warning"] = (
+            "This model was trained on the synthetic set: drawn shapes, not radiographs. Its "
+            "probabilities on real films mean nothing; train on real films (--data-dir) to use it."
+        )
+    return summary

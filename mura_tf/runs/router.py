@@ -26,15 +26,11 @@ from mura_tf.evaluators.routing import confusion_frame, routed_frame, routing_me
 from mura_tf.files import same_file
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.heads import build_classifier, classification_head
-from mura_tf.runs.config import opened
-from mura_tf.runs.result import RunResult, describe_selection, where_lines, write_results
-from mura_tf.runs.supervised import (
-    Experiment,
-    fit_data,
-    prepare_data,
-    train_config,
-    write_opening,
-)
+from mura_tf.runs.batches import fit_data, train_config
+from mura_tf.runs.folder import run_context
+from mura_tf.runs.prepared import prepare_data, write_config_and_splits
+from mura_tf.runs.result import RunResult, describe_selection, location_lines, write_results
+from mura_tf.runs.supervised import Experiment
 from mura_tf.training.precision import precision
 from mura_tf.training.train import compile_classifier, train
 
@@ -43,7 +39,7 @@ from mura_tf.training.train import compile_classifier, train
 class RouterConfig(Experiment):
     """A body-part router run: an `Experiment` whose target is the part, not the label."""
 
-    # Settings of `Experiment` a router does not take: no flags for them (`runs.config.flags`).
+    # Settings of `Experiment` a router does not take: no flags for them (`runs.settings.flags`).
     NOT_TAKEN: ClassVar[frozenset[str]] = frozenset(
         {"ensemble", "intermediate_epochs", "label_fraction", "class_weights",
          "class_weights_by_part"}
@@ -72,11 +68,13 @@ class RouterConfig(Experiment):
 
 def run_router(cfg: RouterConfig) -> RunResult:
     """Train and test a body-part router; see the module docstring for what it writes."""
-    with opened(cfg) as run, precision(cfg.mixed_precision, cfg.image_size) as policy:
+    with run_context(cfg) as run, precision(cfg.mixed_precision, cfg.image_size) as policy:
         run_dir = run.run_dir
         prepared = prepare_data(cfg)
         spec = backbone_spec(cfg.backbone)
-        write_opening(run, cfg, prepared, normalization=spec.normalization, dtype_policy=policy)
+        write_config_and_splits(
+            run, cfg, prepared, normalization=spec.normalization, dtype_policy=policy
+        )
 
         keras.utils.set_random_seed(cfg.seed)
         data = fit_data(cfg, prepared.splits, spec.normalization, run.strategy, target="part")
@@ -99,7 +97,7 @@ def run_router(cfg: RouterConfig) -> RunResult:
     return RunResult(run_dir, metrics, predictions, cfg)
 
 
-def closing(result: RunResult) -> list[str]:
+def summary_lines(result: RunResult) -> list[str]:
     """What a router run prints when it is done: how well it routes views and studies, its
     confusion matrix, where everything went and how to build a cascade on it."""
     routing = result.metrics["router"]
@@ -116,7 +114,7 @@ def closing(result: RunResult) -> list[str]:
         confusion_frame(routing).to_string(),
         "",
         f"model handed over: {describe_selection(result.metrics['selected_epoch'])}",
-        *where_lines(result.run_dir),
+        *location_lines(result.run_dir),
         f"cascade:      python -m mura_tf cascade --router {shlex.quote(str(result.run_dir))} "
         "--experts PART_RUN... [--fallback ALL_PARTS_RUN] --out DIR",
     ]

@@ -13,7 +13,9 @@ folder or export can draw them; `overlay` puts one on its film.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -21,6 +23,7 @@ import tensorflow as tf
 
 from mura_tf.data.normalization import normalize
 from mura_tf.data.pipeline import decode_and_resize, decode_film
+from mura_tf.files import write_with
 
 
 def classifier_parts(model: keras.Model) -> tuple[keras.Model, keras.Model]:
@@ -88,7 +91,7 @@ def grad_cam_of_films(
         `fn(data)` mapping a string tensor `[N]` of PNG or JPEG bytes to `probability`
         `[N, 1]`, `cam` `[N, S, S]` (bilinearly upsampled to the model's input frame) and
         `content` `[N, 4]` (y0, x0, y1, x1: the part of the frame the film fills, for
-        `to_film`).
+        `pipeline.to_film`).
     """
 
     def fn(data: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -144,17 +147,6 @@ def _content_box(shape: tf.Tensor, size: int, keep_aspect: bool) -> tf.Tensor:
     return tf.stack([top, left, top + new_h, left + new_w])
 
 
-def to_film(cam: np.ndarray, content: np.ndarray, film_shape: tuple[int, int]) -> np.ndarray:
-    """One map `[s, s]` over the model's input frame, cut to the frame's `content` box
-    (y0, x0, y1, x1 in the frame's pixels: all of it for stretched films, the unpadded part
-    with `--keep-aspect`) and resized to the film's `(height, width)`; scaled to [0, 1]."""
-    y0, x0, y1, x1 = (int(round(v)) for v in content)
-    part = cam[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)]
-    resized = tf.image.resize(part[..., None], film_shape, method="bilinear")[..., 0].numpy()
-    peak = resized.max()
-    return resized / peak if peak > 0 else resized
-
-
 def draw_outline(picture: np.ndarray, outline) -> np.ndarray:
     """`picture` (uint8 `[H, W, 3]`, the film as displayed) with the radiologists' fracture
     polygons (`mura_tf.data.fracatlas.Outline`; boxes where there are none) drawn on it in
@@ -183,3 +175,32 @@ def overlay(film: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarr
     colours = colormaps["jet"](heat)[..., :3] * 255.0
     weight = alpha * heat[..., None]
     return np.clip(gray * (1 - weight) + colours * weight, 0, 255).astype(np.uint8)
+
+
+def study_sheet(
+    pictures: list[np.ndarray], titles: list[str], path: str | os.PathLike[str], title: str
+) -> Path:
+    """A study's contact sheet: its views (uint8 `[H, W, 3]`, e.g. Grad-CAM overlays) side by
+    side at a common height, each at its own aspect ratio and captioned, under `title`.
+
+    Drawn with Pillow rather than matplotlib: a run draws one per reported study.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    height, gap, caption = 256, 8, 18
+    scaled = [
+        Image.fromarray(p).resize((max(1, round(p.shape[1] * height / p.shape[0])), height))
+        for p in pictures
+    ]
+    head = caption * (title.count("\n") + 1) + gap
+    width = sum(im.width for im in scaled) + gap * (len(scaled) + 1)
+    sheet = Image.new("RGB", (width, head + caption + height + gap), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=13)
+    draw.multiline_text((gap, gap // 2), title, fill="black", font=font, spacing=4)
+    x = gap
+    for im, text in zip(scaled, titles, strict=True):
+        draw.text((x, head), text, fill="black", font=font)
+        sheet.paste(im, (x, head + caption))
+        x += im.width + gap
+    return write_with(path, lambda tmp: sheet.save(tmp, format="PNG"))

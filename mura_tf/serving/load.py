@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mura_tf.data.pipeline import PipelineConfig, decode_and_resize, make_dataset
 from mura_tf.errors import ConfigError
+from mura_tf.serving.export import OUTLINE_SIGNATURE
 
 
 def _load(path: Path):
@@ -58,7 +60,6 @@ def predict_frame(
 ) -> pd.DataFrame:
     """Per-image probabilities for catalogue rows; columns path, part, patient, study, label,
     probability."""
-    from mura_tf.data.pipeline import PipelineConfig, make_dataset
 
     dataset = make_dataset(
         frame, PipelineConfig(image_size=image_size, normalization="raw"), batch_size=batch_size
@@ -102,8 +103,6 @@ def load_image_serving(model: str | os.PathLike[str]):
             return loaded.serve_images(tf.constant(data, tf.string)).numpy()
 
         return predict
-
-    from mura_tf.data.pipeline import decode_and_resize
 
     image_size = _image_size(loaded)
 
@@ -149,9 +148,12 @@ def load_outline_serving(model: str | os.PathLike[str]):
     """Load the outline head's map from an outline-guided run's export (`--outline-weight`),
     as `load_cam_serving` loads Grad-CAM: `cams(data)` -> `(probability [N], map [N, S, S],
     content [N, 4])`; None for an export without one."""
-    from mura_tf.serving.export import OUTLINE_SIGNATURE
 
-    loaded = _load(find_export(model))
+    return outline_maps_of(_load(find_export(model)))
+
+
+def outline_maps_of(loaded):
+    """`load_outline_serving` of an already loaded export; None without the signature."""
     return _maps_of(loaded, OUTLINE_SIGNATURE) if hasattr(loaded, OUTLINE_SIGNATURE) else None
 
 

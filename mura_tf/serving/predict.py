@@ -24,8 +24,11 @@ from mura_tf.data.fracatlas import Outline
 from mura_tf.data.limits import bomb_problem, size_problem
 from mura_tf.data.mura import check_decodes
 from mura_tf.data.parts import PARTS
+from mura_tf.data.pipeline import decode_film, to_film
 from mura_tf.errors import ConfigError
 from mura_tf.evaluators.thresholds import PROTOCOL, Threshold
+from mura_tf.files import write_with
+from mura_tf.serving.gradcam import draw_outline, overlay, study_sheet
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -254,11 +257,6 @@ def write_cams(
         The contact sheets written, one per study.
     """
     import tensorflow as tf
-
-    from mura_tf.data.pipeline import decode_film
-    from mura_tf.files import write_with
-    from mura_tf.report.plots import study_sheet
-    from mura_tf.serving.gradcam import draw_outline, overlay, to_film
 
     out = Path(out_dir)
     encoded = [film_bytes(p) for p in predictions["path"]]

@@ -53,8 +53,8 @@ from werkzeug.serving import make_server
 from mura_tf.evaluators.thresholds import PROTOCOL, Threshold
 from mura_tf.serving.batching import BatchingOptions, model_caller
 from mura_tf.serving.limits import Limits
-from mura_tf.serving.load import cams_of, find_export, load_export
-from mura_tf.serving.reader import PAGE, Upload, encoded_film, read_study, run_summary
+from mura_tf.serving.load import cams_of, find_export, load_export, outline_maps_of
+from mura_tf.serving.reader import PAGE, Upload, encoded_film, read_study
 
 DEFAULT_SIGNATURE = "serving_default"
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
@@ -82,13 +82,15 @@ def create_app(
     limits: Limits = Limits(),  # noqa: B008 - frozen, so one shared default is safe
     token: str | None = None,
     batching: BatchingOptions = BatchingOptions(),  # noqa: B008 - frozen
+    summary: dict | None = None,
 ) -> Flask:
     """The Flask app serving `model` (a run folder or its `export/`) as TF Serving would serve
     a model called `name`, with the reader page (`mura_tf.serving.reader`) at `/` deciding
     studies at `threshold`, each request within `limits`. With a `token`, every route but the
     page itself answers 401 unless the request carries `Authorization: Bearer <token>`.
     `batching` says how concurrent requests are merged into model calls
-    (`mura_tf.serving.batching`)."""
+    (`mura_tf.serving.batching`). `summary` is what the page says about the model
+    (`mura_tf.runs.result.run_summary`; by default its path only)."""
     export = find_export(model)
     loaded = load_export(export)  # one load serves the REST API and the reader's Grad-CAM
     signatures = dict(loaded.signatures)
@@ -100,7 +102,8 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     cams = cams_of(loaded, export)
-    summary = run_summary(model)
+    outline_maps = outline_maps_of(loaded)
+    summary = summary or {"label": str(model), "metrics": []}
 
     @app.before_request
     def start_clock():
@@ -142,7 +145,7 @@ def create_app(
         uploads = [Upload(f.filename or "film", f.read()) for f in request.files.getlist("films")]
         if not uploads:
             raise RequestError('send the films as multipart form fields named "films"')
-        return jsonify(read_study(uploads, cams, threshold))
+        return jsonify(read_study(uploads, cams, threshold, outline_maps))
 
     def check_name(model_name: str, version: str | None = None) -> None:
         if model_name != name:

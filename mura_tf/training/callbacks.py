@@ -4,7 +4,7 @@
 place (`BackupAndRestore`, `ModelCheckpoint`, `EarlyStopping`, `CSVLogger`): after a kill and a
 resume those start again from scratch (a worse epoch overwrites the best checkpoint, patience
 counts from zero, the history repeats epochs), and a kill during their writes leaves a broken
-file. Here one callback derives all of it from the run's history (`mura_tf.runs.resume`), which it
+file. Here one callback derives all of it from the run's history (`training.resume`), which it
 commits atomically with the weights at every epoch end.
 """
 
@@ -24,7 +24,7 @@ import tensorflow as tf
 from mura_tf.errors import TrainingError
 from mura_tf.files import DiskError, save_keras, write_json, write_text
 from mura_tf.models.outline_guided import guided_part
-from mura_tf.runs.resume import (
+from mura_tf.training.resume import (
     BEST_VARIABLES,
     RunState,
     Selection,
@@ -50,7 +50,7 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     At each epoch end, in this order: the epoch's logs join the history; early stopping is
     decided from the history (epochs since the best one >= `patience`, 0: never); the weights
-    and the history are committed to `RUN/backup/` (`mura_tf.runs.resume.commit`); `history.csv` is
+    and the history are committed to `RUN/backup/` (`training.resume.commit`); `history.csv` is
     rewritten; and if the epoch is the best so far, its variables are saved as
     `checkpoints/best.variables.npz` (the resume point's format), then `checkpoints/best.json`
     (`{"epoch": 1-based, "monitor", "value"}`) saying which epoch they hold. A kill between the
@@ -63,7 +63,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         run_dir: the run folder.
         selection: the dev metric that picks the best epoch.
         patience: early-stopping patience in epochs; 0 trains every epoch.
-        state: the committed state to resume from (`mura_tf.runs.resume.load_state`).
+        state: the committed state to resume from (`mura_tf.training.resume.load_state`).
     """
 
     def __init__(

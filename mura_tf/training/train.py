@@ -16,8 +16,9 @@ from mura_tf.compat.fused_adam import fuse_adam
 from mura_tf.compat.fused_batch_norm import follow_training_steps
 from mura_tf.data.datasets import dataset_of_parts
 from mura_tf.errors import ConfigError, FieldError, TrainingError
-from mura_tf.runs.resume import Selection, load_state
 from mura_tf.training.callbacks import RunCheckpoint, TrainingImages
+from mura_tf.training.optimizers import LARS
+from mura_tf.training.resume import Selection, load_state
 
 OPTIMIZERS = ("adam", "sgd", "adamw", "lars")
 
@@ -84,8 +85,6 @@ def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
     if config.optimizer == "adamw":
         return fuse_adam(keras.optimizers.AdamW(lr))
     if config.optimizer == "lars":
-        from mura_tf.training.optimizers import LARS
-
         return LARS(lr, momentum=0.9, weight_decay=0.0)  # SimCLR fine-tunes without decay
     return keras.optimizers.SGD(lr, momentum=0.9)
 

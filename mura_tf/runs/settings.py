@@ -1,59 +1,38 @@
-"""What every run shares: its settings, its folder's name and schema, its opening and closing.
+"""A run's settings: a frozen config whose fields carry their own command-line metadata.
 
 A run is a frozen config (`RunConfig`, extended by `mura_tf.runs.supervised.Experiment` and
-`mura_tf.runs.pretrain.PretrainConfig`) and one call. The config's fields carry their own
-command-line metadata (`setting`), from which `recipes.common` builds every recipe's flags.
-
-The run folder `OUT/<recipe>/<parts>/<run>/` (`run_dir`) always holds:
-
-    config.json   the settings (under the key of the run's kind, `mura_tf.runs.kinds`), the
-                  data folder, the strategy and the notes; written first (`write_config`)
-    metrics.json  the results; written last (`write_metrics`), it marks a finished run
-
-and what each kind of run adds (see its module). `read_run` and `finished_runs` are the one
-reader of that schema.
+`mura_tf.runs.pretrain.PretrainConfig`) and one call. Each field is a `setting`: its default,
+its help and how it appears as a flag (`Flag`), from which `mura_tf.runs.command_line` builds
+every recipe's flags. Each setting is validated here, once, where its fact lives; what names
+the run's folder is `mura_tf.runs.identity`, what it writes `mura_tf.runs.record`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
-import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mura_tf.data.datasets import (
-    DATASETS,
-    MURA,
-    OWN_PREFIX,
-    DatasetInfo,
-    dataset_of_parts,
-    own_dataset,
-    register_own,
-    short_name,
-)
+from mura_tf.data.datasets import DATASETS, MURA, OWN_PREFIX, DatasetInfo
 from mura_tf.data.synthetic import SyntheticConfig, synthetic_dataset
 from mura_tf.errors import ConfigError, FieldError
-from mura_tf.files import disk_errors, write_json
-from mura_tf.runs.folder import finish_run, open_run
-from mura_tf.runs.kinds import SECTIONS, kind_of_config
+from mura_tf.runs.identity import NOT_SETTINGS, identity, later_settings, run_folder
 from mura_tf.training.precision import MODES, parse_mode, uses_mixed_precision
 
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"  # = mura_tf.runs.folder.FINISHED_MARK
+MIXED_PRECISION_HELP = (
+    "bfloat16 compute on CPUs with AVX-512 BF16 or AMX, float16 on GPUs with tensor cores, "
+    "float32 variables: auto (where that hardware is, for images of 128 px or more), on, "
+    "off (mura_tf.training.precision)"
+)
 
 # The embedded synthetic set for `--synthetic`: small enough for a 2-core CPU (what a run does
 # with it: `mura_tf.runs.presets`).
 SYNTHETIC_DATA = SyntheticConfig(
     patients_per_part=60, valid_patients_per_part=20, min_side=96, max_side=192, seed=0
 )
-
-
-# --- Settings and their command-line metadata -------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -92,7 +71,7 @@ def setting(
     name="--lr")`. Keyword arguments are `Flag`'s.
 
     `since` marks a setting added after runs existed: at its default it is left out of the
-    hash that names the run folder (`RunConfig.identity`), so the same command still finds
+    hash that names the run folder (`mura_tf.runs.identity`), so the same command still finds
     the folder of a run started before the setting existed; `legacy` is the value runs of
     that time had, when it is not the default (a setting resolved from `auto`).
     """
@@ -120,15 +99,6 @@ def flags(config_type: type) -> list[tuple[dataclasses.Field, Flag]]:
         for f in dataclasses.fields(config_type)
         if "flag" in f.metadata and f.name not in refused
     ]
-
-
-# Where and on how many devices a run happens does not change what it computes (so a run
-# interrupted on one machine resumes from its folder on another), and neither do its name,
-# notes and table label, nor whether it is one of several seeds averaged (`--ensemble`): none
-# of them is part of the settings that name the run.
-NOT_SETTINGS = frozenset(
-    {"out", "run_name", "overwrite", "strict", "notes", "strategy", "label", "ensemble"}
-)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,20 +159,11 @@ class RunConfig:
     deterministic: bool = setting(
         False, "deterministic ops: the same seed gives the same batches and metrics (slower on GPU)"
     )
-    mixed_precision: str = setting(
-        "auto",
-        "bfloat16 compute on CPUs with AVX-512 BF16 or AMX, float16 on GPUs with tensor cores, "
-        "float32 variables: auto (where that hardware is, for images of 128 px or more), on, "
-        "off (mura_tf.training.precision)",
-        choices=MODES,
-    )
+    mixed_precision: str = setting("auto", MIXED_PRECISION_HELP, choices=MODES)
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     # The fields the shared trainer takes, by its names: `TrainConfig` validates them.
     TRAINER_FIELDS: ClassVar[dict[str, str]] = {"epochs": "epochs", "max_steps": "steps_per_epoch"}
-    # Settings this kind gained after runs of it existed, with the value those runs had: at
-    # that value they stay out of the hash that names the run folder (`identity`).
-    LATER_SETTINGS: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
         # Imported here: reading finished runs (`mura-tf report`) needs no TensorFlow.
@@ -251,7 +212,7 @@ class RunConfig:
     def _check_trainer_settings(self) -> None:
         """Validate the trainer's settings where their facts live (`TrainConfig`), worded
         with this config's field names."""
-        from mura_tf.training.train import TrainConfig
+        from mura_tf.training.train import TrainConfig  # as above: TensorFlow only in a run
 
         given = {theirs: getattr(self, mine) for mine, theirs in self.TRAINER_FIELDS.items()}
         try:
@@ -286,13 +247,9 @@ class RunConfig:
         return out
 
     def identity(self) -> dict:
-        """`settings()` without the later settings (`setting(since=...)`) left at their
-        default: what the run folder's name hashes."""
-        later = {
-            f.name: f.metadata["legacy"] for f in dataclasses.fields(self) if "since" in f.metadata
-        }
-        later.update(self.LATER_SETTINGS)
-        return {k: v for k, v in self.settings().items() if k not in later or v != later[k]}
+        """`settings()` without the later settings left at the value runs before them had:
+        what the run folder's name hashes (`mura_tf.runs.identity`)."""
+        return identity(self.settings(), later_settings(type(self)))
 
     def run_dir(self) -> Path:
         return run_folder(
@@ -303,24 +260,6 @@ class RunConfig:
         return data_folder(self.synthetic, self.data_dir, self.part)
 
 
-def run_folder(
-    out: str,
-    recipe: str,
-    parts: Sequence[str],
-    settings: dict,
-    seed: int,
-    run_name: str | None = None,
-) -> Path:
-    """`out/<recipe>/<parts>/<run>`; the default run name is the seed and a hash of `settings`,
-    stable for the same settings, so the same command finds and resumes its run."""
-    dataset = dataset_of_parts(parts)
-    part_dir = "all" if set(parts) == set(dataset.parts) else "+".join(map(short_name, parts))
-    if dataset is not MURA:  # MURA's folders keep the names they had before other datasets
-        part_dir = f"{dataset.name}-{part_dir}"
-    digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
-    return Path(out) / recipe / part_dir / (run_name or f"seed{seed}-{digest[:8]}")
-
-
 def data_folder(synthetic: bool, data_dir: str | None, parts: Sequence[str]) -> str:
     """The MURA folder: the embedded synthetic set of `parts`, `data_dir` or `$MURA_DATA_DIR`."""
     if synthetic:
@@ -329,150 +268,3 @@ def data_folder(synthetic: bool, data_dir: str | None, parts: Sequence[str]) -> 
     if not data_dir:
         raise ConfigError("no data: pass --data-dir (or set MURA_DATA_DIR), or use --synthetic")
     return data_dir
-
-
-# --- Opening and closing a run ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OpenRun:
-    """A run in progress: its tf.distribute strategy, its folder (a worker's own under
-    multi-worker), and this process's worker index (0: the chief, which writes the results)."""
-
-    strategy: Any
-    run_dir: Path
-    worker: int
-
-
-@contextlib.contextmanager
-def opened(config: RunConfig) -> Iterator[OpenRun]:
-    """Create the strategy, hold the run folder and turn disk errors into one line.
-
-    Raises:
-        InUseError: another process runs in the same folder.
-        ConfigError: the folder holds a finished run and `config.overwrite` is false.
-        DiskError: the disk filled up or turned read-only while the run wrote.
-    """
-    import tensorflow as tf
-
-    from mura_tf.training.distribute import make_strategy, worker_index, worker_run_dir
-
-    # First: a multi-worker strategy must exist before TensorFlow runs any op.
-    strategy = make_strategy(config.strategy)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    run_dir = worker_run_dir(config.run_dir(), strategy)
-    with open_run(run_dir, config.overwrite), disk_errors(run_dir):
-        yield OpenRun(strategy, run_dir, worker_index(strategy))
-
-
-def write_config(run: OpenRun, config: RunConfig, data_dir: str, **facts: Any) -> Path:
-    """Write `config.json` of a run that trains: `write_run_config` with the config's settings
-    and the strategy among `facts` (counts, normalisation ...)."""
-    from mura_tf.training.distribute import describe
-
-    info = config.data_info
-    if info.prefix == OWN_PREFIX:  # its names, for reports read in another process
-        facts["own_dataset"] = {
-            "title": info.title,
-            "short_names": list(info.short_names),
-            "positive": info.positive,
-            "negative": info.negative,
-            "splits": list(info.catalogue_splits),
-        }
-    return write_run_config(
-        run.run_dir, kind_of_config(type(config)).section, config.settings(), data_dir,
-        config.table_label(), config.notes,
-        **facts, strategy=describe(config.strategy, run.strategy),
-    )  # fmt: skip
-
-
-def write_run_config(
-    run_dir: Path,
-    section: str,
-    settings: dict,
-    data_dir: str | None,
-    label: str,
-    notes: Sequence[str] = (),
-    **facts: Any,
-) -> Path:
-    """Write `config.json`: `settings` under the kind's `section`, then the data folder,
-    `facts`, the notes and the run's name in tables (`label`)."""
-
-    document = {
-        section: settings,
-        "data_dir": None if data_dir is None else str(data_dir),
-        **facts,
-        "notes": list(notes),
-        "label": label,
-    }
-    return write_json(run_dir / CONFIG_FILE, document)
-
-
-def write_metrics(run_dir: Path, metrics: dict) -> None:
-    """Write `metrics.json`, which marks the run finished, then drop its resume points."""
-
-    write_json(run_dir / METRICS_FILE, metrics)
-    finish_run(run_dir)
-
-
-# --- Reading finished runs ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FinishedRun:
-    """A finished run as written by `write_config` and `write_metrics`."""
-
-    run_dir: Path
-    section: str  # one of SECTIONS
-    settings: dict
-    config: dict
-    metrics: dict
-
-    @property
-    def label(self) -> str:
-        """The run's name in tables: the recipe's label, or the recipe."""
-        return self.config.get("label") or self.settings.get("recipe", self.section)
-
-    @property
-    def input_frame(self) -> dict:
-        """What the run's models take: `image_size` and `keep_aspect` (pad instead of stretch).
-        Runs combined into one model (ensemble, cascade) must agree on it."""
-        return {
-            "image_size": self.settings["image_size"],
-            "keep_aspect": bool(self.settings.get("keep_aspect", False)),
-        }
-
-    def input_mismatch(self, other: FinishedRun) -> str | None:
-        """How this run's input differs from `other`'s ("RUN has image_size 64, OTHER has
-        32"), or None where they agree."""
-        mine, theirs = self.input_frame, other.input_frame
-        for key, value in mine.items():
-            if value != theirs[key]:
-                return f"{self.run_dir} has {key} {value}, {other.run_dir} has {theirs[key]}"
-        return None
-
-
-def read_run(run_dir: str | os.PathLike[str]) -> FinishedRun | None:
-    """The finished run in `run_dir`, or None (unfinished, or not a run folder)."""
-    run_dir = Path(run_dir)
-    config_path, metrics_path = run_dir / CONFIG_FILE, run_dir / METRICS_FILE
-    if not (config_path.is_file() and metrics_path.is_file()):
-        return None
-    config = json.loads(config_path.read_text())
-    section = next((k for k in SECTIONS if k in config), None)
-    if section is None:
-        return None
-    if isinstance(config.get("own_dataset"), dict):  # its classes' names, not generic ones
-        register_own(own_dataset(**config["own_dataset"]))
-    return FinishedRun(
-        run_dir, section, config[section], config, json.loads(metrics_path.read_text())
-    )
-
-
-def finished_runs(root: str | os.PathLike[str]) -> Iterator[FinishedRun]:
-    """Every finished run under `root`, in path order."""
-    for metrics_path in sorted(Path(root).rglob(METRICS_FILE)):
-        run = read_run(metrics_path.parent)
-        if run is not None:
-            yield run
