@@ -241,3 +241,44 @@ def test_a_keras_whose_adam_no_longer_dispatches_to_the_fused_update_is_a_one_li
     with pytest.raises(KerasCompatError, match=f"Keras {keras.__version__}") as error:
         fused_adam.fuse_adam(keras.optimizers.Adam())
     assert "keras-team/keras#19307" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_resumed_fit_replays_the_iterators_of_the_epochs_done():
+    """`fit` resumed at epoch k after `replay_epochs(data, k)` ends with the weights of an
+    uninterrupted `fit` over a reshuffled dataset, and without the replay it does not: the
+    count of iterators per epoch (`ITERATORS_PER_EPOCH`) is still the installed Keras's."""
+    from mura_tf.compat.epoch_iterators import replay_epochs
+
+    def data():
+        keras.utils.set_random_seed(0)
+        x = np.arange(32, dtype="float32")[:, None]
+        return (
+            tf.data.Dataset.from_tensor_slices((x, 2 * x + 1))
+            .shuffle(32, seed=1, reshuffle_each_iteration=True)
+            .batch(8)
+        )
+
+    def model(weights=None):
+        keras.utils.set_random_seed(0)
+        m = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        m.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
+        if weights is not None:
+            m.set_weights(weights)
+        return m
+
+    uninterrupted = model()
+    uninterrupted.fit(data(), epochs=4, verbose=0)
+    first = model()
+    first.fit(data(), epochs=2, verbose=0)  # SGD without momentum: the weights are the state
+
+    def resumed(replay: bool) -> list:
+        again = model(first.get_weights())
+        batches = data()
+        if replay:
+            replay_epochs(batches, 2)
+        again.fit(batches, epochs=4, initial_epoch=2, verbose=0)
+        return again.get_weights()
+
+    for got, want in zip(resumed(True), uninterrupted.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(resumed(False)[0], uninterrupted.get_weights()[0])

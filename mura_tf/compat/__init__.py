@@ -17,6 +17,8 @@ traceback from deep inside Keras or a silent slowdown.
   zero-image batch unchanged (a cascade's expert that no film in a batch goes to).
 - `export_archive`: a Keras `ExportArchive` written with each endpoint traced once (Keras's
   `write_out` traces each twice).
+- `epoch_iterators`: a resumed run replays the iterators `fit` made in the epochs done, so
+  its later epochs see the shuffles and augmentations of an uninterrupted run.
 
 To try a newer Keras: `pip install "keras==X.Y.*"` beside this checkout, then
 `python -m pytest tests/test_compat.py tests/test_batch_norm.py tests/test_distribute.py`; if

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from mura_tf.compat.epoch_iterators import replay_epochs
 from mura_tf.compat.fused_adam import fuse_adam
 from mura_tf.compat.fused_batch_norm import follow_training_steps
 from mura_tf.data.datasets import dataset_of_parts
@@ -268,8 +269,12 @@ def train(
             checkpoint.on_train_begin()
     else:
         if isinstance(train_data, tf.data.Dataset):
+            # A resumed run goes on with the batches its uninterrupted self would have drawn.
             if config.steps_per_epoch:
                 train_data = train_data.repeat()
+                train_data = train_data.skip(state.epochs_done * config.steps_per_epoch)
+            else:
+                replay_epochs(train_data, state.epochs_done)
         elif not (config.steps_per_epoch and config.validation_steps):
             raise ConfigError(
                 "distributed training data needs steps_per_epoch and validation_steps"
