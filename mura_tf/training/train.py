@@ -272,8 +272,9 @@ def train(
             # A resumed run goes on with the batches its uninterrupted self would have drawn.
             if config.steps_per_epoch:
                 train_data = train_data.repeat()
+            if state.epochs_done and config.steps_per_epoch:
                 train_data = train_data.skip(state.epochs_done * config.steps_per_epoch)
-            else:
+            elif state.epochs_done:
                 replay_epochs(train_data, state.epochs_done)
         elif not (config.steps_per_epoch and config.validation_steps):
             raise ConfigError(
