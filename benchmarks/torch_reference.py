@@ -1,4 +1,5 @@
-"""A plain PyTorch twin of a finished `resnet18_mlp` run, for `benchmarks.real_films`.
+"""A plain PyTorch twin of a finished `resnet18_mlp` or `fracatlas_outlines` run, for
+`benchmarks.real_films` and `benchmarks.time_to_quality`.
 
 torchvision's ResNet18 (random weights) + Linear(512, 512) + ReLU + Linear(512, 1), trained
 with the run's own schedule (Adam and its learning rate, epochs, batch size, image size,
@@ -7,6 +8,15 @@ chooses the epoch handed over) on the run's own films (`splits.csv`), read with 
 viewer shows them (EXIF orientation applied), stretched to the square side as the run does,
 ImageNet-normalised, in a `DataLoader` with workers; channels-last, and `torch.autocast`
 bfloat16 where the run computed in bfloat16. Needs `pip install -e .[bench]`.
+
+A run with `--outline-weight W` gets the same outline head as `mura_tf.models.outline_guided`
+(3x3 convolution to 64 channels, ReLU, 1x1 convolution to one logit, on the stride-8 map:
+torchvision's `layer2`), the same masks (`mura_tf.data.masks.outline_masks`, numpy and Pillow
+only), mirrored with their films, and the same loss: per-pixel binary cross-entropy against the
+mask's area share per cell, averaged over the films whose mask is known, times W.
+
+Each epoch's dev AUROC and the wall clock (`time.time()`) at its end are returned as `curve`,
+from which `benchmarks.time_to_quality` reads the minutes until a dev AUROC is first reached.
 
 Run it in a process without TensorFlow (`python -m benchmarks.torch_reference RUN SEED`
 prints its result as JSON): PyTorch and TensorFlow loaded together crashed with a
@@ -18,6 +28,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,14 +51,18 @@ def _films(run_dir: Path) -> pd.DataFrame:
 
 
 def train_reference(run_dir: str | Path, seed: int) -> dict:
-    """Train the twin of the run in `run_dir`; its test AUROC, kappa, accuracy and the epoch
-    handed over."""
+    """Train the twin of the run in `run_dir`; its test AUROC, kappa, accuracy, the epoch
+    handed over and `curve` (per epoch: `epoch`, `dev_auroc`, `time`, the wall clock)."""
     import torch
     from PIL import Image, ImageOps
     from sklearn.metrics import cohen_kappa_score, roc_auc_score
     from torch import nn
+    from torch.nn import functional
     from torch.utils.data import DataLoader, Dataset
     from torchvision.models import resnet18
+
+    from mura_tf.data.catalogue import load_outlines
+    from mura_tf.data.masks import outline_masks
 
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
@@ -56,6 +71,14 @@ def train_reference(run_dir: str | Path, seed: int) -> dict:
     augment = set(settings["augment"])
     bf16 = "bfloat16" in str(config.get("dtype_policy", ""))
     films = _films(run_dir)
+    weight = float(settings.get("outline_weight") or 0.0)
+    train_films = films[films["split"] == "train"]
+    masks, known = outline_masks(
+        train_films["path"].tolist(), train_films["label"].tolist(),
+        load_outlines(config["data_dir"]) if weight else {}, size, False,
+    )  # fmt: skip
+    mask_of = {p: (m[..., 0], k) for p, m, k in zip(train_films["path"], masks, known, strict=True)}
+    empty = (np.zeros(masks.shape[1:3], np.uint8), np.float32(0))
     torch.manual_seed(seed)
     np.random.seed(seed)
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
@@ -73,13 +96,15 @@ def train_reference(run_dir: str | Path, seed: int) -> dict:
             with Image.open(self.paths[i]) as im:
                 film = ImageOps.exif_transpose(im).convert("RGB")
             film = film.resize((size, size), Image.BILINEAR, reducing_gap=None)
+            mask, mask_known = mask_of.get(self.paths[i], empty)
             if self.training and "autocontrast" in augment and np.random.rand() < 0.5:
                 film = ImageOps.autocontrast(film)
             if self.training and "hflip" in augment and np.random.rand() < 0.5:
-                film = ImageOps.mirror(film)
+                film, mask = ImageOps.mirror(film), mask[:, ::-1]
             x = torch.from_numpy(np.asarray(film, np.float32) / 255.0).permute(2, 0, 1)
             x = (x - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
-            return x, self.labels[i]
+            m = torch.from_numpy(np.ascontiguousarray(mask, np.float32) / 255.0)[None]
+            return x, self.labels[i], m, mask_known
 
     def loader(split: str, training: bool) -> DataLoader:
         frame = films[films["split"] == split]
@@ -89,9 +114,24 @@ def train_reference(run_dir: str | Path, seed: int) -> dict:
             worker_init_fn=lambda w: np.random.seed(seed + w),
         )  # fmt: skip
 
-    model = resnet18(weights=None)
-    model.fc = nn.Sequential(nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 1))
-    model = model.to(memory_format=torch.channels_last)
+    class Guided(nn.Module):
+        """ResNet18 + MLP head, and the outline head on `layer2` (stride 8)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = resnet18(weights=None)
+            self.net.fc = nn.Sequential(nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 1))
+            self.outline = nn.Sequential(
+                nn.Conv2d(128, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 1, 1)
+            )
+
+        def forward(self, x):
+            n = self.net
+            middle = n.layer2(n.layer1(n.maxpool(n.relu(n.bn1(n.conv1(x))))))
+            pooled = torch.flatten(n.avgpool(n.layer4(n.layer3(middle))), 1)
+            return n.fc(pooled), self.outline(middle)
+
+    model = Guided().to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings["learning_rate"])
     loss_fn = nn.BCEWithLogitsLoss()
     train, dev, test = loader("train", True), loader("dev", False), loader("test", False)
@@ -100,25 +140,37 @@ def train_reference(run_dir: str | Path, seed: int) -> dict:
         model.eval()
         out, truth = [], []
         with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-            for x, y in batches:
-                logits = model(x.to(memory_format=torch.channels_last)).float()[:, 0]
+            for x, y, _, _ in batches:
+                logits = model(x.to(memory_format=torch.channels_last))[0].float()[:, 0]
                 out.append(torch.sigmoid(logits).numpy())
                 truth.append(y.numpy())
         return np.concatenate(out), np.concatenate(truth)
 
     monitor, patience = settings["monitor"], settings["patience"]
+
+    def outline_loss(mask, mask_known, logits):
+        target = functional.adaptive_avg_pool2d(mask, logits.shape[-2:])  # area share per cell
+        per_film = functional.binary_cross_entropy_with_logits(
+            logits, target, reduction="none"
+        ).mean(dim=(1, 2, 3))
+        return (per_film * mask_known).sum() / mask_known.sum().clamp_min(1e-12)
+
     best, best_state, best_epoch, waited, epochs_run = None, None, 0, 0, 0
+    curve = []
     for epoch in range(1, settings["epochs"] + 1):
         model.train()
-        for x, y in train:
+        for x, y, mask, mask_known in train:
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-                logits = model(x.to(memory_format=torch.channels_last))
+                logits, where = model(x.to(memory_format=torch.channels_last))
             loss = loss_fn(logits.float()[:, 0], y)
+            if weight:
+                loss = loss + weight * outline_loss(mask, mask_known.float(), where.float())
             loss.backward()
             optimizer.step()
         epochs_run = epoch
         p, y = predict(dev)
+        curve.append({"epoch": epoch, "dev_auroc": float(roc_auc_score(y, p)), "time": time.time()})
         value = {
             "val_accuracy": float(np.mean((p >= 0.5) == y)),
             "val_auc": float(roc_auc_score(y, p)) if len(set(y)) > 1 else 0.5,
@@ -148,6 +200,7 @@ def train_reference(run_dir: str | Path, seed: int) -> dict:
         "kappa 95%": interval_text(intervals["kappa"]),
         "accuracy": float(np.mean((p >= 0.5) == y)),
         "epoch": f"{best_epoch}/{epochs_run}",
+        "curve": curve,
     }
 
 

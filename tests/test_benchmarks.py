@@ -170,7 +170,7 @@ def test_simclr_benchmark_trains_on_two_views_of_synthetic_films(capsys, tmp_pat
     "name",
     ["train_step", "pipeline", "inference", "simclr_step", "main_job", "main_job_phases",
      "batch_norm_statistics", "lesion_learning", "scaling", "full_size", "profile_step",
-     "onednn_kernels"],
+     "onednn_kernels", "evaluation_choices", "time_to_quality"],
 )  # fmt: skip
 def test_every_benchmark_prints_its_help(name):
     import subprocess
@@ -364,3 +364,39 @@ def test_onednn_kernels_sees_every_convolution_of_the_keras_step(capsys):
     convolutions = sum(isinstance(layer, keras.layers.Conv2D) for layer in backbone.layers)
     assert convolutions == 20  # ResNet18: the stem, 16 in the blocks, 3 projections
     assert forward == convolutions  # one oneDNN forward convolution per layer and step
+
+
+def test_evaluation_choices_scores_the_seed_ensemble_only_on_dev_films_no_member_trained_on():
+    import numpy as np
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    from benchmarks.evaluation_choices import WAYS, choice_table
+
+    rng = np.random.default_rng(0)
+
+    def films(paths: list[str]) -> pd.DataFrame:
+        labels = np.arange(len(paths)) % 2
+        return pd.DataFrame({"path": paths, "study": paths, "label": labels})
+
+    test = films([f"t{i}" for i in range(40)])
+    dev_a, dev_b = films([f"a{i}" for i in range(30)]), films([f"b{i}" for i in range(30)])
+
+    def scored(dev: pd.DataFrame) -> dict:
+        return {split: {way: frame.assign(probability=rng.random(len(frame))) for way in WAYS}
+                for split, frame in (("dev", dev), ("test", test))}  # fmt: skip
+
+    same = [scored(dev_a), scored(dev_a), scored(dev_a)]
+    _, rows = choice_table([Path("r")] * 3, same)
+    one, ensemble = rows[0], rows[2]
+    per_seed = [roc_auc_score(s["dev"][WAYS[0]]["label"], s["dev"][WAYS[0]]["probability"])
+                for s in same]  # fmt: skip
+    assert one[2] == ", ".join(f"{v:.3f}" for v in per_seed)
+    assert one[3].startswith(f"{statistics.mean(per_seed):.3f} ± {statistics.stdev(per_seed):.3f}")
+    mean = np.mean([s["dev"][WAYS[0]]["probability"] for s in same], axis=0)
+    assert ensemble[3] == f"{roc_auc_score(dev_a['label'], mean):.3f}"
+    mean = np.mean([s["test"][WAYS[0]]["probability"] for s in same], axis=0)
+    assert ensemble[4] == f"{roc_auc_score(test['label'], mean):.3f}"
+    # Dev drawn by seed: a member that trained on another's dev films leaves no dev score.
+    _, rows = choice_table([Path("r")] * 2, [scored(dev_a), scored(dev_b)])
+    assert rows[2][3] == "-" and "no dev split" in rows[2][2]

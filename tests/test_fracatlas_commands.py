@@ -212,6 +212,15 @@ def test_an_outline_guided_run_hands_over_the_classifier_and_scores_its_own_map(
     assert json.loads((run_dir / "config.json").read_text())["experiment"]["outline_weight"] == 2
     history = pd.read_csv(run_dir / "history.csv")
     assert history["outline_loss"].gt(0).all() and "val_outline_loss" not in history
+    # `benchmarks.time_to_quality` reads each epoch's dev AUROC and its time from the
+    # TensorBoard log: the same AUROC the history has, within the run's own lifetime.
+    from benchmarks.time_to_quality import keras_curve
+
+    curve = keras_curve(run_dir)
+    assert [p["epoch"] for p in curve] == (history["epoch"] + 1).tolist()
+    np.testing.assert_allclose([p["dev_auroc"] for p in curve], history["val_auc"], atol=1e-6)
+    written = (run_dir / "config.json").stat().st_mtime
+    assert all(written <= p["time"] <= (run_dir / "metrics.json").stat().st_mtime for p in curve)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     own = metrics["localisation_outline_head"]
     assert own["films"] == metrics["localisation"]["films"] > 0
