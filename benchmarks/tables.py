@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 REAL_FILMS = REPO / "benchmarks" / "results" / "real_films"
 MAIN_JOB = REPO / "benchmarks" / "results" / "main_job"
+OUTLINE_CHOICES = REPO / "benchmarks" / "results" / "outline_choices"
 BLOCK = re.compile(
     r"(?P<start><!-- generated: (?P<name>[\w-]+)(?: (?P<arg>\S+))? -->\n)(?P<body>.*?)"
     r"(?P<end><!-- end generated -->)",
@@ -470,8 +471,88 @@ def outline_guided(records: list[Record]) -> str:
     return "\n".join([_caption(runs, command), "", *_summary_rows(groups), "", *rows])
 
 
+# `recipes.fracatlas_outlines`'s defaults of the settings a choice varies (tests/test_docs.py
+# checks them against the recipe): a row's label is how its runs differ from them.
+OUTLINE_DEFAULTS = {
+    "image_size": 128, "epochs": 24, "patience": 4, "augment": ["autocontrast", "hflip"],
+    "outline_weight": 3.0, "learning_rate": 0.001, "optimizer": "adam", "batch_size": 32,
+    "keep_aspect": False, "reduce_lr_on_plateau": False,
+}  # fmt: skip
+
+
+def _choice_label(settings: dict) -> str:
+    flags = []
+    for key, default in OUTLINE_DEFAULTS.items():
+        value = settings.get(key)
+        if value != default:
+            shown = ",".join(value) if isinstance(value, list) else f"{value:g}" if isinstance(
+                value, float) else str(value)  # fmt: skip
+            flags.append(f"--{key.replace('_', '-')} {shown}")
+    return "`" + " ".join(flags) + "`" if flags else "the recipe's defaults"
+
+
+def _choice_runs() -> list[tuple[Path, dict, dict]]:
+    """(folder, settings, metrics) of every finished `fracatlas_outlines` run kept in
+    `outline_choices/` and `real_films/`."""
+    runs = []
+    for root in (OUTLINE_CHOICES, REAL_FILMS / "fracatlas_outlines"):
+        for metrics in sorted(root.rglob("metrics.json")):
+            (_, settings), *_ = json.loads((metrics.parent / "config.json").read_text()).items()
+            runs.append((metrics.parent, settings, json.loads(metrics.read_text())))
+    return runs
+
+
+def outline_choices(_: list[Record]) -> str:
+    """Each setting of `fracatlas_outlines` tried, over its seeds: dev AUROC and the outline
+    head's dev pointing game (what a default is chosen by), then test, never chosen on."""
+    runs = _choice_runs()
+    if not runs:
+        return "No records yet."
+    groups: dict[str, list[tuple[Path, dict, dict]]] = {}
+    for run in sorted(runs, key=lambda r: (_choice_label(r[1]), r[1]["seed"])):
+        groups.setdefault(_choice_label(run[1]), []).append(run)
+    rows = [
+        "| settings | seeds | dev AUROC per seed | dev AUROC, mean ± sd | outline head's dev "
+        "pointing, mean (chance) | test AUROC, mean ± sd | test kappa, mean ± sd | outline "
+        "head's test pointing, mean | Grad-CAM's test pointing, mean | epochs run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, members in groups.items():
+        dev = [m["selected_epoch"]["value"] for _, _, m in members]
+        own = [m.get("localisation_outline_head", {}) for _, _, m in members]
+        dev_pointing = [o["dev"]["pointing_hit_rate"] for o in own if "dev" in o]
+        chance = [o["dev"]["pointing_chance"] for o in own if "dev" in o]
+        scored = f"{statistics.mean(dev_pointing):.3f} ({statistics.mean(chance):.3f})" + (
+            f", {len(dev_pointing)} of {len(own)} seeds" if len(dev_pointing) < len(own) else ""
+        ) if dev_pointing else ""  # fmt: skip
+        cam = [m["localisation"]["pointing_hit_rate"] for _, _, m in members]
+        rows.append(
+            f"| {label} | {', '.join(str(s['seed']) for _, s, _ in members)}"
+            f" | {', '.join(f'{v:.3f}' for v in dev)} | {_mean_sd(dev)} | {scored}"
+            f" | {_mean_sd([m['study']['auc'] for _, _, m in members])}"
+            f" | {_mean_sd([m['study']['kappa'] for _, _, m in members])}"
+            f" | {statistics.mean(o['pointing_hit_rate'] for o in own):.3f}"
+            f" | {statistics.mean(cam):.3f}"
+            f" | {', '.join(str(m['selected_epoch']['epochs_run']) for _, _, m in members)} |"
+        )
+    where = ", ".join(
+        f"`{root.relative_to(REPO)}/`"
+        for root in (OUTLINE_CHOICES, REAL_FILMS / "fracatlas_outlines")
+    )
+    timings = [json.loads((path / "benchmark.json").read_text()) for path, _, _ in runs]
+    cpus = "; ".join(sorted({t["cpu"] for t in timings}))
+    dates = sorted({t["date"] for t in timings})
+    caption = (
+        "Records: `python -m recipes.fracatlas_outlines --data-dir ../shared/data/fracatlas "
+        f"--seed S FLAGS`, kept in {where}; CPU: {cpus}; run "
+        f"{dates[0] if len(dates) == 1 else f'{dates[0]} to {dates[-1]}'}."
+    )
+    return "\n".join([caption, "", *rows])
+
+
 TABLES: dict[str, Callable[[list[Record]], str]] = {
     "real-films-outlines": outline_guided,
+    "outline-choices": outline_choices,
     "synthetic-seeds": synthetic_seeds,
     "real-films-resnet18": resnet18_settings,
     "real-films-torch-twin": torch_twin,

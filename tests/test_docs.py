@@ -218,6 +218,20 @@ def test_the_result_tables_are_what_the_records_generate():
 FINDINGS = ("| attempt |", "| change |", "| part | s |")
 
 
+def test_the_settings_table_labels_rows_against_the_recipes_own_defaults():
+    """A row of "How the recipe's settings are chosen" is named by how its runs differ from
+    `fracatlas_outlines`'s defaults: the table's copy of them must be the recipe's."""
+    import dataclasses
+
+    from recipes.fracatlas_outlines import CONFIG
+
+    recipe = dataclasses.asdict(CONFIG)
+    recipe["augment"] = list(recipe["augment"])
+    assert {k: recipe[k] for k in tables.OUTLINE_DEFAULTS} == tables.OUTLINE_DEFAULTS
+    assert tables._choice_label({**recipe, "patience": 8}) == "`--patience 8`"
+    assert tables._choice_label(recipe) == "the recipe's defaults"
+
+
 def test_every_measured_table_on_the_benchmarks_page_is_generated():
     text = (REPO / "docs" / "benchmarks.md").read_text()
     outside = tables.BLOCK.sub("", text)

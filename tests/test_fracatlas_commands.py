@@ -277,6 +277,49 @@ def test_an_outline_guided_run_hands_over_the_classifier_and_scores_its_own_map(
     assert handed.predict(film[None].astype("float32"), verbose=0).shape == (1, 1)
 
 
+def test_an_ensemble_of_outline_guided_runs_exports_and_scores_the_mean_of_their_maps(tmp_path):
+    argv = [
+        "--data-dir", str(SAMPLE), "--weights", "none", "--no-freeze", "--out", str(tmp_path),
+        "--outline-weight", "2", "--ensemble", "2", *TINY,
+    ]  # fmt: skip
+    assert run(resnet18_mlp.CONFIG, argv=argv) == 0
+    (ensemble,) = [p.parent for p in tmp_path.rglob("metrics.json") if "ensemble" in p.parent.name]
+    members = json.loads((ensemble / "config.json").read_text())["ensemble"]["members"]
+    from mura_tf.evaluators.localisation import localisation_metrics, score_films
+    from mura_tf.serving.load import load_cam_serving, load_outline_serving
+
+    # The reference: each member's own export, averaged here with NumPy.
+    def mean_of(load):
+        served = [load(member) for member in members]
+
+        def maps(data):
+            outs = [one(data) for one in served]
+            return tuple(np.mean([o[i] for o in outs], axis=0) for i in range(2)) + (outs[0][2],)
+
+        return maps
+
+    outlines = load_outlines(SAMPLE)
+    test = pd.read_csv(ensemble / "predictions.csv")
+    metrics = json.loads((ensemble / "metrics.json").read_text())
+    for key, file, load in (
+        ("localisation", "localisation.csv", load_cam_serving),
+        ("localisation_outline_head", "localisation_outline_head.csv", load_outline_serving),
+    ):
+        expected = score_films(test, outlines, mean_of(load))
+        scores = pd.read_csv(ensemble / file)
+        np.testing.assert_allclose(scores["mass"], expected["mass"], rtol=1e-4, atol=1e-6)
+        assert (scores["hit"] == expected["hit"]).all() and len(scores) > 0
+        summary = localisation_metrics(expected)
+        assert metrics[key]["pointing_hit_rate"] == pytest.approx(summary["pointing_hit_rate"])
+        assert metrics[key]["dev"]["films"] > 0  # FracAtlas's dev films, held out by both
+    # The export's own map is the members' mean, film by film.
+    fractured = test.loc[test["label"] == 1, "path"].head(3)
+    data = np.array([Path(p).read_bytes() for p in fractured], dtype=object)
+    _, maps, _ = load_outline_serving(ensemble)(data)
+    np.testing.assert_allclose(maps, mean_of(load_outline_serving)(data)[1], atol=1e-5)
+    assert "outline head's own map of the same film" in (ensemble / "report.html").read_text()
+
+
 def test_outline_weight_on_a_dataset_without_outlines_is_one_line(synthetic_dir, tmp_path, capsys):
     argv = [
         "--data-dir", str(synthetic_dir), "--part", "elbow", "--weights", "none",

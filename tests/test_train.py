@@ -42,6 +42,7 @@ def test_report_000_schedule_is_001_for_1000_steps_then_0001():
         ({"learning_rate": 0}, "^learning_rate must be positive"),
         ({"optimizer": "rmsprop"}, "^optimizer must be one of"),
         ({"lr_boundaries": (10,), "lr_values": (0.1,)}, "one more than lr_boundaries"),
+        ({"ema_momentum": 1.0}, r"^ema_momentum must be in \[0, 1\), got 1.0$"),
     ],
 )
 def test_impossible_train_settings_are_config_errors(kwargs, message):
@@ -275,6 +276,56 @@ def test_train_writes_history_logs_checkpoint_and_hands_back_the_best_epoch(tmp_
     # As a person sees the film: pixel value 128 shows as 128, not min-max or ImageNet scaled.
     assert shown and np.all(shown[0][..., :3] == 128)
     assert {"epoch_loss", "epoch_learning_rate"} <= tags
+
+
+class WeightsAfterEachStep(keras.callbacks.Callback):
+    """The training weights after every step (a probe: `train` takes no other callbacks)."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps.append([w.numpy().copy() for w in self.model.trainable_weights])
+
+
+def test_with_ema_dev_scores_and_the_epoch_handed_over_are_the_moving_average(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 4, 4, 3)).astype("float32")
+    y = (x[:, :1, 0, 0] > 0).astype("float32")
+    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(1, activation="sigmoid")])  # fmt: skip
+    config = TrainConfig(epochs=3, learning_rate=0.1, ema_momentum=0.5, verbose=0,
+                         monitor="val_loss")  # fmt: skip
+    compile_classifier(model, config)
+    steps = WeightsAfterEachStep()
+    result = train(model, dataset(x, y), dataset(x, y), tmp_path, config, probes=[steps])
+    # The average by hand: the first step's weights, then m * average + (1 - m) * weights.
+    averages, average = [], None
+    for weights in steps.steps:
+        average = weights if average is None else [
+            0.5 * a + 0.5 * w for a, w in zip(average, weights, strict=True)
+        ]  # fmt: skip
+        averages.append(average)
+    per_epoch = len(steps.steps) // 3
+    chosen = averages[result.selected_epoch * per_epoch - 1]
+    for handed, expected in zip(model.get_weights(), chosen, strict=True):
+        np.testing.assert_allclose(handed, expected, rtol=1e-5, atol=1e-6)
+    raw = steps.steps[result.selected_epoch * per_epoch - 1]
+    assert not np.allclose(raw[0], chosen[0], atol=1e-3)  # the average is not the last step
+
+    # Every epoch's dev loss is the average's, not the training weights' (NumPy, by hand).
+    def dev_loss(weights):
+        p = 1 / (1 + np.exp(-(x.reshape(32, -1) @ weights[0] + weights[1])))
+        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+    for epoch, row in enumerate(result.history, 1):
+        assert row["val_loss"] == pytest.approx(dev_loss(averages[epoch * per_epoch - 1]), rel=1e-4)
+        assert row["val_loss"] != pytest.approx(dev_loss(steps.steps[epoch * per_epoch - 1]),
+                                                rel=1e-3)  # fmt: skip
+    best = keras.saving.load_model(tmp_path / "checkpoints" / "best.keras")
+    for a, b in zip(best.get_weights(), chosen, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_nan_loss_stops_with_a_clear_error(tmp_path):

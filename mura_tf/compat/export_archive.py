@@ -7,8 +7,9 @@ because a save context is part of a trace's cache key
 (`tensorflow/python/eager/polymorphic_function/function_context.py`). For DenseNet169's three
 signatures the first pass was half the export (benchmarks/README.md, "Time to first result").
 The archives written here track their whole serving model (`ExportArchive.track`), whose
-variables are the ones the endpoints use, and hold no lookup tables, so the first pass finds
-nothing `track` has not already put on the archive: `write_savedmodel` goes straight to
+variables are the ones the endpoints use (or, for an ensemble's outline map, loaded
+SavedModels, attached to the saved object as children), and hold no lookup tables, so the first
+pass finds nothing `track` has not already put on the archive: `write_savedmodel` goes straight to
 `tf.saved_model.save` with the same signatures, the `serving_default` alias included. No
 upstream issue was found for the double trace. Tested with Keras 3.15.1 and TensorFlow 2.21.0;
 the fresh-process tests of the exports (`tests/test_serving.py`, `tests/test_cascade.py`)
@@ -51,4 +52,10 @@ def write_savedmodel(archive: keras.export.ExportArchive, path: str | os.PathLik
     # ones here) and no lookup tables.
     trackable._all_variables = list(trackable.variables)
     trackable._misc_assets = []
+    # Trackables that are not Keras layers (the members' loaded exports behind an ensemble's
+    # outline map, `serving.export.add_mean_outline_map`) own variables the endpoints use;
+    # Keras lists those from the endpoints' traces, here they reach the SavedModel as children.
+    loaded = [t for t in getattr(archive, "_tracked", []) if not isinstance(t, keras.layers.Layer)]
+    if loaded:
+        trackable._loaded_exports = loaded
     tf.saved_model.save(trackable, str(path), signatures=signatures)

@@ -57,6 +57,7 @@ def train_config(
         steps_per_epoch=data.steps_per_epoch,
         validation_steps=data.validation_steps,
         jit_compile=exp.jit_compile if exp.jit_compile == "auto" else exp.jit_compile == "true",
+        ema_momentum=exp.ema,
     )
 
 

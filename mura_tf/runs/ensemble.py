@@ -7,6 +7,9 @@ of a recipe, trained first (`mura-tf ensemble --recipe NAME --members K`, or the
 other: `config.json` (section "ensemble": the members and the rule), `predictions.csv` (the
 mean of the members' test probabilities), `metrics.json`, `report.html`, and `export/` with a
 single run's signatures (`mura_tf.serving.export`), so `evaluate` and `predict` treat it as one run.
+On data with fracture outlines the ensemble's maps are scored as a single run's are
+(`localisation.csv`); an ensemble of outline-guided runs exports and scores the mean of their
+outline maps too.
 """
 
 from __future__ import annotations
@@ -16,17 +19,25 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from mura_tf.data.catalogue import load_catalogue, load_outlines
 from mura_tf.errors import ConfigError
 from mura_tf.evaluators.metrics import metrics_table, study_level_metrics
 from mura_tf.files import disk_errors, load_for_inference
+from mura_tf.runs.evaluators.localisation import (
+    LOCALISATION_FILE,
+    OUTLINE_HEAD_FILE,
+    score_and_write,
+)
 from mura_tf.runs.folder import open_run
 from mura_tf.runs.kinds import ABNORMALITY_SECTIONS
 from mura_tf.runs.record import FinishedRun, read_run, write_run_config
 from mura_tf.runs.result import RunResult, location_lines, write_results
 from mura_tf.runs.supervised import Experiment, run_experiment
 from mura_tf.serving.export import export_ensemble
+from mura_tf.serving.load import load_cam_serving, load_image_serving, load_outline_serving
 
 RULE = "mean of the members' probabilities; every member kept, equally weighted"
 
@@ -108,9 +119,50 @@ def build_ensemble(
             (load_for_inference(run.run_dir / "model.keras"), run.config["normalization"])
             for run in runs
         ]
-        export_ensemble(members, settings["image_size"], out / "export", settings["keep_aspect"])
+        # Where every member learnt the outlines, the ensemble's map is the mean of theirs.
+        outlined = all("localisation_outline_head" in run.metrics for run in runs)
+        exports = [run.run_dir / "export" for run in runs] if outlined else []
+        export_ensemble(
+            members, settings["image_size"], out / "export", settings["keep_aspect"], exports
+        )
+        metrics.update(ensemble_localisation(runs, out, predictions, outlined))
         write_results(out, metrics, predictions)
     return RunResult(out, metrics, predictions, settings)
+
+
+def ensemble_localisation(
+    runs: Sequence[FinishedRun], out: Path, predictions: pd.DataFrame, outlined: bool
+) -> dict:
+    """Where the ensemble in `out` looked, scored as a single run's (`Localisation`): its
+    Grad-CAM (the mean of its members') and, where every member learnt the outlines, the mean
+    of their outline maps, on the test films and on the dev films none of them trained on.
+    Empty for data without outlines (MURA)."""
+    data_dir = runs[0].config.get("data_dir")
+    if not data_dir or not Path(data_dir).is_dir():
+        return {}
+    outlines = load_outlines(data_dir)
+    if not outlines:
+        return {}
+    held_out = set.intersection(*(_dev_paths(run) for run in runs))
+    catalogue = load_catalogue(data_dir, check_images=False)
+    dev = catalogue[
+        catalogue["path"].isin(held_out) & catalogue["path"].isin(outlines)
+        & (catalogue["label"] == 1)
+    ][["path", "part", "label"]]  # fmt: skip
+    predict = load_image_serving(out)
+    probability = [
+        float(predict(np.array([Path(p).read_bytes()], dtype=object))[0, 0]) for p in dev["path"]
+    ]
+    maps = {LOCALISATION_FILE: ("localisation", load_cam_serving(out))}
+    if outlined:
+        maps[OUTLINE_HEAD_FILE] = ("localisation_outline_head", load_outline_serving(out))
+    dev = dev.assign(probability=probability)
+    return score_and_write(out, predictions, dev, outlines, maps)
+
+
+def _dev_paths(run: FinishedRun) -> set[str]:
+    splits = pd.read_csv(run.run_dir / "splits.csv")
+    return set(splits.loc[splits["split"] == "dev", "path"])
 
 
 def train_ensemble(exp: Experiment, say: Callable[[str], None] = lambda line: None) -> RunResult:

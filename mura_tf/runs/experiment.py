@@ -82,6 +82,12 @@ class Experiment(RunConfig):
         "0: off",
         since="0.4",
     )
+    ema: float = setting(
+        0.0,
+        "momentum of a moving average of the weights (Polyak averaging, e.g. 0.99): dev scores, "
+        "the epoch handed over and the export use the average; 0: off",
+        since="0.6",
+    )
     ensemble: int = setting(
         1,
         "train K seeds (--seed to --seed + K - 1), each a run of its own, then average them into "
@@ -97,6 +103,7 @@ class Experiment(RunConfig):
         "learning_rate": "learning_rate",
         "patience": "patience",
         "optimizer": "optimizer",
+        "ema": "ema_momentum",
     }
 
     def __post_init__(self) -> None:

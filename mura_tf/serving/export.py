@@ -193,10 +193,38 @@ def export_ensemble(
     image_size: int,
     path: str | os.PathLike[str],
     keep_aspect: bool = False,
+    outline_exports: Sequence[str | os.PathLike[str]] = (),
 ) -> Path:
     """Write the mean of `members` (classifier, normalisation) as a SavedModel at `path`
-    (atomically), with the same signatures as a single run's."""
-    return write_archive(export_archive(members, image_size, keep_aspect), path)
+    (atomically), with the same signatures as a single run's. `outline_exports`: the members'
+    own exports, where every member learnt the outlines; the ensemble's `outline_map_images`
+    is then the mean of theirs (the members' heads live in their exports only: `model.keras`
+    holds the classifier)."""
+    archive = export_archive(members, image_size, keep_aspect)
+    if outline_exports:
+        add_mean_outline_map(archive, outline_exports)
+    return write_archive(archive, path)
+
+
+def add_mean_outline_map(
+    archive: keras.export.ExportArchive, exports: Sequence[str | os.PathLike[str]]
+) -> None:
+    """Add `outline_map_images` to `archive`: the mean of the probabilities and maps of these
+    SavedModels' own `outline_map_images` (loaded, tracked: the archive carries their
+    variables)."""
+    loaded = [tf.saved_model.load(str(path)) for path in exports]
+    for member in loaded:
+        archive.track(member)
+
+    def outline_map_images(data: tf.Tensor) -> dict[str, tf.Tensor]:
+        outs = [member.outline_map_images(data) for member in loaded]
+        return {
+            "probability": tf.add_n([o["probability"] for o in outs]) / len(outs),
+            "cam": tf.add_n([o["cam"] for o in outs]) / len(outs),
+            "content": outs[0]["content"],
+        }
+
+    archive.add_endpoint(OUTLINE_SIGNATURE, outline_map_images, input_signature=[IMAGES])
 
 
 def write_archive(archive: keras.export.ExportArchive, path: str | os.PathLike[str]) -> Path:

@@ -55,9 +55,10 @@ class RunCheckpoint(keras.callbacks.Callback):
     `checkpoints/best.variables.npz` (the resume point's format), then `checkpoints/best.json`
     (`{"epoch": 1-based, "monitor", "value"}`) saying which epoch they hold. A kill between the
     commit and `best.json` is repaired on resume, when the model holds exactly that last
-    committed epoch. `restore_best` gives the model that epoch back and writes it as
-    `checkpoints/best.keras`, once, when training is over: a DenseNet169 `.keras` file takes
-    seconds to write, and the best epoch changes many times in a run.
+    committed epoch. `restore_best` gives the model that epoch back (its moving average of the
+    weights, where the optimizer keeps one) and writes it as `checkpoints/best.keras`, once,
+    when training is over: a DenseNet169 `.keras` file takes seconds to write, and the best
+    epoch changes many times in a run.
 
     Args:
         run_dir: the run folder.
@@ -147,6 +148,11 @@ class RunCheckpoint(keras.callbacks.Callback):
         # Training is over: deleting checkpoints/ alone would resume to the end and find no
         # best epoch, so the way back is the whole run.
         restore(self.model, self.best_variables, start_over=self.run_dir)
+        optimizer = self.model.optimizer
+        if getattr(optimizer, "use_ema", False):
+            # The epoch was chosen by its averaged weights (`SwapEMAWeights` in the dev pass);
+            # the optimizer holds them: they are what is handed over.
+            optimizer.finalize_variable_values(self.model.trainable_variables)
         save_keras(guided_part(self.model), self.best_path)
 
 

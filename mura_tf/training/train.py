@@ -44,6 +44,9 @@ class TrainConfig:
     steps_per_epoch: int | None = None  # cap for smoke runs; the training data then repeats
     validation_steps: int | None = None
     jit_compile: bool | str = "auto"
+    # Polyak averaging of the weights (`keras.optimizers.Optimizer(use_ema=True)`): dev is
+    # scored, the epoch chosen and handed over with the average; 0 turns it off.
+    ema_momentum: float = 0.0
     tensorboard_images: int = 8
     verbose: int | str = "auto"
 
@@ -64,6 +67,8 @@ class TrainConfig:
             raise FieldError("steps_per_epoch", f"must be at least 1, got {self.steps_per_epoch}")
         if self.patience < 0:
             raise FieldError("patience", f"must be 0 or more, got {self.patience}")
+        if not 0 <= self.ema_momentum < 1:
+            raise FieldError("ema_momentum", f"must be in [0, 1), got {self.ema_momentum}")
 
 
 def learning_rate(config: TrainConfig) -> float | keras.optimizers.schedules.LearningRateSchedule:
@@ -79,15 +84,17 @@ def learning_rate(config: TrainConfig) -> float | keras.optimizers.schedules.Lea
 
 def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
     """Adam (the reports' choice), AdamW, SGD with momentum 0.9, or LARS (SimCLR); Adam's
-    updates on TensorFlow's fused kernel (`mura_tf.compat.fused_adam`)."""
+    updates on TensorFlow's fused kernel (`mura_tf.compat.fused_adam`); keeping a moving
+    average of the weights where `config.ema_momentum` asks for one."""
     lr = learning_rate(config)
+    ema = {"use_ema": True, "ema_momentum": config.ema_momentum} if config.ema_momentum else {}
     if config.optimizer == "adam":
-        return fuse_adam(keras.optimizers.Adam(lr))
+        return fuse_adam(keras.optimizers.Adam(lr, **ema))
     if config.optimizer == "adamw":
-        return fuse_adam(keras.optimizers.AdamW(lr))
+        return fuse_adam(keras.optimizers.AdamW(lr, **ema))
     if config.optimizer == "lars":
-        return LARS(lr, momentum=0.9, weight_decay=0.0)  # SimCLR fine-tunes without decay
-    return keras.optimizers.SGD(lr, momentum=0.9)
+        return LARS(lr, momentum=0.9, weight_decay=0.0, **ema)  # SimCLR tunes without decay
+    return keras.optimizers.SGD(lr, momentum=0.9, **ema)
 
 
 def mura_class_weights(labels) -> dict[int, float]:
@@ -164,8 +171,12 @@ def make_callbacks(
 ) -> list[keras.callbacks.Callback]:
     """`probes` (callbacks that add dev scores to an epoch's logs), the run's checkpoint
     (history, best epoch, early stopping, resume point), TerminateOnNaN, TensorBoard, and
-    ReduceLROnPlateau when asked."""
+    ReduceLROnPlateau when asked; with `config.ema_momentum`, `SwapEMAWeights` first, so that
+    the dev pass scores the averaged weights (the training weights are back before the
+    checkpoint commits them with the average, which the optimizer holds)."""
+    swap = [keras.callbacks.SwapEMAWeights()] if config.ema_momentum else []
     callbacks: list[keras.callbacks.Callback] = [
+        *swap,
         # Probes first, so that what they add to the logs reaches history.csv and TensorBoard;
         # they do nothing before an epoch ends, so the checkpoint still restores a resumed
         # run's weights before anything looks at them.
