@@ -210,7 +210,9 @@ def _seed_rows(args, runs: list[str], seed: int, out: Path, extra: list[str]) ->
     variant = (" " + " ".join(changed)) if changed else ""
     rows = []
     if "fracatlas_outlines" in runs:
-        _, run_dir, seconds = _recipe("fracatlas_outlines", supervised, out, record)
+        # One seed per row (the recipe averages three by default: its seeds are the rows).
+        flags = ["--ensemble", "1", *supervised]
+        _, run_dir, seconds = _recipe("fracatlas_outlines", flags, out, record)
         rows.append(_row("fracatlas_outlines" + variant, seed, run_dir, seconds))
     if "resnet18_mlp" in runs or "torch_resnet18_mlp" in runs:
         flags = [*supervised, "--no-freeze"]

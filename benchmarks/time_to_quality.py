@@ -4,14 +4,15 @@
         [--recipe fracatlas_outlines] [--seed 0] [--thresholds 0.70,0.72,0.75,0.78] \\
         [--out DIR] [--record FILE] [-- RECIPE FLAGS...]
 
-First the recipe runs as a user starts it (`python -m recipes.NAME --data-dir DIR --seed S`,
-a fresh run in a process of its own), then its PyTorch twin (`benchmarks.torch_reference`:
-the same network, outline head and loss, schedule, early stopping, films and augmentations,
-in a process without TensorFlow) on the run's own split, one after the other on this CPU. Each
-side's clock starts when its process is launched, so imports, reading the films and drawing
-the masks count, as they do for a user. Each epoch's dev AUROC and the time it was known come
-from the run's TensorBoard log (`logs/validation`, `epoch_auc`: Keras's AUC over 200
-thresholds) and from the twin's `curve` (scikit-learn's exact AUROC).
+First the recipe runs as a user starts it (`python -m recipes.NAME --data-dir DIR --seed S
+--ensemble 1`: one model, as the twin is; a fresh run in a process of its own), then its
+PyTorch twin (`benchmarks.torch_reference`: the same network, outline head and loss,
+schedule, early stopping, films and augmentations, in a process without TensorFlow) on the
+run's own split, one after the other on this CPU. Each side's clock starts when its process is
+launched, so imports, reading the films and drawing the masks count, as they do for a user.
+Each epoch's dev AUROC and the time it was known come from the run's TensorBoard log
+(`logs/validation`, `epoch_auc`: Keras's AUC over 200 thresholds) and from the twin's `curve`
+(scikit-learn's exact AUROC).
 
 Prints, per side, the minutes (and epoch) at which each threshold was first reached, or "not
 reached"; the best dev AUROC and its epoch; the median minutes per epoch; the whole run's
@@ -122,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     if any(out.rglob("metrics.json")):
         parser.error(f"--out {out} holds a finished run already: give an empty folder")
     command = [sys.executable, "-m", f"recipes.{args.recipe}", "--data-dir", args.data_dir,
-               "--seed", str(args.seed), "--out", str(out), *recipe_flags]  # fmt: skip
+               "--seed", str(args.seed), "--out", str(out), "--ensemble", "1",
+               *recipe_flags]  # fmt: skip
     print("$ " + shlex.join(command[1:]), file=sys.stderr, flush=True)
     keras_start = time.time()
     subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
