@@ -474,7 +474,7 @@ def outline_guided(records: list[Record]) -> str:
 # `recipes.fracatlas_outlines`'s defaults of the settings a choice varies (tests/test_docs.py
 # checks them against the recipe): a row's label is how its runs differ from them.
 OUTLINE_DEFAULTS = {
-    "image_size": 128, "epochs": 24, "patience": 4, "augment": ["autocontrast", "hflip"],
+    "image_size": 128, "epochs": 24, "patience": 8, "augment": ["autocontrast", "hflip"],
     "outline_weight": 3.0, "learning_rate": 0.001, "optimizer": "adam", "batch_size": 32,
     "keep_aspect": False, "reduce_lr_on_plateau": False,
 }  # fmt: skip

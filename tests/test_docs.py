@@ -228,7 +228,7 @@ def test_the_settings_table_labels_rows_against_the_recipes_own_defaults():
     recipe = dataclasses.asdict(CONFIG)
     recipe["augment"] = list(recipe["augment"])
     assert {k: recipe[k] for k in tables.OUTLINE_DEFAULTS} == tables.OUTLINE_DEFAULTS
-    assert tables._choice_label({**recipe, "patience": 8}) == "`--patience 8`"
+    assert tables._choice_label({**recipe, "patience": 2}) == "`--patience 2`"
     assert tables._choice_label(recipe) == "the recipe's defaults"
 
 
