@@ -476,14 +476,14 @@ def outline_guided(records: list[Record]) -> str:
 OUTLINE_DEFAULTS = {
     "image_size": 128, "epochs": 24, "patience": 8, "augment": ["autocontrast", "hflip"],
     "outline_weight": 3.0, "learning_rate": 0.001, "optimizer": "adam", "batch_size": 32,
-    "keep_aspect": False, "reduce_lr_on_plateau": False,
+    "keep_aspect": False, "reduce_lr_on_plateau": False, "ema": 0.0,
 }  # fmt: skip
 
 
 def _choice_label(settings: dict) -> str:
     flags = []
     for key, default in OUTLINE_DEFAULTS.items():
-        value = settings.get(key)
+        value = settings.get(key, default)  # a setting added later: its default before
         if value != default:
             shown = ",".join(value) if isinstance(value, list) else f"{value:g}" if isinstance(
                 value, float) else str(value)  # fmt: skip
