@@ -28,18 +28,9 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.records import add_record_flag, command_line, write_record
+from benchmarks.torch_reference import run_films
 
 WAYS = ("as trained", "with test-time flips")
-
-
-def _films(run_dir: Path) -> pd.DataFrame:
-    from mura_tf.data.catalogue import load_catalogue
-
-    config = json.loads((run_dir / "config.json").read_text())
-    used = pd.read_csv(run_dir / "splits.csv")
-    catalogue = load_catalogue(config["data_dir"], check_images=False)
-    catalogue = catalogue.drop(columns=[c for c in ("split",) if c in catalogue])
-    return used.merge(catalogue, on="path", how="left", validate="1:1")
 
 
 def _study_auroc(frame: pd.DataFrame, probability: np.ndarray) -> float:
@@ -65,7 +56,7 @@ def score_run(run_dir: Path) -> dict[str, dict[str, pd.DataFrame]]:
         image_size=settings["image_size"], keep_aspect=bool(settings.get("keep_aspect")),
         normalization=config["normalization"], augment=AugmentConfig(ops=()),
     )  # fmt: skip
-    films = _films(run_dir)
+    films = run_films(run_dir)
     scored: dict[str, dict[str, pd.DataFrame]] = {}
     for split in ("dev", "test"):
         frame = films[films["split"] == split].reset_index(drop=True)

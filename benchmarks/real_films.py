@@ -49,7 +49,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.records import cpu_model
+from benchmarks.records import cpu_model, split_at_dashes
 from mura_tf.evaluators.intervals import interval_text
 from mura_tf.files import write_json, write_with
 
@@ -149,11 +149,7 @@ def _row(run: str, seed: int, run_dir: Path, seconds: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    extra: list[str] = []
-    if "--" in argv:
-        at = argv.index("--")
-        argv, extra = argv[:at], argv[at + 1 :]
+    argv, extra = split_at_dashes(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.real_films",
         description="FracAtlas from random weights: every recipe, a PyTorch reference, SimCLR.",

@@ -84,6 +84,14 @@ def without_flag(argv: list[str], flag: str) -> list[str]:
     return kept
 
 
+def split_at_dashes(argv: list[str]) -> tuple[list[str], list[str]]:
+    """A benchmark's own arguments, and those after `--` that it passes on to a recipe."""
+    if "--" not in argv:
+        return list(argv), []
+    at = argv.index("--")
+    return list(argv[:at]), list(argv[at + 1 :])
+
+
 def without_record(argv: list[str]) -> list[str]:
     """`argv` less `--record FILE`."""
     return without_flag(argv, "--record")

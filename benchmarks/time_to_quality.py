@@ -33,7 +33,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.records import add_record_flag, command_line, cpu_model, write_record
+from benchmarks.records import (
+    add_record_flag,
+    command_line,
+    cpu_model,
+    split_at_dashes,
+    write_record,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 THRESHOLDS = (0.70, 0.72, 0.75, 0.78)
@@ -83,11 +89,7 @@ def side_row(name: str, curve: list[dict], started: float, ended: float, test_au
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    recipe_flags: list[str] = []
-    if "--" in argv:
-        at = argv.index("--")
-        argv, recipe_flags = argv[:at], argv[at + 1 :]
+    argv, recipe_flags = split_at_dashes(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.time_to_quality",
         description="Minutes to a dev AUROC: a recipe, then its PyTorch twin (see the module).",

@@ -41,13 +41,16 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
-def _films(run_dir: Path) -> pd.DataFrame:
+def run_films(run_dir: Path) -> pd.DataFrame:
+    """The films a finished run used (`splits.csv`: `path`, `split`) with their catalogue
+    columns (`label`, `part`, `study`, ...), read without TensorFlow."""
     from mura_tf.data.catalogue import load_catalogue
 
     config = json.loads((run_dir / "config.json").read_text())
     used = pd.read_csv(run_dir / "splits.csv")
     catalogue = load_catalogue(config["data_dir"], check_images=False)
-    return used.merge(catalogue[["path", "label"]], on="path", how="left", validate="1:1")
+    catalogue = catalogue.drop(columns=[c for c in ("split",) if c in catalogue])
+    return used.merge(catalogue, on="path", how="left", validate="1:1")
 
 
 def train_reference(run_dir: str | Path, seed: int) -> dict:
@@ -70,7 +73,7 @@ def train_reference(run_dir: str | Path, seed: int) -> dict:
     size, batch = settings["image_size"], settings["batch_size"]
     augment = set(settings["augment"])
     bf16 = "bfloat16" in str(config.get("dtype_policy", ""))
-    films = _films(run_dir)
+    films = run_films(run_dir)
     weight = float(settings.get("outline_weight") or 0.0)
     train_films = films[films["split"] == "train"]
     masks, known = outline_masks(
