@@ -16,6 +16,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from mura_tf.cli import run as run_cli
+from mura_tf.commands import ensemble as ensemble_command
 from mura_tf.data.catalogue import load_catalogue
 from mura_tf.data.fracatlas import load_outlines
 from mura_tf.models.backbones import build_backbone
@@ -277,14 +278,20 @@ def test_an_outline_guided_run_hands_over_the_classifier_and_scores_its_own_map(
     assert handed.predict(film[None].astype("float32"), verbose=0).shape == (1, 1)
 
 
-def test_the_outline_recipe_exports_and_scores_the_mean_of_its_seeds_maps(tmp_path):
-    """`fracatlas_outlines` averages three seeds by default: the ensemble's maps, exported and
-    scored, are the mean of its members' own exports'."""
-    argv = ["--data-dir", str(SAMPLE), "--out", str(tmp_path), *TINY]
+def test_the_outline_recipe_exports_and_scores_the_mean_of_its_seeds_maps(
+    tmp_path, monkeypatch, capsys
+):
+    """`fracatlas_outlines` averages seeds (three by default; two here, which is enough for a
+    mean): the ensemble's maps, exported and scored, are the mean of its members' own
+    exports'. Its data given relative to where it ran, `mura-tf ensemble` of the same members
+    from elsewhere asks for --data-dir in one line, then scores the same."""
+    monkeypatch.chdir(REPO)
+    relative = str(SAMPLE.relative_to(REPO))
+    argv = ["--data-dir", relative, "--out", str(tmp_path), "--ensemble", "2", *TINY]
     assert run(fracatlas_outlines.CONFIG, argv=argv) == 0
     (ensemble,) = [p.parent for p in tmp_path.rglob("metrics.json") if "ensemble" in p.parent.name]
     members = json.loads((ensemble / "config.json").read_text())["ensemble"]["members"]
-    assert ensemble.name.startswith("ensemble3-") and len(members) == 3
+    assert ensemble.name.startswith("ensemble2-") and len(members) == 2
     from mura_tf.evaluators.localisation import localisation_metrics, score_films
     from mura_tf.serving.load import load_cam_serving, load_outline_serving
 
@@ -318,6 +325,19 @@ def test_the_outline_recipe_exports_and_scores_the_mean_of_its_seeds_maps(tmp_pa
     _, maps, _ = load_outline_serving(ensemble)(data)
     np.testing.assert_allclose(maps, mean_of(load_outline_serving)(data)[1], atol=1e-5)
     assert "outline head's own map of the same film" in (ensemble / "report.html").read_text()
+
+    monkeypatch.chdir(tmp_path)
+    again = [*members, "--out", str(tmp_path / "again")]
+    capsys.readouterr()
+    assert run_cli(ensemble_command.main, again) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and relative in err[0] and "--data-dir" in err[0], err
+    assert not (tmp_path / "again" / "metrics.json").exists()
+    assert run_cli(ensemble_command.main, [*again, "--data-dir", str(SAMPLE)]) == 0
+    for file in ("localisation.csv", "localisation_outline_head.csv"):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(tmp_path / "again" / file), pd.read_csv(ensemble / file)
+        )
 
 
 def test_outline_weight_on_a_dataset_without_outlines_is_one_line(synthetic_dir, tmp_path, capsys):

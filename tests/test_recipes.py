@@ -87,7 +87,7 @@ def test_recipes_answer_help_in_a_fresh_process():
 # to end on the synthetic set.
 SMOKE_EXTRA = {
     "baseline_densenet": ["--backbone", "resnet18"],
-    # One run here; its default ensemble of three is trained in test_fracatlas_commands.
+    # One run here; its ensemble is trained in test_fracatlas_commands.
     "fracatlas_outlines": ["--ensemble", "1"],
     "mura_paper": ["--backbone", "resnet18", "--part", "elbow,hand"],
     "resnet18_bodypart": ["--intermediate-epochs", "1"],

@@ -30,6 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(the recipe's --out)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a finished ensemble")
+    if not training:
+        parser.add_argument(
+            "--data-dir",
+            help="with RUN folders: where their data is now, if not where their config.json says "
+            "(there, the ensemble's maps are scored on the films' outlines)",
+        )
     parser.add_argument(
         "--recipe", help="instead of RUN folders: train this recipe's seeds (its flags follow)"
     )
@@ -44,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # After parsing: --help and a wrong flag answer before TensorFlow loads.
         from mura_tf.runs.ensemble import build_ensemble, summary_lines
 
-        print("\n".join(summary_lines(build_ensemble(args.runs, args.out, args.overwrite))))
+        built = build_ensemble(args.runs, args.out, args.overwrite, args.data_dir)
+        print("\n".join(summary_lines(built)))
         return 0
     # The flags this parser does not know are the recipe's: its own parser checks them.
     args, rest = parser.parse_known_args(given_argv)

@@ -40,6 +40,8 @@ from mura_tf.serving.export import export_ensemble
 from mura_tf.serving.load import load_cam_serving, load_image_serving, load_outline_serving
 
 RULE = "mean of the members' probabilities; every member kept, equally weighted"
+# Dev films scored per call of the export: many at once, few enough to keep memory small.
+DEV_BATCH = 32
 
 
 def finished_members(run_dirs: Sequence[str | os.PathLike[str]]) -> list[FinishedRun]:
@@ -85,16 +87,20 @@ def build_ensemble(
     run_dirs: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     overwrite: bool = False,
+    data_dir: str | os.PathLike[str] | None = None,
 ) -> RunResult:
     """Combine finished runs into the ensemble run folder `out_dir` (see the module docstring).
+    `data_dir` is where the members' data is now, if not where their `config.json` says (a
+    folder given relative to the one they were trained from).
 
     Raises:
-        ConfigError: the runs do not fit together, or `out_dir` holds a finished run and
-            `overwrite` is false.
+        ConfigError: the runs do not fit together, their data is needed and not found, or
+            `out_dir` holds a finished run and `overwrite` is false.
     """
 
     runs = finished_members(run_dirs)
     first = runs[0]
+    outline_data = _outline_data(runs, data_dir)
     recipes = sorted({run.settings.get("recipe", "?") for run in runs})
     out = Path(out_dir)
     with open_run(out, overwrite), disk_errors(out):
@@ -125,21 +131,41 @@ def build_ensemble(
         export_ensemble(
             members, settings["image_size"], out / "export", settings["keep_aspect"], exports
         )
-        metrics.update(ensemble_localisation(runs, out, predictions, outlined))
+        if outline_data is not None:
+            metrics.update(ensemble_localisation(runs, outline_data, out, predictions, outlined))
         write_results(out, metrics, predictions)
     return RunResult(out, metrics, predictions, settings)
 
 
+def _outline_data(runs: Sequence[FinishedRun], data_dir: str | os.PathLike[str] | None):
+    """The members' data folder if their maps were scored on its outlines, else None.
+
+    Raises:
+        ConfigError: the members were scored on outlines and their data is not found.
+    """
+    if not all("localisation" in run.metrics for run in runs):
+        return None  # data without outlines (MURA): nothing to score the maps on
+    where = data_dir or runs[0].config.get("data_dir")
+    if not where or not Path(where).is_dir():
+        raise ConfigError(
+            f"{runs[0].run_dir}: its data {where!r} is not found from {os.getcwd()}; give "
+            "--data-dir, so that the ensemble's maps are scored on its outlines as its "
+            "members' were"
+        )
+    return Path(where)
+
+
 def ensemble_localisation(
-    runs: Sequence[FinishedRun], out: Path, predictions: pd.DataFrame, outlined: bool
+    runs: Sequence[FinishedRun],
+    data_dir: Path,
+    out: Path,
+    predictions: pd.DataFrame,
+    outlined: bool,
 ) -> dict:
     """Where the ensemble in `out` looked, scored as a single run's (`Localisation`): its
     Grad-CAM (the mean of its members') and, where every member learnt the outlines, the mean
-    of their outline maps, on the test films and on the dev films none of them trained on.
-    Empty for data without outlines (MURA)."""
-    data_dir = runs[0].config.get("data_dir")
-    if not data_dir or not Path(data_dir).is_dir():
-        return {}
+    of their outline maps, on the test films and on the dev films none of them trained on
+    (the outlines and catalogue read from `data_dir`)."""
     outlines = load_outlines(data_dir)
     if not outlines:
         return {}
@@ -150,8 +176,13 @@ def ensemble_localisation(
         & (catalogue["label"] == 1)
     ][["path", "part", "label"]]  # fmt: skip
     predict = load_image_serving(out)
+    paths = list(dev["path"])
     probability = [
-        float(predict(np.array([Path(p).read_bytes()], dtype=object))[0, 0]) for p in dev["path"]
+        float(p)
+        for start in range(0, len(paths), DEV_BATCH)
+        for p in predict(
+            np.array([Path(f).read_bytes() for f in paths[start : start + DEV_BATCH]], dtype=object)
+        )[:, 0]
     ]
     maps = {LOCALISATION_FILE: ("localisation", load_cam_serving(out))}
     if outlined:
