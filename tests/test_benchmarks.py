@@ -170,7 +170,7 @@ def test_simclr_benchmark_trains_on_two_views_of_synthetic_films(capsys, tmp_pat
     "name",
     ["train_step", "pipeline", "inference", "simclr_step", "main_job", "main_job_phases",
      "batch_norm_statistics", "lesion_learning", "scaling", "full_size", "profile_step",
-     "onednn_kernels", "evaluation_choices", "time_to_quality"],
+     "onednn_kernels", "evaluation_choices", "time_to_quality", "keep_runs"],
 )  # fmt: skip
 def test_every_benchmark_prints_its_help(name):
     import subprocess
@@ -400,3 +400,38 @@ def test_evaluation_choices_scores_the_seed_ensemble_only_on_dev_films_no_member
     # Dev drawn by seed: a member that trained on another's dev films leaves no dev score.
     _, rows = choice_table([Path("r")] * 2, [scored(dev_a), scored(dev_b)])
     assert rows[2][3] == "-" and "no dev split" in rows[2][2]
+
+
+def test_keep_runs_copies_a_finished_runs_small_files_once(tmp_path, capsys):
+    from benchmarks import keep_runs
+
+    run_dir = tmp_path / "runs" / "seed0-0123abcd"
+    run_dir.mkdir(parents=True)
+    for name, text in (
+        ("config.json", '{"experiment": {"seed": 0}}'),
+        ("metrics.json", "{}"),
+        ("history.csv", "epoch,auc\n0,0.5\n"),
+        ("model.keras", "big"),
+    ):
+        (run_dir / name).write_text(text)  # fmt: skip
+    to = tmp_path / "kept"
+    assert keep_runs.main([str(run_dir), "--to", str(to)]) == 0
+    kept = to / run_dir.name
+    assert sorted(p.name for p in kept.iterdir()) == [
+        "benchmark.json", "config.json", "history.csv", "metrics.json"
+    ]  # fmt: skip
+    for name in ("config.json", "metrics.json", "history.csv"):
+        assert (kept / name).read_bytes() == (run_dir / name).read_bytes()
+    timing = json.loads((kept / "benchmark.json").read_text())
+    assert timing["cpu"] == cpu_model() and timing["seconds"] is None and timing["date"]
+    # Kept once: again is refused in one line, and --overwrite replaces it.
+    (run_dir / "history.csv").write_text("epoch,auc\n0,0.6\n")
+    with pytest.raises(SystemExit, match="kept already"):
+        keep_runs.main([str(run_dir), "--to", str(to)])
+    assert "0.5" in (kept / "history.csv").read_text()
+    assert keep_runs.main([str(run_dir), "--to", str(to), "--overwrite"]) == 0
+    assert "0.6" in (kept / "history.csv").read_text()
+    (run_dir / "metrics.json").unlink()  # a run still training
+    with pytest.raises(SystemExit, match="not a finished run"):
+        keep_runs.main([str(run_dir), "--to", str(tmp_path / "other")])
+    assert not (tmp_path / "other").exists()
