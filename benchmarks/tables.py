@@ -18,6 +18,7 @@ cannot hold a number its record does not.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import re
 import statistics
@@ -485,9 +486,13 @@ def _choice_label(settings: dict) -> str:
     for key, default in OUTLINE_DEFAULTS.items():
         value = settings.get(key, default)  # a setting added later: its default before
         if value != default:
+            flag = f"--{key.replace('_', '-')}"
+            if value is True:  # a switch: its flag alone
+                flags.append(flag)
+                continue
             shown = ",".join(value) if isinstance(value, list) else f"{value:g}" if isinstance(
                 value, float) else str(value)  # fmt: skip
-            flags.append(f"--{key.replace('_', '-')} {shown}")
+            flags.append(f"{flag} {shown}")
     return "`" + " ".join(flags) + "`" if flags else "the recipe's defaults"
 
 
@@ -502,6 +507,20 @@ def _choice_runs() -> list[tuple[Path, dict, dict]]:
     return runs
 
 
+def _train_auc(members: list[tuple[Path, dict, dict]]) -> str:
+    """The training AUROC Keras logged (augmented films, the epoch's running value) at the
+    epoch each run handed over and at its last, averaged over the runs: how far the network
+    fits its training films beyond dev."""
+    there, last = [], []
+    for path, _, metrics in members:
+        with open(path / "history.csv", newline="") as f:
+            auc = [float(row["auc"]) for row in csv.DictReader(f)]
+        chosen = metrics["selected_epoch"]
+        there.append(auc[chosen["epoch"] - chosen["epoch_base"]])
+        last.append(auc[-1])
+    return f"{statistics.mean(there):.3f} ({statistics.mean(last):.3f})"
+
+
 def outline_choices(_: list[Record]) -> str:
     """Each setting of `fracatlas_outlines` tried, over its seeds: dev AUROC and the outline
     head's dev pointing game (what a default is chosen by), then test, never chosen on."""
@@ -514,8 +533,9 @@ def outline_choices(_: list[Record]) -> str:
     rows = [
         "| settings | seeds | dev AUROC per seed | dev AUROC, mean ± sd | outline head's dev "
         "pointing, mean (chance) | test AUROC, mean ± sd | test kappa, mean ± sd | outline "
-        "head's test pointing, mean | Grad-CAM's test pointing, mean | epochs run |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "head's test pointing, mean | Grad-CAM's test pointing, mean | epochs run | train AUC "
+        "at the epoch handed over (at the last), mean |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, members in groups.items():
         dev = [m["selected_epoch"]["value"] for _, _, m in members]
@@ -533,7 +553,8 @@ def outline_choices(_: list[Record]) -> str:
             f" | {_mean_sd([m['study']['kappa'] for _, _, m in members])}"
             f" | {statistics.mean(o['pointing_hit_rate'] for o in own):.3f}"
             f" | {statistics.mean(cam):.3f}"
-            f" | {', '.join(str(m['selected_epoch']['epochs_run']) for _, _, m in members)} |"
+            f" | {', '.join(str(m['selected_epoch']['epochs_run']) for _, _, m in members)}"
+            f" | {_train_auc(members)} |"
         )
     where = ", ".join(
         f"`{root.relative_to(REPO)}/`"

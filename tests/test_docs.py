@@ -229,6 +229,8 @@ def test_the_settings_table_labels_rows_against_the_recipes_own_defaults():
     recipe["augment"] = list(recipe["augment"])
     assert {k: recipe[k] for k in tables.OUTLINE_DEFAULTS} == tables.OUTLINE_DEFAULTS
     assert tables._choice_label({**recipe, "patience": 2}) == "`--patience 2`"
+    switched = {**recipe, "reduce_lr_on_plateau": True}
+    assert tables._choice_label(switched) == "`--reduce-lr-on-plateau`"
     assert tables._choice_label(recipe) == "the recipe's defaults"
 
 
