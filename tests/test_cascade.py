@@ -114,6 +114,13 @@ def test_the_run_folder_reports_the_routers_confusion(cascade):
     assert {"study", "image", "per_part", "true_part_routing"} <= set(metrics)
     page = (folder / "report.html").read_text()
     assert "went to the wrong part" in page and "routed to" in page
+    # Its test metrics carry intervals as a single run's do, from its own predictions.
+    from mura_tf.evaluators.intervals import metric_intervals
+
+    expected = metric_intervals(pd.read_csv(folder / "predictions.csv"))["study"]
+    low, high = metrics["study"]["auc_ci"]
+    assert [low, high] == pytest.approx(expected["auc"]) and low <= metrics["study"]["auc"] <= high
+    assert "95% intervals" in page
 
 
 FRESH = textwrap.dedent(

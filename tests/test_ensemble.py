@@ -102,10 +102,20 @@ def test_an_ensemble_of_seeds_is_the_mean_of_its_members(trained, tmp_path):
     np.testing.assert_allclose(answer["probability"], mean.loc[paths], atol=1e-6)
 
 
-def test_the_ensemble_command_combines_given_runs(trained, tmp_path):
+def test_the_ensemble_command_combines_given_runs(trained, tmp_path, capsys):
     members, _ = trained
     out = tmp_path / "two"
     assert run_cli(ensemble_main, [str(members[1]), str(members[0]), "--out", str(out)]) == 0
+    # Its test metrics carry intervals as a single run's do, from its own predictions.
+    from mura_tf.evaluators.intervals import metric_intervals
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    seed = json.loads((members[1] / "config.json").read_text())["experiment"]["seed"]
+    expected = metric_intervals(pd.read_csv(out / "predictions.csv"), seed=seed)["study"]
+    low, high = metrics["study"]["auc_ci"]
+    assert [low, high] == pytest.approx(expected["auc"]) and low <= metrics["study"]["auc"] <= high
+    assert "95% intervals" in capsys.readouterr().out
+    assert "95% intervals" in (out / "report.html").read_text()
     frames = [pd.read_csv(m / "predictions.csv").set_index("path") for m in members]
     own = pd.read_csv(out / "predictions.csv").set_index("path")
     mean = (frames[0]["probability"] + frames[1]["probability"]) / 2

@@ -39,7 +39,8 @@ from mura_tf.data.normalization import normalize
 from mura_tf.data.parts import PARTS, parse_parts, short_name
 from mura_tf.data.pipeline import PipelineConfig, make_dataset
 from mura_tf.errors import ConfigError
-from mura_tf.evaluators.metrics import metrics_table, study_level_metrics
+from mura_tf.evaluators.intervals import metric_intervals, with_intervals
+from mura_tf.evaluators.metrics import study_level_metrics
 from mura_tf.evaluators.routing import (
     confusion_frame,
     routable_mask,
@@ -52,7 +53,7 @@ from mura_tf.files import disk_errors, load_for_inference
 from mura_tf.runs.folder import open_run
 from mura_tf.runs.kinds import ABNORMALITY_SECTIONS
 from mura_tf.runs.record import FinishedRun, read_run, write_run_config
-from mura_tf.runs.result import RunResult, location_lines, write_results
+from mura_tf.runs.result import RunResult, location_lines, test_metric_lines, write_results
 from mura_tf.serving.export import IMAGES, films_to_pixels, serving_archive, write_archive
 from mura_tf.serving.gradcam import grad_cam_of_films
 
@@ -326,7 +327,10 @@ def build_cascade(
         frame = pd.read_csv(router.run_dir / "predictions.csv")
         frame = frame[["path", "part", "patient", "study", "label"]]
         predictions = _test_predictions(model, frame, plan)
-        metrics = study_level_metrics(predictions)
+        metrics = with_intervals(
+            study_level_metrics(predictions),
+            metric_intervals(predictions, seed=router.settings.get("seed", 0)),
+        )
         metrics["router"] = routing_metrics(predictions)
         # The same experts, each study sent to its true part: what routing costs.
         metrics["true_part_routing"] = study_level_metrics(
@@ -343,9 +347,10 @@ def summary_lines(result: RunResult) -> list[str]:
     part, the router's confusion matrix and where everything went."""
     routing = result.metrics["router"]
     return [
-        "",
-        "Part-router cascade, test metrics (study = mean of the views' probabilities)",
-        metrics_table(result.metrics).to_string(),
+        *test_metric_lines(
+            "Part-router cascade, test metrics (study = mean of the views' probabilities)",
+            result.metrics,
+        ),
         "",
         f"routing: {routing['wrong_part_studies']} of {routing['studies']} test studies went "
         f"to the wrong part; views disagreed in {routing['views_disagreed_studies']}",

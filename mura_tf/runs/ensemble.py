@@ -24,7 +24,8 @@ import pandas as pd
 
 from mura_tf.data.catalogue import load_catalogue, load_outlines
 from mura_tf.errors import ConfigError
-from mura_tf.evaluators.metrics import metrics_table, study_level_metrics
+from mura_tf.evaluators.intervals import metric_intervals, with_intervals
+from mura_tf.evaluators.metrics import study_level_metrics
 from mura_tf.files import disk_errors, load_for_inference
 from mura_tf.runs.evaluators.localisation import (
     LOCALISATION_FILE,
@@ -34,7 +35,7 @@ from mura_tf.runs.evaluators.localisation import (
 from mura_tf.runs.folder import open_run
 from mura_tf.runs.kinds import ABNORMALITY_SECTIONS
 from mura_tf.runs.record import FinishedRun, read_run, write_run_config
-from mura_tf.runs.result import RunResult, location_lines, write_results
+from mura_tf.runs.result import RunResult, location_lines, test_metric_lines, write_results
 from mura_tf.runs.supervised import Experiment, run_experiment
 from mura_tf.serving.export import export_ensemble
 from mura_tf.serving.load import load_cam_serving, load_image_serving, load_outline_serving
@@ -116,7 +117,10 @@ def build_ensemble(
             out, "ensemble", settings, first.config.get("data_dir"), f"{first.label} x{len(runs)}"
         )
         predictions = mean_predictions(runs)
-        metrics = study_level_metrics(predictions)
+        metrics = with_intervals(
+            study_level_metrics(predictions),
+            metric_intervals(predictions, seed=first.settings.get("seed", 0)),
+        )
         metrics["members"] = [
             {"run": str(run.run_dir), "selected_epoch": run.metrics.get("selected_epoch")}
             for run in runs
@@ -220,8 +224,9 @@ def summary_lines(result: RunResult) -> list[str]:
     """What building an ensemble prints: its test metrics and where everything went."""
     members = len(result.config["members"])
     return [
-        "",
-        f"Ensemble of {members} runs (mean of their probabilities), test metrics",
-        metrics_table(result.metrics).to_string(),
+        *test_metric_lines(
+            f"Ensemble of {members} runs (mean of their probabilities), test metrics",
+            result.metrics,
+        ),
         *location_lines(result.run_dir, ("SavedModel:", result.run_dir / "export")),
     ]

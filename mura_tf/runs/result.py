@@ -2,7 +2,8 @@
 
 `write_results` is the last step of every kind: `predictions.csv`, then `report.html`, then
 `metrics.json`, which marks the run finished (`mura_tf.runs.record.write_metrics`).
-`location_lines` is the end of every kind's summary lines.
+`location_lines` is the end of every kind's summary lines; `test_metric_lines` their start for
+the kinds scored on test films (supervised runs, ensembles, cascades).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from mura_tf.evaluators.intervals import value_with_interval
+from mura_tf.evaluators.metrics import interval_table, metrics_table
 from mura_tf.evaluators.thresholds import run_folder_of
 from mura_tf.files import write_text
 from mura_tf.runs.page import write_run_report
@@ -50,6 +52,15 @@ def write_results(
         write_text(run_dir / PREDICTIONS_FILE, predictions.to_csv(index=False, float_format="%.7g"))
     write_run_report(run_dir, metrics, cams)
     write_metrics(run_dir, metrics)
+
+
+def test_metric_lines(title: str, metrics: dict) -> list[str]:
+    """`title`, the test metrics' table and, where `metrics` has them, their 95% intervals'."""
+    lines = ["", title, metrics_table(metrics).to_string()]
+    intervals = interval_table(metrics)
+    if not intervals.empty:
+        lines += ["", f"95% intervals ({metrics['intervals']['method']})", intervals.to_string()]
+    return lines
 
 
 def location_lines(run_dir: Path, handed_over: tuple[str, Path] | None = None) -> list[str]:

@@ -35,10 +35,6 @@ import tensorflow as tf
 
 from mura_tf.compat.fused_batch_norm import follow_training_steps
 from mura_tf.errors import ConfigError
-from mura_tf.evaluators.metrics import (
-    interval_table,
-    metrics_table,
-)
 from mura_tf.files import same_file
 from mura_tf.models.backbones import backbone_spec, build_backbone
 from mura_tf.models.heads import build_classifier, classification_head
@@ -60,7 +56,13 @@ from mura_tf.runs.evaluators.training_record import TrainingRecord
 from mura_tf.runs.experiment import Experiment
 from mura_tf.runs.folder import OpenRun, finish_run, run_context
 from mura_tf.runs.prepared import PreparedData, prepare_data, write_config_and_splits
-from mura_tf.runs.result import RunResult, describe_selection, location_lines, write_results
+from mura_tf.runs.result import (
+    RunResult,
+    describe_selection,
+    location_lines,
+    test_metric_lines,
+    write_results,
+)
 from mura_tf.training.distribute import local_copy, num_workers
 from mura_tf.training.precision import precision
 from mura_tf.training.train import (
@@ -194,15 +196,11 @@ def summary_lines(result: RunResult) -> list[str]:
     the epoch handed over, where everything went and the commands that use it."""
     exp, metrics, run_dir = result.config, result.metrics, result.run_dir
     info = exp.data_info
-    lines = [
-        "",
+    lines = test_metric_lines(
         f"Test metrics ({info.title} {info.test_split} split; study = mean of the views' "
         "probabilities)",
-        metrics_table(metrics).to_string(),
-    ]
-    intervals = interval_table(metrics)
-    if not intervals.empty:
-        lines += ["", f"95% intervals ({metrics['intervals']['method']})", intervals.to_string()]
+        metrics,
+    )
     if "body_part" in result.extra:
         stage = result.extra["body_part"]
         lines += [
