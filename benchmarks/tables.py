@@ -35,6 +35,7 @@ DOCS = REPO / "docs"
 REAL_FILMS = REPO / "benchmarks" / "results" / "real_films"
 MAIN_JOB = REPO / "benchmarks" / "results" / "main_job"
 OUTLINE_CHOICES = REPO / "benchmarks" / "results" / "outline_choices"
+ENSEMBLES = REPO / "benchmarks" / "results" / "ensembles"
 BLOCK = re.compile(
     r"(?P<start><!-- generated: (?P<name>[\w-]+)(?: (?P<arg>\S+))? -->\n)(?P<body>.*?)"
     r"(?P<end><!-- end generated -->)",
@@ -571,7 +572,99 @@ def outline_choices(_: list[Record]) -> str:
     return "\n".join([caption, "", *rows])
 
 
+# Published FracAtlas figures (their own splits, ImageNet weights unless said): a guide only.
+PUBLISHED = (
+    ("small CNN from scratch, 224 px", "0.686", ""),
+    ("ResNet18 from ImageNet weights, 224 px", "0.912", "0.23"),
+    ("ResNet18 from ImageNet weights, 448 px", "0.944", "0.54"),
+    ("the same with localisation losses (github silvergjeka22/bone-fracture-detection)", "",
+     "0.67"),
+    ("DenseNet121 from ImageNet weights", "0.912 (0.883 to 0.939)", ""),
+)  # fmt: skip
+
+
+def _choice_row(path: Path, settings: dict, metrics: dict, label: str) -> str:
+    study = metrics["study"]
+    cam = _pointing(metrics.get("localisation"))
+    own = _pointing(metrics.get("localisation_outline_head"))
+    selected = metrics.get("selected_epoch")
+    epoch = dev = "–"
+    if selected:
+        epoch = f"{selected['epoch']} of {selected['epochs_run']}" + (
+            " (stopped)" if selected.get("stopped_early") else ""
+        )
+        dev = _number(selected["value"])
+    return (
+        f"| {label} | {epoch} | {dev}"
+        f" | {_with_interval(study['auc'], study.get('auc_ci'))}"
+        f" | {_with_interval(study['kappa'], study.get('kappa_ci'))}"
+        f" | {cam[0]} | {cam[1]} | {own[0]} | {own[1]} |"
+    )
+
+
+def outline_recipe(records: list[Record]) -> str:
+    """`fracatlas_outlines` at its defaults: each seed, their mean, and the recipe's output
+    (their ensemble), beside the from-scratch baseline at 128 px and the published figures."""
+    seeds = [run for run in _choice_runs() if _choice_label(run[1]) == "the recipe's defaults"]
+    if not seeds:
+        return "No records yet."
+    names = {path.name for path, _, _ in seeds}
+    ensembles = []
+    for config in sorted(ENSEMBLES.rglob("config.json")):
+        members = json.loads(config.read_text())["ensemble"]["members"]
+        if {Path(m).name for m in members} == names:
+            ensembles.append(config.parent)
+    header = [
+        "| model | epoch handed over | dev AUROC there | test AUROC (95%) | test kappa (95%) "
+        "| Grad-CAM pointing (chance) | Grad-CAM mass / share | outline map pointing "
+        "| outline map mass / share |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = [_choice_row(*run, f"seed {run[1]['seed']}") for run in seeds]
+    metrics = [m for _, _, m in seeds]
+
+    def mean(get) -> str:
+        return _mean_sd([get(m) for m in metrics])
+
+    rows.append(
+        f"| the {len(seeds)} seeds, mean ± sd | | {mean(lambda m: m['selected_epoch']['value'])}"
+        f" | {mean(lambda m: m['study']['auc'])} | {mean(lambda m: m['study']['kappa'])}"
+        f" | {mean(lambda m: m['localisation']['pointing_hit_rate'])} | "
+        f" | {mean(lambda m: m['localisation_outline_head']['pointing_hit_rate'])} | |"
+    )
+    for folder in ensembles:
+        found = json.loads((folder / "metrics.json").read_text())
+        label = f"**the recipe: the ensemble of the {len(seeds)} seeds**"
+        rows.append(_choice_row(folder, {}, found, label))
+    baseline = _of(records, "resnet18_mlp", 128)
+    if baseline:
+        rows.append(
+            f"| `resnet18_mlp` from scratch, 128 px, {len(baseline)} seeds, mean ± sd | |"
+            f" {_mean_sd([r.metrics['selected_epoch']['value'] for r in baseline])}"
+            f" | {_mean_sd([r.metrics['study']['auc'] for r in baseline])}"
+            f" | {_mean_sd([r.metrics['study']['kappa'] for r in baseline])}"
+            f" | {_mean_sd([r.metrics['localisation']['pointing_hit_rate'] for r in baseline])}"
+            " | | | |"
+        )
+    for label, auroc, pointing in PUBLISHED:
+        rows.append(f"| *published, other split:* {label} | | | {auroc} | | {pointing} | | | |")
+    where = [seeds[0][0].parent, *ensembles]
+    caption = (
+        "Records: the recipe's defaults, one seed each (`python -m recipes.fracatlas_outlines "
+        "--data-dir ../shared/data/fracatlas --ensemble 1 --seed S`), and their ensemble "
+        "(the recipe's default `--ensemble 3`), kept in "
+        + ", ".join(f"`{w.relative_to(REPO)}/`" for w in where)
+        + f"; the baseline in `{REAL_FILMS.relative_to(REPO)}/`. CPU: "
+        + "; ".join(
+            sorted({json.loads((p / "benchmark.json").read_text())["cpu"] for p, _, _ in seeds})
+        )  # fmt: skip
+        + "."
+    )
+    return "\n".join([caption, "", *header, *rows])
+
+
 TABLES: dict[str, Callable[[list[Record]], str]] = {
+    "outline-recipe": outline_recipe,
     "real-films-outlines": outline_guided,
     "outline-choices": outline_choices,
     "synthetic-seeds": synthetic_seeds,

@@ -9,6 +9,7 @@ import argparse
 import ast
 import importlib
 import importlib.util
+import json
 import re
 import shlex
 import subprocess
@@ -212,6 +213,18 @@ def test_the_result_tables_are_what_the_records_generate():
             f"{page.relative_to(REPO)} is stale: run python -m benchmarks.tables"
         )
     assert generated >= 5
+
+
+def test_the_outline_recipes_table_hands_over_its_seeds_ensemble():
+    """The results table of `fracatlas_outlines` finds the ensemble of the very seeds it
+    lists (matched by their run folders' names), as the recipe's own output."""
+    table = tables.outline_recipe(tables.read_records())
+    seeds = [line for line in table.splitlines() if line.startswith("| seed ")]
+    assert len(seeds) >= 3
+    (ensemble,) = [line for line in table.splitlines() if "the recipe: the ensemble" in line]
+    kept = tables.ENSEMBLES / "fracatlas_outlines-patience8" / "metrics.json"
+    kept = json.loads(kept.read_text())
+    assert f"{kept['study']['auc']:.3f} (" in ensemble  # with its interval
 
 
 # Findings tables: what was tried and what it measured, not a benchmark's printout.
