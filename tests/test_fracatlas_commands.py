@@ -63,6 +63,13 @@ def test_a_run_on_fracatlas_speaks_of_its_parts_and_scores_where_it_looked(train
         "Grad-CAM against the radiologists' outlines" in page and "FracAtlas's test split" in page
     )
     assert "MURA paper" not in page  # MURA's published figures are not FracAtlas's
+    # What others report on FracAtlas, beside this run's own AUROC and pointing game.
+    published = page.split("Published figures for this experiment", 1)[1].split("<h2>", 1)[0]
+    assert published.count("FracAtlas, elsewhere (own splits)") == 7
+    assert "0.944" in published and "0.912 (0.883-0.939)" in published
+    assert f"{metrics['study']['auc']:.3f} (" in published  # this run's, with its interval
+    assert "Grad-CAM pointing game" in published
+    assert f"{where['pointing_hit_rate']:.3f}" in published
 
 
 def test_evaluate_and_predict_reproduce_the_runs_own_test_predictions(trained, tmp_path):

@@ -13,12 +13,17 @@ comparable to them, and the run report says so.
 - Report 000 (ResNet18 transfer learning, `../shared/seeds`): test accuracy per experiment.
 - Report 002 (DenseNet169 baseline and SimCLR fine-tuning, Table 4): study accuracy, precision
   and recall per body part and label fraction.
+
+For FracAtlas, what others report on the whole release (`FRACATLAS_ELSEWHERE`, as issue #46
+lists them): each on a split of its own, and all but one from ImageNet weights, so a guide to
+what the task allows, not a comparison with a run on the release's fixed split.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mura_tf.data.datasets import FRACATLAS
 from mura_tf.data.parts import PARTS
 
 MURA_PAPER = "MURA paper (Rajpurkar et al. 2017), Table 2"
@@ -52,6 +57,19 @@ MURA_PAPER_KAPPA_CI = {
     "XR_WRIST": (0.922, 0.940),
     "all": (0.700, 0.710),
 }
+
+FRACATLAS_OTHERS = "FracAtlas, elsewhere (own splits)"
+# (model, metric, value, 95% interval); "pointing game" is Grad-CAM's, as this project scores it.
+FRACATLAS_ELSEWHERE = (
+    ("small CNN from scratch, 224 px", "auc", 0.686, None),
+    ("ResNet18 from ImageNet weights, 224 px", "auc", 0.912, None),
+    ("ResNet18 from ImageNet weights, 224 px", "pointing game", 0.23, None),
+    ("ResNet18 from ImageNet weights, 448 px", "auc", 0.944, None),
+    ("ResNet18 from ImageNet weights, 448 px", "pointing game", 0.54, None),
+    ("the same with localisation losses (github silvergjeka22/bone-fracture-detection)",
+     "pointing game", 0.67, None),
+    ("DenseNet121 from ImageNet weights", "auc", 0.912, (0.883, 0.939)),
+)  # fmt: skip
 
 # recipe -> (parts the report trained on, test accuracy)
 REPORT_000_ACCURACY = {
@@ -91,11 +109,21 @@ class Published:
     interval: tuple[float, float] | None = None
 
 
-def published_for(recipe: str, label: str, parts: list[str]) -> list[Published]:
+def published_for(
+    recipe: str, label: str, parts: list[str], every_part: bool = False
+) -> list[Published]:
     """The published figures that correspond to a run of `recipe` (named `label` in tables)
     on `parts` (canonical names): the same experiment in its report, and the MURA paper's
-    kappa per part (and overall, for a run on every part). None for another dataset's
-    parts: every published figure here is MURA's."""
+    kappa per part (and overall, for a run on every part). For a run on every part of
+    FracAtlas (`every_part`: its setting `part` is `all`), what others report on the whole
+    release; none for another dataset's parts."""
+    if parts and all(part.startswith(FRACATLAS.prefix) for part in parts):
+        if not every_part:
+            return []
+        return [
+            Published(FRACATLAS_OTHERS, model, "all", metric, value, interval)
+            for model, metric, value, interval in FRACATLAS_ELSEWHERE
+        ]
     if not set(parts) <= set(PARTS):
         return []
     every_part = set(parts) == set(PARTS)

@@ -100,12 +100,16 @@ def _published(run_config: dict, metrics: dict, label: str) -> str:
     settings = next(run_config[k] for k in ABNORMALITY_SECTIONS if k in run_config)
     parts = list(metrics["per_part"])
     rows = []
-    for item in published_for(settings["recipe"], label, parts):
+    every_part = settings.get("part") == "all"
+    for item in published_for(settings["recipe"], label, parts, every_part):
         doc = metrics if item.part == "all" else metrics["per_part"].get(item.part)
         # Report 000 counted test images; report 002 and the paper scored studies.
         level = "image" if item.source.startswith("report 000") else "study"
         mine = doc[level].get(item.metric) if doc else None
         mine_ci = doc[level].get(f"{item.metric}_ci") if doc else None
+        if item.metric == "pointing game":  # Grad-CAM's, on the outlined test films
+            level, mine, mine_ci = "Grad-CAM", metrics.get("localisation", {}).get(
+                "pointing_hit_rate"), None  # fmt: skip
         rows.append(
             {
                 "source": item.source,
