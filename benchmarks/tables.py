@@ -478,14 +478,19 @@ def outline_guided(records: list[Record]) -> str:
 OUTLINE_DEFAULTS = {
     "image_size": 128, "epochs": 24, "patience": 8, "augment": ["autocontrast", "hflip"],
     "outline_weight": 3.0, "learning_rate": 0.001, "optimizer": "adam", "batch_size": 32,
-    "keep_aspect": False, "reduce_lr_on_plateau": False, "ema": 0.0,
+    "keep_aspect": False, "reduce_lr_on_plateau": False, "ema": 0.99,
 }  # fmt: skip
+
+
+# The value a run had of a setting added after it ran (the setting's `legacy`, which
+# tests/test_docs.py checks against `Experiment`): `--ema` was off before it existed.
+BEFORE = {"ema": 0.0}
 
 
 def _choice_label(settings: dict) -> str:
     flags = []
     for key, default in OUTLINE_DEFAULTS.items():
-        value = settings.get(key, default)  # a setting added later: its default before
+        value = settings.get(key, BEFORE.get(key, default))
         if value != default:
             flag = f"--{key.replace('_', '-')}"
             if value is True:  # a switch: its flag alone
