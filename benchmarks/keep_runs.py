@@ -13,15 +13,14 @@ A run already kept is not copied again unless `--overwrite`.
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from pathlib import Path
 
-from benchmarks.records import cpu_model
-from mura_tf.files import write_json, write_with
+from benchmarks.real_films import TIMING
+from benchmarks.records import copy_files, cpu_model
+from mura_tf.files import write_json
 
 KEPT = ("config.json", "metrics.json", "history.csv")
-TIMING = "benchmark.json"
 NOTE = "run at nice 10 beside other work: the wall time says nothing of speed"
 
 
@@ -38,8 +37,7 @@ def keep_run(run_dir: Path, to: Path, note: str = NOTE, overwrite: bool = False)
     kept = to / run_dir.name
     if (kept / TIMING).is_file() and not overwrite:
         raise SystemExit(f"{kept}: kept already; --overwrite replaces it")
-    for name in KEPT:  # benchmark.json last: a folder with it is whole
-        write_with(kept / name, lambda tmp, src=run_dir / name: shutil.copyfile(src, tmp))
+    copy_files(run_dir, kept, KEPT)  # benchmark.json last: a folder with it is whole
     timing = {"cpu": cpu_model(), "seconds": None, "date": time.strftime("%Y-%m-%d"), "note": note}
     write_json(kept / TIMING, timing)
     return kept

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.records import cpu_model
+from benchmarks.records import copy_files, cpu_model
 from mura_tf.evaluators.intervals import value_with_interval
 from mura_tf.files import write_json
 
@@ -61,9 +60,7 @@ def record(row: dict, root: Path) -> Path:
     (the command's extra flags, the CPU, the wall time, the date)."""
     run_dir = row["run_dir"]
     kept = root / row["recipe"] / run_dir.name
-    kept.mkdir(parents=True, exist_ok=True)
-    for name in RECORDED:
-        shutil.copy(run_dir / name, kept / name)
+    copy_files(run_dir, kept, RECORDED)
     flags = ["--", *row["extra"]] if row["extra"] else []
     timing = {
         "cpu": cpu_model(), "seconds": row["seconds"], "date": time.strftime("%Y-%m-%d"),

@@ -42,16 +42,15 @@ import json
 import math
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.records import cpu_model, split_at_dashes
+from benchmarks.records import copy_files, cpu_model, split_at_dashes
 from mura_tf.evaluators.intervals import interval_text
-from mura_tf.files import write_json, write_with
+from mura_tf.files import write_json
 
 RUNS = ("resnet18_mlp", "torch_resnet18_mlp", "baseline_densenet", "simclr", "fracatlas_outlines")
 FRACTIONS = (0.01, 0.1, 1.0)
@@ -114,9 +113,8 @@ def _run_paths(
 
 def _keep(run_dir: Path, kept: Path, splits: bool = False) -> None:
     """Copy a finished run's small files (`RECORDED`, and `splits.csv` if asked) to `kept`."""
-    for name in (*RECORDED, *(("splits.csv",) if splits else ())):
-        if (run_dir / name).is_file():
-            write_with(kept / name, lambda tmp, src=run_dir / name: shutil.copyfile(src, tmp))
+    names = (*RECORDED, *(("splits.csv",) if splits else ()))
+    copy_files(run_dir, kept, [name for name in names if (run_dir / name).is_file()])
 
 
 def _row(run: str, seed: int, run_dir: Path, seconds: float) -> dict:

@@ -18,12 +18,14 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import sys
 import time
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
-from mura_tf.files import write_json
+from mura_tf.files import write_json, write_with
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -90,6 +92,13 @@ def split_at_dashes(argv: list[str]) -> tuple[list[str], list[str]]:
         return list(argv), []
     at = argv.index("--")
     return list(argv[:at]), list(argv[at + 1 :])
+
+
+def copy_files(source: Path, to: Path, names: Iterable[str]) -> None:
+    """Copy each of `names` (paths under `source`) to the same path under `to`, each written
+    atomically (a temporary name, then renamed): a kept run is never half-copied."""
+    for name in names:
+        write_with(to / name, lambda tmp, src=source / name: shutil.copyfile(src, tmp))
 
 
 def without_record(argv: list[str]) -> list[str]:

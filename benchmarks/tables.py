@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.records import read_record
+from mura_tf.evaluators.published import FRACATLAS_ELSEWHERE
 from mura_tf.files import write_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,7 +93,11 @@ def _with_interval(value: float, interval: list[float] | None) -> str:
 
 
 def _epoch(record: Record) -> str:
-    selected = record.metrics["selected_epoch"]
+    return _epoch_text(record.metrics["selected_epoch"])
+
+
+def _epoch_text(selected: dict) -> str:
+    """`metrics.json`'s `selected_epoch` as the tables print it: `17 of 24 (stopped)`."""
     text = f"{selected['epoch']} of {selected['epochs_run']}"
     return text + " (stopped)" if selected.get("stopped_early") else text
 
@@ -577,28 +582,12 @@ def outline_choices(_: list[Record]) -> str:
     return "\n".join([caption, "", *rows])
 
 
-# Published FracAtlas figures (their own splits, ImageNet weights unless said): a guide only.
-PUBLISHED = (
-    ("small CNN from scratch, 224 px", "0.686", ""),
-    ("ResNet18 from ImageNet weights, 224 px", "0.912", "0.23"),
-    ("ResNet18 from ImageNet weights, 448 px", "0.944", "0.54"),
-    ("the same with localisation losses (github silvergjeka22/bone-fracture-detection)", "",
-     "0.67"),
-    ("DenseNet121 from ImageNet weights", "0.912 (0.883 to 0.939)", ""),
-)  # fmt: skip
-
-
-def _choice_row(path: Path, settings: dict, metrics: dict, label: str) -> str:
+def _choice_row(metrics: dict, label: str) -> str:
     study = metrics["study"]
     cam = _pointing(metrics.get("localisation"))
     own = _pointing(metrics.get("localisation_outline_head"))
-    selected = metrics.get("selected_epoch")
-    epoch = dev = "–"
-    if selected:
-        epoch = f"{selected['epoch']} of {selected['epochs_run']}" + (
-            " (stopped)" if selected.get("stopped_early") else ""
-        )
-        dev = _number(selected["value"])
+    selected = metrics.get("selected_epoch")  # an ensemble chose no epoch
+    epoch, dev = (_epoch_text(selected), _number(selected["value"])) if selected else ("–", "–")
     return (
         f"| {label} | {epoch} | {dev}"
         f" | {_with_interval(study['auc'], study.get('auc_ci'))}"
@@ -625,7 +614,7 @@ def outline_recipe(records: list[Record]) -> str:
         "| outline map mass / share |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    rows = [_choice_row(*run, f"seed {run[1]['seed']}") for run in seeds]
+    rows = [_choice_row(metrics, f"seed {settings['seed']}") for _, settings, metrics in seeds]
     metrics = [m for _, _, m in seeds]
 
     def mean(get) -> str:
@@ -640,7 +629,7 @@ def outline_recipe(records: list[Record]) -> str:
     for folder in ensembles:
         found = json.loads((folder / "metrics.json").read_text())
         label = f"**the recipe: the ensemble of the {len(seeds)} seeds**"
-        rows.append(_choice_row(folder, {}, found, label))
+        rows.append(_choice_row(found, label))
     baseline = _of(records, "resnet18_mlp", 128)
     if baseline:
         rows.append(
@@ -651,8 +640,15 @@ def outline_recipe(records: list[Record]) -> str:
             f" | {_mean_sd([r.metrics['localisation']['pointing_hit_rate'] for r in baseline])}"
             " | | | |"
         )
-    for label, auroc, pointing in PUBLISHED:
-        rows.append(f"| *published, other split:* {label} | | | {auroc} | | {pointing} | | | |")
+    published: dict[str, dict[str, str]] = {}  # model -> {metric: value (interval)}
+    for model, metric, value, interval in FRACATLAS_ELSEWHERE:
+        shown = _with_interval(value, list(interval) if interval else None)
+        published.setdefault(model, {})[metric] = shown
+    for model, shown in published.items():
+        rows.append(
+            f"| *published, other split:* {model} | | | {shown.get('auc', '')} | |"
+            f" {shown.get('pointing game', '')} | | | |"
+        )
     where = [seeds[0][0].parent, *ensembles]
     caption = (
         "Records: the recipe's defaults, one seed each (`python -m recipes.fracatlas_outlines "

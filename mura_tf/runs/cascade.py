@@ -39,7 +39,6 @@ from mura_tf.data.normalization import normalize
 from mura_tf.data.parts import PARTS, parse_parts, short_name
 from mura_tf.data.pipeline import PipelineConfig, make_dataset
 from mura_tf.errors import ConfigError
-from mura_tf.evaluators.intervals import metric_intervals, with_intervals
 from mura_tf.evaluators.metrics import study_level_metrics
 from mura_tf.evaluators.routing import (
     confusion_frame,
@@ -50,6 +49,7 @@ from mura_tf.evaluators.routing import (
     view_parts,
 )
 from mura_tf.files import disk_errors, load_for_inference
+from mura_tf.runs.evaluators.study_metrics import metrics_with_intervals
 from mura_tf.runs.folder import open_run
 from mura_tf.runs.kinds import ABNORMALITY_SECTIONS
 from mura_tf.runs.record import FinishedRun, read_run, write_run_config
@@ -327,10 +327,7 @@ def build_cascade(
         frame = pd.read_csv(router.run_dir / "predictions.csv")
         frame = frame[["path", "part", "patient", "study", "label"]]
         predictions = _test_predictions(model, frame, plan)
-        metrics = with_intervals(
-            study_level_metrics(predictions),
-            metric_intervals(predictions, seed=router.settings.get("seed", 0)),
-        )
+        metrics = metrics_with_intervals(predictions, router.settings.get("seed", 0))
         metrics["router"] = routing_metrics(predictions)
         # The same experts, each study sent to its true part: what routing costs.
         metrics["true_part_routing"] = study_level_metrics(

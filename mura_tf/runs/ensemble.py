@@ -24,14 +24,13 @@ import pandas as pd
 
 from mura_tf.data.catalogue import load_catalogue, load_outlines
 from mura_tf.errors import ConfigError
-from mura_tf.evaluators.intervals import metric_intervals, with_intervals
-from mura_tf.evaluators.metrics import study_level_metrics
 from mura_tf.files import disk_errors, load_for_inference
 from mura_tf.runs.evaluators.localisation import (
     LOCALISATION_FILE,
     OUTLINE_HEAD_FILE,
     score_and_write,
 )
+from mura_tf.runs.evaluators.study_metrics import metrics_with_intervals
 from mura_tf.runs.folder import open_run
 from mura_tf.runs.kinds import ABNORMALITY_SECTIONS
 from mura_tf.runs.record import FinishedRun, read_run, write_run_config
@@ -117,10 +116,7 @@ def build_ensemble(
             out, "ensemble", settings, first.config.get("data_dir"), f"{first.label} x{len(runs)}"
         )
         predictions = mean_predictions(runs)
-        metrics = with_intervals(
-            study_level_metrics(predictions),
-            metric_intervals(predictions, seed=first.settings.get("seed", 0)),
-        )
+        metrics = metrics_with_intervals(predictions, first.settings.get("seed", 0))
         metrics["members"] = [
             {"run": str(run.run_dir), "selected_epoch": run.metrics.get("selected_epoch")}
             for run in runs

@@ -108,8 +108,8 @@ def _published(run_config: dict, metrics: dict, label: str) -> str:
         mine = doc[level].get(item.metric) if doc else None
         mine_ci = doc[level].get(f"{item.metric}_ci") if doc else None
         if item.metric == "pointing game":  # Grad-CAM's, on the outlined test films
-            level, mine, mine_ci = "Grad-CAM", metrics.get("localisation", {}).get(
-                "pointing_hit_rate"), None  # fmt: skip
+            level, mine_ci = "Grad-CAM", None
+            mine = metrics.get("localisation", {}).get("pointing_hit_rate")
         rows.append(
             {
                 "source": item.source,
