@@ -28,19 +28,15 @@ SMALL_RUN = ["--image-size", "32", "--epochs", "1", "--max-steps", "2", "--weigh
 
 
 @pytest.fixture(scope="module")
-def cascade(synthetic_dir, tmp_path_factory):
+def cascade(synthetic_dir, tiny_runs, tmp_path_factory):
     """Router on elbow and hand; an elbow expert; an elbow+hand fallback (for hand)."""
     from recipes.part_router import CONFIG as ROUTER
-    from recipes.resnet18_mlp import CONFIG as MLP
 
     out = tmp_path_factory.mktemp("cascade")
     common = ["--data-dir", str(synthetic_dir), "--out", str(out), *SMALL_RUN]
     assert run(ROUTER, argv=[*common, "--part", "elbow,hand"]) == 0
-    assert run(MLP, argv=[*common, "--part", "elbow"]) == 0
-    assert run(MLP, argv=[*common, "--part", "elbow,hand", "--seed", "1"]) == 0
     router = next((out / "part_router").rglob("metrics.json")).parent
-    expert = next((out / "resnet18_mlp" / "elbow").rglob("metrics.json")).parent
-    fallback = next((out / "resnet18_mlp" / "elbow+hand").rglob("metrics.json")).parent
+    expert, fallback = tiny_runs("elbow", 0), tiny_runs("elbow,hand", 1)
     folder = out / "the-cascade"
     argv = ["--router", str(router), "--experts", str(expert), "--fallback", str(fallback),
             "--out", str(folder)]  # fmt: skip

@@ -267,8 +267,12 @@ def test_a_manifest_of_fracatlas_keeps_its_split_and_outlines(tmp_path):
 
 # --- Every recipe -----------------------------------------------------------------------------
 
+# resnet18_mlp trains from the folder in `test_every_command_reads_own_films`; resnet18_linear
+# is resnet18_mlp with a linear head, reading films through the same code.
 RECIPES = sorted(
-    m.stem for m in (REPO / "recipes").glob("*.py") if m.stem not in ("__init__", "common")
+    m.stem
+    for m in (REPO / "recipes").glob("*.py")
+    if m.stem not in ("__init__", "common", "resnet18_mlp", "resnet18_linear")
 )
 EXTRA = {
     "baseline_densenet": ["--backbone", "resnet18"],
@@ -323,6 +327,8 @@ def test_every_command_reads_own_films(films, tmp_path, capsys):
     folder, written = films
     argv = ["--data-dir", str(folder), "--out", str(tmp_path / "runs"), *SMOKE]
     assert run(importlib.import_module("recipes.resnet18_mlp").CONFIG, argv=argv) == 0
+    printed = capsys.readouterr().out
+    assert "Test metrics (your films" in printed and "study_auc" in printed
     (metrics_file,) = (tmp_path / "runs").glob("resnet18_mlp/own-all/*/metrics.json")
     run_dir = metrics_file.parent
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -78,20 +78,9 @@ def test_a_better_system_differs_by_more_than_noise_and_a_copy_does_not():
 
 # Two seeds on one part, and a run on another part: `mura-tf report --compare`.
 @pytest.fixture(scope="module")
-def three_runs(synthetic_dir, tmp_path_factory) -> dict[str, str]:
-    from recipes.common import run
-    from recipes.resnet18_mlp import CONFIG
-
-    out = tmp_path_factory.mktemp("runs")
-    runs = {}
-    for name, part, seed in (("elbow0", "elbow", 0), ("elbow1", "elbow", 1), ("hand0", "hand", 0)):
-        argv = ["--data-dir", str(synthetic_dir), "--out", str(out), "--part", part,
-                "--seed", str(seed), "--image-size", "32", "--epochs", "1", "--max-steps", "3",
-                "--weights", "none"]  # fmt: skip
-        assert run(CONFIG, argv=argv) == 0
-        (found,) = (out / "resnet18_mlp" / part).glob(f"seed{seed}-*")
-        runs[name] = str(found)
-    return runs
+def three_runs(tiny_runs) -> dict[str, str]:
+    runs = (("elbow0", "elbow", 0), ("elbow1", "elbow", 1), ("hand0", "hand", 0))
+    return {name: str(tiny_runs(part, seed)) for name, part, seed in runs}
 
 
 def hand_paired_bootstrap(labels, a, b, resamples, seed, level=0.95):

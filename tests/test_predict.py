@@ -20,17 +20,9 @@ pytestmark = pytest.mark.xdist_group("predict")
 
 
 @pytest.fixture(scope="module")
-def trained(synthetic_dir, tmp_path_factory):
+def trained(tiny_runs):
     """A finished resnet18_mlp run on the elbow at 32 px (its export has both signatures)."""
-    from recipes.resnet18_mlp import CONFIG
-
-    out = tmp_path_factory.mktemp("runs")
-    argv = ["--data-dir", str(synthetic_dir), "--out", str(out), "--part", "elbow",
-            "--image-size", "32", "--epochs", "1", "--max-steps", "3",
-            "--weights", "none"]  # fmt: skip
-    assert run(CONFIG, argv=argv) == 0
-    (run_dir,) = [p.parent for p in out.rglob("metrics.json")]
-    return run_dir
+    return tiny_runs("elbow", 0)
 
 
 def one_line_error(capsys, code):
