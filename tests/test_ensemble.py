@@ -21,32 +21,29 @@ pytestmark = pytest.mark.xdist_group("ensemble")
 
 
 @pytest.fixture(scope="module")
-def trained(synthetic_dir, tmp_path_factory):
-    """`resnet18_mlp --ensemble 2`: two seeds, each a run, and their ensemble beside them (two
-    members test the mean as well as three, for a third of the training)."""
+def trained(tiny_runs):
+    """`resnet18_mlp --ensemble 2` beside the session's tiny runs: seeds 0 and 1 (each a run,
+    trained here unless another test asked for it first) and their ensemble (two members test
+    the mean as well as three, for a third of the training)."""
     from recipes.resnet18_mlp import CONFIG
 
-    out = tmp_path_factory.mktemp("members")
-    argv = ["--data-dir", str(synthetic_dir), "--out", str(out), "--part", "elbow",
-            "--image-size", "32", "--epochs", "1", "--max-steps", "1", "--weights", "none",
-            "--ensemble", "2"]  # fmt: skip
-    assert run(CONFIG, argv=argv) == 0
-    finished = sorted(p.parent for p in out.rglob("metrics.json"))
-    members = [p for p in finished if not p.name.startswith("ensemble")]
-    (ensemble,) = [p for p in finished if p.name.startswith("ensemble2-")]
-    return members, ensemble
+    argv = ["--data-dir", str(tiny_runs.data_dir), "--out", str(tiny_runs.out), "--part",
+            "elbow", *tiny_runs.flags, "--ensemble", "2"]  # fmt: skip
+    with tiny_runs.held():
+        assert run(CONFIG, argv=argv) == 0
+    members = [tiny_runs("elbow", 0), tiny_runs("elbow", 1)]
+    return members, members[0].with_name(f"ensemble2-{members[0].name}")
 
 
 def test_the_ensemble_command_trains_a_recipes_seeds_as_the_recipes_flag_does(
-    trained, synthetic_dir, capsys
+    trained, tiny_runs, synthetic_dir, capsys
 ):
     """`mura-tf ensemble --recipe NAME --members K` is `--ensemble K` of the recipe: with the
     same flags it finds the same members and ensemble, finished, and trains nothing again."""
     members, ensemble = trained
     out = ensemble.parents[2]
     argv = ["--recipe", "resnet18_mlp", "--members", "2", "--out", str(out),
-            "--data-dir", str(synthetic_dir), "--part", "elbow", "--image-size", "32",
-            "--epochs", "1", "--max-steps", "1", "--weights", "none"]  # fmt: skip
+            "--data-dir", str(synthetic_dir), "--part", "elbow", *tiny_runs.flags]  # fmt: skip
     capsys.readouterr()
     assert run_cli(ensemble_main, argv) == 0
     printed = capsys.readouterr().out
@@ -148,3 +145,25 @@ def test_members_that_do_not_fit_are_one_line(trained, tmp_path, capsys):
         run_cli(ensemble_main, [str(members[0]), str(tmp_path), "--out", str(tmp_path / "e")]) == 2
     )
     assert "is not a finished supervised run" in capsys.readouterr().err
+
+
+def test_the_dev_summary_scores_studies_as_the_mean_of_their_views():
+    """An ensemble's dev AUROC (`ensemble.dev_summary`) is per study, as on test: checked
+    against scikit-learn on study probabilities averaged by hand."""
+    from sklearn.metrics import roc_auc_score
+
+    from mura_tf.runs.ensemble import dev_summary
+
+    rng = np.random.default_rng(0)
+    studies = np.repeat(np.arange(40), 2)  # two views a study
+    labels = np.repeat(rng.integers(0, 2, 40), 2)
+    probability = np.clip(0.3 * labels + rng.uniform(0, 0.7, 80), 0, 1)
+    dev = pd.DataFrame(
+        {"study": studies.astype(str), "part": "XR_WRIST", "label": labels,
+         "probability": probability, "path": [f"f{i}.png" for i in range(80)]}
+    )  # fmt: skip
+    by_hand = probability.reshape(40, 2).mean(axis=1)
+    summary = dev_summary(dev)
+    assert summary["study_auc"] == pytest.approx(roc_auc_score(labels[::2], by_hand))
+    assert (summary["n_images"], summary["n_studies"]) == (80, 40)
+    assert dev_summary(dev.assign(label=1))["study_auc"] is None  # one class: no AUROC

@@ -332,6 +332,11 @@ def test_the_outline_recipe_exports_and_scores_the_mean_of_its_seeds_maps(
     _, maps, _ = load_outline_serving(ensemble)(data)
     np.testing.assert_allclose(maps, mean_of(load_outline_serving)(data)[1], atol=1e-5)
     assert "outline head's own map of the same film" in (ensemble / "report.html").read_text()
+    # Every dev film held out by both is scored; the sample's dev films are all fractured, so
+    # there is no AUROC (tests/test_ensemble.py checks one against scikit-learn).
+    splits = pd.read_csv(Path(members[0]) / "splits.csv")
+    dev = int((splits["split"] == "dev").sum())  # one film a study on FracAtlas
+    assert metrics["dev"] == {"study_auc": None, "n_images": dev, "n_studies": dev} and dev > 0
 
     monkeypatch.chdir(tmp_path)
     again = [*members, "--out", str(tmp_path / "again")]

@@ -24,6 +24,7 @@ import pandas as pd
 
 from mura_tf.data.catalogue import load_catalogue, load_outlines
 from mura_tf.errors import ConfigError
+from mura_tf.evaluators.metrics import binary_metrics, study_predictions
 from mura_tf.files import disk_errors, load_for_inference
 from mura_tf.runs.evaluators.localisation import (
     LOCALISATION_FILE,
@@ -165,30 +166,38 @@ def ensemble_localisation(
     """Where the ensemble in `out` looked, scored as a single run's (`Localisation`): its
     Grad-CAM (the mean of its members') and, where every member learnt the outlines, the mean
     of their outline maps, on the test films and on the dev films none of them trained on
-    (the outlines and catalogue read from `data_dir`)."""
+    (the outlines and catalogue read from `data_dir`). Those dev films are all scored, so the
+    result has the ensemble's dev AUROC too (`"dev"`), the measure its members were chosen by."""
     outlines = load_outlines(data_dir)
     if not outlines:
         return {}
     held_out = set.intersection(*(_dev_paths(run) for run in runs))
     catalogue = load_catalogue(data_dir, check_images=False)
-    dev = catalogue[
-        catalogue["path"].isin(held_out) & catalogue["path"].isin(outlines)
-        & (catalogue["label"] == 1)
-    ][["path", "part", "label"]]  # fmt: skip
+    dev = catalogue[catalogue["path"].isin(held_out)][["path", "study", "part", "label"]]
     predict = load_image_serving(out)
     paths = list(dev["path"])
-    probability = [
+    dev = dev.assign(probability=[
         float(p)
         for start in range(0, len(paths), DEV_BATCH)
         for p in predict(
             np.array([Path(f).read_bytes() for f in paths[start : start + DEV_BATCH]], dtype=object)
         )[:, 0]
-    ]
+    ])  # fmt: skip
     maps = {LOCALISATION_FILE: ("localisation", load_cam_serving(out))}
     if outlined:
         maps[OUTLINE_HEAD_FILE] = ("localisation_outline_head", load_outline_serving(out))
-    dev = dev.assign(probability=probability)
-    return score_and_write(out, predictions, dev, outlines, maps)
+    fractured = dev[dev["path"].isin(outlines) & (dev["label"] == 1)]
+    scores = score_and_write(out, predictions, fractured, outlines, maps)
+    return {"dev": dev_summary(dev), **scores}
+
+
+def dev_summary(dev: pd.DataFrame) -> dict:
+    """`{"study_auc", "n_images", "n_studies"}` of films with `study`, `label` and
+    `probability`: the study AUROC (the mean of its views' probabilities, as on test); None
+    where dev has one class only."""
+    studies = study_predictions(dev)
+    auc = binary_metrics(studies["label"], studies["probability"])["auc"]
+    return {"study_auc": auc, "n_images": len(dev), "n_studies": len(studies)}
 
 
 def _dev_paths(run: FinishedRun) -> set[str]:
@@ -219,10 +228,17 @@ def train_ensemble(exp: Experiment, say: Callable[[str], None] = lambda line: No
 def summary_lines(result: RunResult) -> list[str]:
     """What building an ensemble prints: its test metrics and where everything went."""
     members = len(result.config["members"])
+    dev = result.metrics.get("dev") or {}
+    dev_line = (
+        [f"dev AUROC {dev['study_auc']:.4f} ({dev['n_studies']} studies no member trained on)"]
+        if dev.get("study_auc") is not None
+        else []
+    )
     return [
         *test_metric_lines(
             f"Ensemble of {members} runs (mean of their probabilities), test metrics",
             result.metrics,
         ),
+        *dev_line,
         *location_lines(result.run_dir, ("SavedModel:", result.run_dir / "export")),
     ]
