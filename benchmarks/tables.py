@@ -481,7 +481,8 @@ def outline_guided(records: list[Record]) -> str:
 # `recipes.fracatlas_outlines`'s defaults of the settings a choice varies (tests/test_docs.py
 # checks them against the recipe): a row's label is how its runs differ from them.
 OUTLINE_DEFAULTS = {
-    "image_size": 128, "epochs": 24, "patience": 8, "augment": ["autocontrast", "hflip"],
+    "image_size": 128, "epochs": 24, "patience": 8,
+    "augment": ["autocontrast", "hflip", "rotate", "scale", "translate"],
     "outline_weight": 3.0, "learning_rate": 0.001, "optimizer": "adam", "batch_size": 32,
     "keep_aspect": False, "reduce_lr_on_plateau": False, "ema": 0.99,
 }  # fmt: skip
@@ -586,8 +587,11 @@ def _choice_row(metrics: dict, label: str) -> str:
     study = metrics["study"]
     cam = _pointing(metrics.get("localisation"))
     own = _pointing(metrics.get("localisation_outline_head"))
-    selected = metrics.get("selected_epoch")  # an ensemble chose no epoch
-    epoch, dev = (_epoch_text(selected), _number(selected["value"])) if selected else ("–", "–")
+    selected = metrics.get("selected_epoch")
+    if selected:
+        epoch, dev = _epoch_text(selected), _number(selected["value"])
+    else:  # an ensemble chose no epoch; it was scored on the dev films no member trained on
+        epoch, dev = "–", _number((metrics.get("dev") or {}).get("study_auc"))
     return (
         f"| {label} | {epoch} | {dev}"
         f" | {_with_interval(study['auc'], study.get('auc_ci'))}"
