@@ -3,17 +3,25 @@
 
 torchvision's ResNet18 (random weights) + Linear(512, 512) + ReLU + Linear(512, 1), trained
 with the run's own schedule (Adam and its learning rate, epochs, batch size, image size,
-autocontrast and horizontal flip at p = 0.5, early-stopping patience, the dev metric that
-chooses the epoch handed over) on the run's own films (`splits.csv`), read with Pillow as a
-viewer shows them (EXIF orientation applied), stretched to the square side as the run does,
-ImageNet-normalised, in a `DataLoader` with workers; channels-last, and `torch.autocast`
-bfloat16 where the run computed in bfloat16. Needs `pip install -e .[bench]`.
+autocontrast and horizontal flip at p = 0.5, rotation, scaling and shifts drawn per film as
+`mura_tf.data.augment_settings.AugmentConfig` draws them, the moving average of the weights that
+`--ema` asks for, the learning-rate cut of `--reduce-lr-on-plateau`, early-stopping
+patience, the dev metric that chooses the epoch handed over) on the run's own films
+(`splits.csv`), read with Pillow as a viewer shows them (EXIF orientation applied), stretched
+to the square side as the run does, ImageNet-normalised, in a `DataLoader` with workers;
+channels-last, and `torch.autocast` bfloat16 where the run computed in bfloat16. Needs
+`pip install -e .[bench]`.
 
 A run with `--outline-weight W` gets the same outline head as `mura_tf.models.outline_guided`
 (3x3 convolution to 64 channels, ReLU, 1x1 convolution to one logit, on the stride-8 map:
 torchvision's `layer2`), the same masks (`mura_tf.data.masks.outline_masks`, numpy and Pillow
 only), mirrored with their films, and the same loss: per-pixel binary cross-entropy against the
 mask's area share per cell, averaged over the films whose mask is known, times W.
+
+The moving average is Keras's (`Optimizer(use_ema=True)`): the trainable weights only, set to
+the weights after the first step, then `m * average + (1 - m) * weights` after each step;
+batch-norm statistics stay the live ones. Dev, the epoch handed over and test use the average,
+as `keras.callbacks.SwapEMAWeights` does.
 
 Each epoch's dev AUROC and the wall clock (`time.time()`) at its end are returned as `curve`,
 from which `benchmarks.time_to_quality` reads the minutes until a dev AUROC is first reached.
@@ -63,7 +71,10 @@ def train_reference(run_dir: str | Path, seed: int) -> dict:
     from torch.nn import functional
     from torch.utils.data import DataLoader, Dataset
     from torchvision.models import resnet18
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2.functional import affine
 
+    from mura_tf.data.augment_settings import AugmentConfig
     from mura_tf.data.catalogue import load_outlines
     from mura_tf.data.masks import outline_masks
 
@@ -72,6 +83,9 @@ def train_reference(run_dir: str | Path, seed: int) -> dict:
     settings = config["experiment"]
     size, batch = settings["image_size"], settings["batch_size"]
     augment = set(settings["augment"])
+    # The ranges `mura_tf.data.augment` draws from (the run's rotation limit is in its config).
+    ranges = AugmentConfig(rotation_degrees=settings.get("rotation_degrees", 10.0))
+    ema = float(settings.get("ema") or 0.0)
     bf16 = "bfloat16" in str(config.get("dtype_policy", ""))
     films = run_films(run_dir)
     weight = float(settings.get("outline_weight") or 0.0)
@@ -105,9 +119,33 @@ def train_reference(run_dir: str | Path, seed: int) -> dict:
             if self.training and "hflip" in augment and np.random.rand() < 0.5:
                 film, mask = ImageOps.mirror(film), mask[:, ::-1]
             x = torch.from_numpy(np.asarray(film, np.float32) / 255.0).permute(2, 0, 1)
-            x = (x - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
             m = torch.from_numpy(np.ascontiguousarray(mask, np.float32) / 255.0)[None]
+            if self.training:
+                x, m = geometric(x, m)
+            x = (x - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
             return x, self.labels[i], m, mask_known
+
+    def geometric(x, m):
+        """Film `[3, s, s]` and its mask `[1, s/4, s/4]` (`data.masks.mask_side`) rotated,
+        scaled and shifted alike about their centres, bilinear, black outside the film."""
+        angle, scale, shift = 0.0, 1.0, np.zeros(2)
+        if "rotate" in augment:
+            angle = np.random.uniform(-ranges.rotation_degrees, ranges.rotation_degrees)
+        if "scale" in augment:
+            scale = np.random.uniform(*ranges.scale)
+        if "translate" in augment:
+            shift = np.random.uniform(-ranges.translation, ranges.translation, 2)
+        moved = []
+        for pixels in (x, m):
+            side = pixels.shape[-1]
+            moved.append(
+                affine(
+                    pixels, angle=float(angle), translate=[float(v) for v in shift * side],
+                    scale=float(scale), shear=[0.0, 0.0],
+                    interpolation=InterpolationMode.BILINEAR, fill=0.0,
+                )
+            )  # fmt: skip
+        return moved[0], moved[1]
 
     def loader(split: str, training: bool) -> DataLoader:
         frame = films[films["split"] == split]
@@ -137,6 +175,33 @@ def train_reference(run_dir: str | Path, seed: int) -> dict:
     model = Guided().to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings["learning_rate"])
     loss_fn = nn.BCEWithLogitsLoss()
+    monitor, patience = settings["monitor"], settings["patience"]
+    # Keras's ReduceLROnPlateau as the run sets it: factor 0.1 after 2 epochs without a gain of
+    # 1e-4. torch cuts after `patience` + 1 such epochs, Keras after `patience`: hence 1.
+    plateau = (
+        torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, "min" if monitor == "val_loss" else "max", factor=0.1, patience=1,
+            threshold=1e-4, threshold_mode="abs",
+        )
+        if settings.get("reduce_lr_on_plateau")
+        else None
+    )  # fmt: skip
+    averaged = [p.detach().clone() for p in model.parameters()] if ema else []
+
+    def average_step(first: bool) -> None:
+        momentum = 0.0 if first else ema
+        with torch.no_grad():
+            for a, p in zip(averaged, model.parameters(), strict=True):
+                a.mul_(momentum).add_(p.detach(), alpha=1.0 - momentum)
+
+    def swap_average() -> None:
+        """Trade the live weights and their moving average (a no-op without `--ema`)."""
+        with torch.no_grad():
+            for a, p in zip(averaged, model.parameters(), strict=True):
+                live = p.detach().clone()
+                p.copy_(a)
+                a.copy_(live)
+
     train, dev, test = loader("train", True), loader("dev", False), loader("test", False)
 
     def predict(batches: DataLoader) -> tuple[np.ndarray, np.ndarray]:
@@ -149,8 +214,6 @@ def train_reference(run_dir: str | Path, seed: int) -> dict:
                 truth.append(y.numpy())
         return np.concatenate(out), np.concatenate(truth)
 
-    monitor, patience = settings["monitor"], settings["patience"]
-
     def outline_loss(mask, mask_known, logits):
         target = functional.adaptive_avg_pool2d(mask, logits.shape[-2:])  # area share per cell
         per_film = functional.binary_cross_entropy_with_logits(
@@ -159,7 +222,7 @@ def train_reference(run_dir: str | Path, seed: int) -> dict:
         return (per_film * mask_known).sum() / mask_known.sum().clamp_min(1e-12)
 
     best, best_state, best_epoch, waited, epochs_run = None, None, 0, 0, 0
-    curve = []
+    curve, steps = [], 0
     for epoch in range(1, settings["epochs"] + 1):
         model.train()
         for x, y, mask, mask_known in train:
@@ -171,7 +234,11 @@ def train_reference(run_dir: str | Path, seed: int) -> dict:
                 loss = loss + weight * outline_loss(mask, mask_known.float(), where.float())
             loss.backward()
             optimizer.step()
+            if ema:
+                average_step(first=steps == 0)
+            steps += 1
         epochs_run = epoch
+        swap_average()
         p, y = predict(dev)
         curve.append({"epoch": epoch, "dev_auroc": float(roc_auc_score(y, p)), "time": time.time()})
         value = {
@@ -189,9 +256,12 @@ def train_reference(run_dir: str | Path, seed: int) -> dict:
             )
         else:
             waited += 1
-            if patience and waited >= patience:
-                break
-    model.load_state_dict(best_state)
+        swap_average()
+        if plateau is not None:
+            plateau.step(value)
+        if not better and patience and waited >= patience:
+            break
+    model.load_state_dict(best_state)  # the average's weights where the run keeps one
     p, y = predict(test)
     # The Keras run's intervals, computed the same way (one film a study in FracAtlas).
     scored = pd.DataFrame({"study": np.arange(len(y)), "part": "all", "label": y, "probability": p})

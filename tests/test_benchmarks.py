@@ -182,6 +182,23 @@ def test_every_benchmark_prints_its_help(name):
     assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-500:]
 
 
+def test_the_pytorch_twins_process_never_loads_tensorflow():
+    """torch and TensorFlow in one process crashed (benchmarks/torch_reference.py): what the
+    twin imports from the project, the recipe's augmentation ranges among it, must not pull
+    TensorFlow in. A fresh process, so that nothing this test process loaded counts."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, benchmarks.torch_reference, mura_tf.data.augment_settings, "
+        "mura_tf.data.catalogue, mura_tf.data.masks; "
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert done.stdout.strip() == "[]"
+
+
 def test_the_phases_of_a_run_add_up(synthetic_dir):
     import subprocess
     import sys

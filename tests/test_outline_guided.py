@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
-from mura_tf.data.augment import AugmentConfig
+from mura_tf.data.augment_settings import AugmentConfig
 from mura_tf.data.fracatlas import Outline
 from mura_tf.data.masks import mask_side, outline_mask, outline_masks
 from mura_tf.data.pipeline import PipelineConfig, load_image, make_dataset, to_film

@@ -7,12 +7,12 @@ import tensorflow as tf
 from PIL import Image, ImageOps
 
 from mura_tf.data.augment import (
-    AugmentConfig,
     affine_matrix,
     affine_transform,
     augment_batch,
     autocontrast,
 )
+from mura_tf.data.augment_settings import AugmentConfig
 from mura_tf.data.mura import load_mura
 from mura_tf.data.normalization import normalize
 from mura_tf.data.pipeline import (

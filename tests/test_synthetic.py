@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from mura_tf.data.augment import AugmentConfig
+from mura_tf.data.augment_settings import AugmentConfig
 from mura_tf.data.mura import load_mura
 from mura_tf.data.pipeline import PipelineConfig, make_dataset
 from mura_tf.data.splits import make_splits

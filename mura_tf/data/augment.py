@@ -9,38 +9,10 @@ while parallel map calls still differ per batch.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 import tensorflow as tf
 
-from mura_tf.errors import ConfigError
-
-AUGMENTATIONS = ("autocontrast", "hflip", "rotate", "translate", "scale")
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Which augmentations run, and their strengths (report 000 uses autocontrast + hflip)."""
-
-    ops: tuple[str, ...] = ("autocontrast", "hflip")
-    autocontrast_p: float = 0.5
-    hflip_p: float = 0.5
-    rotation_degrees: float = 10.0
-    translation: float = 0.1  # fraction of the side, uniform in [-t, t]
-    scale: tuple[float, float] = (0.9, 1.1)
-
-    def __post_init__(self) -> None:
-        unknown = [op for op in self.ops if op not in AUGMENTATIONS]
-        if unknown:
-            raise ConfigError(
-                f"unknown augmentation {unknown[0]!r}: use any of {', '.join(AUGMENTATIONS)}"
-            )
-        for name in ("autocontrast_p", "hflip_p"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if not 0 < self.scale[0] <= self.scale[1]:
-            raise ConfigError(f"scale range must be 0 < low <= high, got {self.scale}")
+from mura_tf.data.augment_settings import AugmentConfig
 
 
 def autocontrast(image: tf.Tensor) -> tf.Tensor:
@@ -195,13 +167,3 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor, config: AugmentConfig) -> 
     seeds = tf.random.experimental.stateless_split(seed, num=2)
     choices = photometric_choices(tf.shape(images)[0], seeds[0], config)
     return augment_geometric(apply_photometric(images, choices, config), seeds[1], config)
-
-
-def parse_augmentations(spec: str | Sequence[str] | None) -> tuple[str, ...]:
-    """`'autocontrast,hflip'`, `'none'`, `None` or a list -> validated op names."""
-    if spec is None:
-        return ()
-    names = spec.split(",") if isinstance(spec, str) else list(spec)
-    names = [n.strip().lower() for n in names if n.strip() and n.strip().lower() != "none"]
-    AugmentConfig(ops=tuple(names))  # validates
-    return tuple(names)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from mura_tf.data.augment import AugmentConfig
+from mura_tf.data.augment_settings import AugmentConfig
 from mura_tf.data.catalogue import load_outlines
 from mura_tf.data.masks import outline_masks
 from mura_tf.data.pipeline import PipelineConfig, make_dataset

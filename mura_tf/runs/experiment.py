@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from mura_tf.data.augment import parse_augmentations
+from mura_tf.data.augment_settings import parse_augmentations
 from mura_tf.errors import ConfigError, FieldError
 from mura_tf.models.heads import HEADS
 from mura_tf.runs.presets import supervised_changes
