@@ -103,3 +103,27 @@ def test_saved_model_cli_lists_the_signatures(tmp_path):
         assert f"signature_def['{name}']" in text, name
     assert "dtype: DT_STRING" in text and "shape: (-1)" in text  # serve_images takes bytes
     assert f"shape: (-1, {SIZE}, {SIZE}, 3)" in text  # serve takes pixels
+
+
+def test_an_export_loads_once_and_afresh_once_written_again(tmp_path):
+    """The reports and ensembles call several signatures of one export: it is loaded once per
+    process. An export written again at the same path (a resumed or repeated run) is the new
+    model, never the one loaded before."""
+    from mura_tf.serving.load import _load, load_serving
+
+    pixels = np.random.default_rng(0).uniform(0, 255, (4, SIZE, SIZE, 3)).astype("float32")
+    first = tiny_classifier()
+    export = export_savedmodel(first, "imagenet", SIZE, tmp_path / "export")
+    assert _load(export) is _load(export)
+    serve, _ = load_serving(export)
+    before = serve(tf.constant(pixels)).numpy()
+
+    second = tiny_classifier()
+    second.set_weights([w * 1.5 + 0.1 for w in first.get_weights()])
+    export_savedmodel(second, "imagenet", SIZE, tmp_path / "export")
+    serve, _ = load_serving(export)
+    after = serve(tf.constant(pixels)).numpy()
+    fresh = tf.saved_model.load(str(export))  # owns the variables: keep it while calling
+    expected = fresh.serve(tf.constant(pixels)).numpy()
+    np.testing.assert_allclose(after, expected, atol=1e-6)
+    assert np.abs(after - before).max() > 1e-3  # the second model answers, not the first

@@ -6,6 +6,7 @@ training) to abnormality probabilities `[N, 1]`; see `mura_tf.serving.export`.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -19,15 +20,29 @@ from mura_tf.serving.export import OUTLINE_SIGNATURE
 
 def _load(path: Path):
     """`tf.saved_model.load` with one-line errors; the loaded object owns the variables, so
-    whatever calls its functions must keep a reference to it."""
-    import tensorflow as tf
+    whatever calls its functions must keep a reference to it.
 
+    One load per export per process: a run's report, an ensemble's scoring and the commands
+    call several of an export's signatures, and each `tf.saved_model.load` re-traces the whole
+    function library. An export written again at the same path (a new `saved_model.pb`) is
+    loaded afresh."""
     if not (path / "saved_model.pb").is_file():
         raise ConfigError(
             f"{path} is not a SavedModel (no saved_model.pb): pass a run's export/ folder"
         )
+    written = (path / "saved_model.pb").stat()
+    stamp = (written.st_ino, written.st_mtime_ns, written.st_size)
+    return _load_once(str(path.resolve()), stamp, str(path))
+
+
+@functools.lru_cache(maxsize=8)  # a cascade's or an ensemble's members at most, in memory
+def _load_once(resolved: str, written: tuple[int, int, int], path: str):
+    """The SavedModel at `resolved`, as written at `written` (inode, mtime, size of its
+    graph); `path` as the user gave it, for the errors."""
+    import tensorflow as tf
+
     try:
-        loaded = tf.saved_model.load(str(path))
+        loaded = tf.saved_model.load(resolved)
     except Exception as e:  # noqa: BLE001 - TensorFlow raises many types for a broken model
         raise ConfigError(f"cannot load the SavedModel {path}: {str(e).splitlines()[0]}") from None
     if getattr(loaded, "serve", None) is None:
