@@ -74,7 +74,7 @@ def train_reference(run_dir: str | Path, seed: int) -> dict:
     from torchvision.transforms.v2 import InterpolationMode
     from torchvision.transforms.v2.functional import affine
 
-    from mura_tf.data.augment_settings import AugmentConfig
+    from mura_tf.data.augment_settings import GEOMETRIC, AugmentConfig
     from mura_tf.data.catalogue import load_outlines
     from mura_tf.data.masks import outline_masks
 
@@ -84,7 +84,10 @@ def train_reference(run_dir: str | Path, seed: int) -> dict:
     size, batch = settings["image_size"], settings["batch_size"]
     augment = set(settings["augment"])
     # The ranges `mura_tf.data.augment` draws from (the run's rotation limit is in its config).
-    ranges = AugmentConfig(rotation_degrees=settings.get("rotation_degrees", 10.0))
+    ranges = AugmentConfig(
+        rotation_degrees=settings.get("rotation_degrees", AugmentConfig.rotation_degrees)
+    )
+    moves = bool(augment & GEOMETRIC)
     ema = float(settings.get("ema") or 0.0)
     bf16 = "bfloat16" in str(config.get("dtype_policy", ""))
     films = run_films(run_dir)
@@ -120,7 +123,7 @@ def train_reference(run_dir: str | Path, seed: int) -> dict:
                 film, mask = ImageOps.mirror(film), mask[:, ::-1]
             x = torch.from_numpy(np.asarray(film, np.float32) / 255.0).permute(2, 0, 1)
             m = torch.from_numpy(np.ascontiguousarray(mask, np.float32) / 255.0)[None]
-            if self.training:
+            if self.training and moves:
                 x, m = geometric(x, m)
             x = (x - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
             return x, self.labels[i], m, mask_known

@@ -12,7 +12,7 @@ import math
 
 import tensorflow as tf
 
-from mura_tf.data.augment_settings import AugmentConfig
+from mura_tf.data.augment_settings import GEOMETRIC, AugmentConfig
 
 
 def autocontrast(image: tf.Tensor) -> tf.Tensor:
@@ -71,9 +71,6 @@ def affine_transform(image: tf.Tensor, angle, scale=1.0, tx=0.0, ty=0.0) -> tf.T
         interpolation="BILINEAR",
         fill_mode="CONSTANT",
     )[0]
-
-
-GEOMETRIC = frozenset({"rotate", "translate", "scale"})
 
 
 def photometric_choices(n: tf.Tensor, seed: tf.Tensor, config: AugmentConfig) -> tf.Tensor:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from mura_tf.errors import ConfigError
 
 AUGMENTATIONS = ("autocontrast", "hflip", "rotate", "translate", "scale")
+GEOMETRIC = frozenset({"rotate", "translate", "scale"})  # the ones that move film and mask
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,11 @@ import pandas as pd
 import tensorflow as tf
 
 from mura_tf.data.augment import (
-    GEOMETRIC,
     apply_photometric,
     augment_geometric,
     photometric_choices,
 )
-from mura_tf.data.augment_settings import AugmentConfig
+from mura_tf.data.augment_settings import GEOMETRIC, AugmentConfig
 from mura_tf.data.datasets import dataset_of_parts
 from mura_tf.data.film_cache import displayed_files
 from mura_tf.data.normalization import NORMALIZATIONS, normalize
