@@ -285,6 +285,23 @@ def test_16_bit_and_jpeg_films_decode_as_pillow_sees_them(tmp_path):
     np.testing.assert_array_equal(got, resize(tf.constant(pillow), 40).numpy())
 
 
+def test_pipelines_signatures_and_eager_calls_share_one_traced_decode(frame):
+    """Every tf.data map traces its function afresh; the decode inside is traced once per
+    process and frame, and the pixels are those of the untraced ops."""
+    from mura_tf.data import pipeline
+
+    reader = pipeline._traced(pipeline._decode_and_resize, 28, False)
+    for training in (False, True, False):
+        next(iter(make_dataset(frame, PipelineConfig(image_size=28), training=training)))
+    data = tf.io.read_file(frame["path"].iloc[0])
+    via_tf_function = tf.function(lambda d: decode_and_resize(d, 28))(data)
+    eager = decode_and_resize(data, 28)
+    assert reader.experimental_get_tracing_count() == 1
+    untraced = pipeline._decode_and_resize(data, 28, False)  # the ops one by one
+    np.testing.assert_array_equal(eager.numpy(), untraced.numpy())
+    np.testing.assert_array_equal(via_tf_function.numpy(), untraced.numpy())
+
+
 def test_halving_averages_two_by_two_blocks():
     base = np.random.default_rng(2).integers(0, 240, size=(4, 4, 3)).astype(np.float32)
     offsets = np.array([[0.0, 4.0], [8.0, 0.0]])  # block means are base + 3, whole numbers

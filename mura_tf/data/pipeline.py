@@ -3,6 +3,7 @@ batches of normalised images and labels."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -125,6 +126,10 @@ def _decode(data: tf.Tensor) -> tf.Tensor:
 def decode_film(data: tf.Tensor) -> tf.Tensor:
     """One encoded film (PNG of any MURA mode, or JPEG) at its own size, as `decode_and_resize`
     reads it before resizing; uint8 `[H, W, 3]`."""
+    return _traced(_decode_film)(data)
+
+
+def _decode_film(data: tf.Tensor) -> tf.Tensor:
     image = _decode(data)
     return tf.cond(tf.shape(image)[-1] == 1, lambda: tf.tile(image, [1, 1, 3]), lambda: image)
 
@@ -141,6 +146,10 @@ def decode_and_resize(data: tf.Tensor, size: int, keep_aspect: bool = False) -> 
     Returns:
         uint8 `[size, size, 3]`.
     """
+    return _traced(_decode_and_resize, size, keep_aspect)(data)
+
+
+def _decode_and_resize(data: tf.Tensor, size: int, keep_aspect: bool) -> tf.Tensor:
     image = resize(_decode(data), size, keep_aspect)
     image = tf.cond(
         tf.shape(image)[-1] == 1, lambda: tf.tile(image, [1, 1, 3]), lambda: image[..., :3]
@@ -152,6 +161,20 @@ def decode_and_resize(data: tf.Tensor, size: int, keep_aspect: bool = False) -> 
 def load_image(path: tf.Tensor, size: int, keep_aspect: bool = False) -> tf.Tensor:
     """Read one film and `decode_and_resize` it; uint8 `[size, size, 3]`."""
     return decode_and_resize(tf.io.read_file(path), size, keep_aspect)
+
+
+@functools.cache
+def _traced(decode: Callable[..., tf.Tensor], *settings) -> Callable[[tf.Tensor], tf.Tensor]:
+    """`decode(data, *settings)` for one encoded film (a scalar string), as one tf.function
+    traced once per process. Every tf.data map, export signature and Grad-CAM traces its
+    function afresh, and the decode's graph (the EXIF walk above all) is most of such a trace;
+    they all call this one graph, and an eager call runs it instead of op by op. No autograph:
+    the decode's branches are explicit `tf.cond`s."""
+    return tf.function(
+        lambda data: decode(data, *settings),
+        input_signature=[tf.TensorSpec([], tf.string)],
+        autograph=False,
+    )
 
 
 def batch_pixels(
