@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -115,6 +116,7 @@ def test_an_export_loads_once_and_afresh_once_written_again(tmp_path):
     first = tiny_classifier()
     export = export_savedmodel(first, "imagenet", SIZE, tmp_path / "export")
     assert _load(export) is _load(export)
+    assert _load(Path(os.path.relpath(export))) is _load(export)  # any spelling of it
     serve, _ = load_serving(export)
     before = serve(tf.constant(pixels)).numpy()
 

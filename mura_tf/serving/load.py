@@ -32,22 +32,22 @@ def _load(path: Path):
         )
     written = (path / "saved_model.pb").stat()
     stamp = (written.st_ino, written.st_mtime_ns, written.st_size)
-    return _load_once(str(path.resolve()), stamp, str(path))
-
-
-@functools.lru_cache(maxsize=8)  # a cascade's or an ensemble's members at most, in memory
-def _load_once(resolved: str, written: tuple[int, int, int], path: str):
-    """The SavedModel at `resolved`, as written at `written` (inode, mtime, size of its
-    graph); `path` as the user gave it, for the errors."""
-    import tensorflow as tf
-
     try:
-        loaded = tf.saved_model.load(resolved)
+        loaded = _load_once(str(path.resolve()), stamp)
     except Exception as e:  # noqa: BLE001 - TensorFlow raises many types for a broken model
         raise ConfigError(f"cannot load the SavedModel {path}: {str(e).splitlines()[0]}") from None
     if getattr(loaded, "serve", None) is None:
         raise ConfigError(f"{path} has no 'serve' endpoint: export it with mura_tf (model.export)")
     return loaded
+
+
+@functools.lru_cache(maxsize=8)  # a cascade's or an ensemble's members at most, in memory
+def _load_once(resolved: str, written: tuple[int, int, int]):
+    """The SavedModel at `resolved`, as written at `written` (inode, mtime, size of its
+    graph): however the path was spelt, one load."""
+    import tensorflow as tf
+
+    return tf.saved_model.load(resolved)
 
 
 def _image_size(loaded) -> int:
