@@ -8,11 +8,14 @@ Library code raises `MuraError`; here it becomes one line on stderr and exit sta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import importlib.abc
+import importlib.machinery
 import os
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from mura_tf.errors import ConfigError, FieldError, MuraError
@@ -26,20 +29,22 @@ C = TypeVar("C", bound="RunConfig")
 EXIT_USAGE = 2
 
 
-def start_tensorflow() -> None:
-    """Start TensorFlow as the entry points want it: oneDNN on, without its C++ start-up log.
+def quiet_tensorflow() -> None:
+    """Settle how TensorFlow starts, without loading it: oneDNN on, and the first import of
+    `tensorflow`, wherever it happens, without its C++ start-up log. A command that never
+    needs TensorFlow (`--help`, `explore`, `report`) never pays for loading it.
 
-    Commands and recipes call this before anything imports TensorFlow; importing `mura_tf`
-    itself changes no setting. TensorFlow turns its oneDNN kernels on by default only on CPUs
-    with AVX-512 VNNI/BF16 or AMX; elsewhere (AVX2 machines) convolutions and their gradients
-    fall back to Eigen and a ResNet18 training step is 1.4x slower, so the flag defaults to on
-    here (`TF_ENABLE_ONEDNN_OPTS=0` in the environment still wins). TensorFlow reads it once,
-    when it is first imported.
+    TensorFlow turns its oneDNN kernels on by default only on CPUs with AVX-512 VNNI/BF16 or
+    AMX; elsewhere (AVX2 machines) convolutions and their gradients fall back to Eigen and a
+    ResNet18 training step is 1.4x slower, so the flag defaults to on here
+    (`TF_ENABLE_ONEDNN_OPTS=0` in the environment still wins). TensorFlow reads it once, when
+    it is first imported.
 
     `TF_CPP_MIN_LOG_LEVEL=0` or `1` in the environment (asking for TensorFlow's log) turns the
     quiet start off: then TensorFlow logs as it always does. A higher value of your own (`2`,
     `3`: the usual way to silence TensorFlow) is kept, and the start-up lines that no level
-    hides are hidden too.
+    hides are hidden too. Importing `mura_tf` itself changes no setting: the entry points call
+    this (`run`, `recipes`).
     """
     if "tensorflow" in sys.modules:
         return
@@ -50,17 +55,58 @@ def start_tensorflow() -> None:
     # 3 also hides "failed call to cuInit" on machines without a GPU, which TensorFlow logs as
     # an error; real failures still reach the user as Python exceptions.
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = asked or "3"
-    # Messages logged before absl::InitializeLog (TensorFlow's import logs a dozen) go straight
-    # to file descriptor 2, whatever TF_CPP_MIN_LOG_LEVEL says; hide it while TensorFlow loads.
+    if not any(isinstance(finder, _QuietTensorFlowImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
+
+
+def start_tensorflow() -> None:
+    """`quiet_tensorflow`, then load TensorFlow now (for processes that will need it anyway
+    and want its start-up cost up front: the benchmarks, the tests)."""
+    quiet_tensorflow()
+    import tensorflow  # noqa: F401
+
+
+@contextlib.contextmanager
+def _file_descriptor_2_hidden() -> Iterator[None]:
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
+        yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Finds `tensorflow` as the other finders would, and loads it with file descriptor 2
+    hidden: messages logged before absl::InitializeLog (TensorFlow's import logs a dozen) go
+    straight there, whatever TF_CPP_MIN_LOG_LEVEL says. One use: it leaves `sys.meta_path`
+    when it finds TensorFlow."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    def __init__(self, loader: importlib.abc.Loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        # TensorFlow sees its own loader, as without this wrapper.
+        module.__loader__ = module.__spec__.loader = self.loader
+        with _file_descriptor_2_hidden():
+            self.loader.exec_module(module)
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
@@ -83,9 +129,10 @@ def run(
 ) -> int:
     """Call `main(argv)`; turn a `MuraError` or Ctrl-C into one line and an exit status.
 
-    TensorFlow starts quietly (see `start_tensorflow`) unless it was imported before.
+    TensorFlow starts quietly when something first imports it (`quiet_tensorflow`), unless it
+    was imported before.
     """
-    start_tensorflow()
+    quiet_tensorflow()
     warnings.formatwarning = _one_line_warning
     prog = command_name()
     try:

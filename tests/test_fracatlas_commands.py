@@ -360,3 +360,4 @@ def test_outline_weight_on_a_dataset_without_outlines_is_one_line(synthetic_dir,
     assert run(resnet18_mlp.CONFIG, argv=argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "has no fracture outlines" in err[0], err
+    assert not any(tmp_path.rglob("seed*")), "the refused run left its folder"

@@ -265,50 +265,8 @@ def test_a_manifest_of_fracatlas_keeps_its_split_and_outlines(tmp_path):
     assert detect_dataset(path).name == "fracatlas"
 
 
-# --- Every recipe -----------------------------------------------------------------------------
-
-# resnet18_mlp trains from the folder in `test_every_command_reads_own_films`; resnet18_linear
-# is resnet18_mlp with a linear head, reading films through the same code.
-RECIPES = sorted(
-    m.stem
-    for m in (REPO / "recipes").glob("*.py")
-    if m.stem not in ("__init__", "common", "resnet18_mlp", "resnet18_linear")
-)
-EXTRA = {
-    "baseline_densenet": ["--backbone", "resnet18"],
-    "mura_paper": ["--backbone", "resnet18"],
-    "resnet18_bodypart": ["--intermediate-epochs", "1"],
-    "simclr_finetune": ["--backbone", "resnet18"],
-    "simclr_pretrain": ["--backbone", "resnet18", "--batch-size", "8"],
-}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", RECIPES)
-def test_every_recipe_trains_from_a_folder_of_classes(name, films, tmp_path, capsys):
-    """Every recipe on the PNG, JPEG and DICOM films as a folder of classes (the smoke runs
-    of `test_recipes` read manifests); the part router, which needs two parts, from a
-    manifest that names them, after refusing the folder's one part in one line."""
-    folder, written = films
-    smoke = SMOKE[:-2] if name == "simclr_pretrain" else SMOKE
-    argv = ["--out", str(tmp_path / "runs"), *smoke, *EXTRA.get(name, [])]
-    config = importlib.import_module(f"recipes.{name}").CONFIG
-    if name == "fracatlas_outlines":  # a folder of classes has no outlines to learn from
-        assert run(config, argv=["--data-dir", str(folder), *argv]) == 2
-        assert "has no fracture outlines" in capsys.readouterr().err
-        return
-    if name == "part_router":
-        assert run(config, argv=["--data-dir", str(folder), *argv]) == 2
-        assert "give two or more" in capsys.readouterr().err
-        folder = manifest_of(
-            written, tmp_path / "parts.csv", part=written["part"].str[3:].str.lower()
-        )
-    assert run(config, argv=["--data-dir", str(folder), *argv]) == 0
-    printed = capsys.readouterr().out
-    if name in ("simclr_pretrain", "part_router"):
-        assert "handed over" in printed
-        return
-    assert "Test metrics (your films" in printed and "study_auc" in printed
+# Every recipe trains from these films (a folder of classes, and a manifest naming their
+# parts) in `test_recipes.test_every_recipe_runs_end_to_end_on_tiny_images`.
 
 
 # --- Every command ----------------------------------------------------------------------------

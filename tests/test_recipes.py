@@ -94,47 +94,75 @@ SMOKE_EXTRA = {
     # One recipe in mixed precision (bfloat16 on a CPU): it trains, exports and reports too.
     "resnet18_linear": ["--mixed-precision", "on"],
     "simclr_finetune": ["--backbone", "resnet18"],
-    "simclr_pretrain": ["--backbone", "resnet18", "--batch-size", "8", "--part", "elbow"],
+    "simclr_pretrain": ["--backbone", "resnet18", "--batch-size", "8"],
 }
 
 
+# Recipes about body parts read films whose manifest names their parts; the others read the
+# same films as a folder of classes, which names none.
+ABOUT_PARTS = {"mura_paper", "part_router", "resnet18_bodypart", "resnet18_per_part"}
+
+
 @pytest.fixture(scope="module")
-def manifests(synthetic_dir, tmp_path_factory) -> dict[str, Path]:
-    """The synthetic MURA and the vendored FracAtlas sample as manifests (`mura-tf manifest`):
-    the smoke runs read them, so every recipe trains from a manifest (`test_own_films` shows
-    a manifest of a dataset trains byte for byte as the dataset's folder does)."""
+def sources(synthetic_dir, tmp_path_factory) -> dict[str, Path]:
+    """Where the smoke runs read their films, as a user brings them (`mura_tf.data.manifest`):
+    the synthetic elbow and hand films written as PNG, JPEG and DICOM mixed, in a folder of
+    classes (`classes`) and listed with their parts in a manifest (`parts`); the vendored
+    FracAtlas sample as a manifest, outlines and all (`fracatlas`). `test_own_films` shows a
+    manifest of a dataset trains byte for byte as the dataset's folder does."""
     import warnings
 
     from mura_tf.data.catalogue import load_catalogue
     from mura_tf.data.manifest import write_manifest
     from mura_tf.errors import MuraDataWarning
+    from tests.dev_packages import need
+    from tests.own_films import own_films
 
-    out = tmp_path_factory.mktemp("manifests")
+    need("pydicom")
+    out = tmp_path_factory.mktemp("sources")
+    written = own_films(load_catalogue(synthetic_dir, "elbow,hand"), out / "classes")
+    parts = pd.DataFrame(
+        {
+            "path": [Path(f).relative_to(out).as_posix() for f in written["file"]],
+            "label": np.where(written["label"] == 1, "abnormal", "normal"),
+            "part": written["part"].str[3:].str.lower(),
+        }
+    )
+    parts.to_csv(out / "parts.csv", index=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MuraDataWarning)
-        return {
-            "mura": write_manifest(load_catalogue(synthetic_dir), out / "mura.csv"),
-            "fracatlas": write_manifest(
-                load_catalogue(REPO / "samples" / "fracatlas"), out / "fracatlas.csv"
-            ),
-        }
+        fracatlas = load_catalogue(REPO / "samples" / "fracatlas")
+    return {
+        "classes": out / "classes",
+        "parts": out / "parts.csv",
+        "fracatlas": write_manifest(fracatlas, out / "fracatlas.csv"),
+    }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", RECIPES)
-def test_every_recipe_runs_end_to_end_on_tiny_images(name, manifests, tmp_path, capsys):
+def test_every_recipe_runs_end_to_end_on_tiny_images(name, sources, tmp_path, capsys, monkeypatch):
+    """Every recipe trains, evaluates, exports and reports from a user's PNG, JPEG and DICOM
+    films (a recipe made for a dataset of its own, from its vendored sample); a recipe that
+    needs what a folder of classes cannot say (outlines, two parts) refuses it in one line."""
+    monkeypatch.setenv("MURA_TF_CACHE", str(tmp_path / "cache"))  # its DICOM films rendered
     config = importlib.import_module(f"recipes.{name}").CONFIG
     smoke = SMOKE[:-2] if name == "simclr_pretrain" else SMOKE  # no --weights: it trains them
-    # A recipe made for a dataset of its own runs on its vendored sample.
-    data_dir = manifests["fracatlas" if config.dataset == "fracatlas" else "mura"]
-    code = run(
-        config,
-        argv=["--data-dir", str(data_dir), "--out", str(tmp_path), *smoke,
-              *SMOKE_EXTRA.get(name, [])],
-    )  # fmt: skip
+    argv = ["--out", str(tmp_path / "runs"), *smoke, *SMOKE_EXTRA.get(name, [])]
+    if config.dataset == "fracatlas" or name == "part_router":
+        assert run(config, argv=["--data-dir", str(sources["classes"]), *argv]) == 2
+        said = capsys.readouterr().err.strip()
+        assert len(said.splitlines()) == 1 and "Traceback" not in said
+        assert ("has no fracture outlines" if name != "part_router" else "give two or more") in said
+        assert not any((tmp_path / "runs").rglob("seed*")), "a refused run left its folder"
+    data_dir = sources[
+        "fracatlas" if config.dataset == "fracatlas" else "parts" if name in ABOUT_PARTS
+        else "classes"
+    ]  # fmt: skip
+    code = run(config, argv=["--data-dir", str(data_dir), *argv])
     assert code == 0
     printed = capsys.readouterr().out
-    run_dir = only_run_dir(tmp_path)
+    run_dir = only_run_dir(tmp_path / "runs")
     assert run_dir.parts[-3] == name
     assert f"tensorboard --logdir {run_dir / 'logs'}" in printed
     for item in ("config.json", "history.csv", "logs", "checkpoints/best.keras", "metrics.json"):
@@ -151,9 +179,11 @@ def test_every_recipe_runs_end_to_end_on_tiny_images(name, manifests, tmp_path, 
         assert "Body-part routing" in printed and "model handed over: epoch 1 of 1" in printed
         assert sum(map(sum, routing["confusion"])) == routing["studies"]
         router = keras.saving.load_model(run_dir / "model.keras")
-        assert router.output_shape == (None, 7)
+        assert router.output_shape == (None, 2)  # the manifest's parts: elbow, hand
         return
     assert "study_auc" in printed and "model handed over: epoch 1 of 1" in printed
+    if config.dataset != "fracatlas":  # the films are the user's, and called theirs
+        assert "Test metrics (your films" in printed
     mixed = name == "resnet18_linear"
     assert finished.config["dtype_policy"] == ("mixed_bfloat16" if mixed else "float32")
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run

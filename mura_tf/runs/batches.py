@@ -13,11 +13,10 @@ import pandas as pd
 import tensorflow as tf
 
 from mura_tf.data.augment_settings import AugmentConfig
-from mura_tf.data.catalogue import load_outlines
+from mura_tf.data.fracatlas import Outline
 from mura_tf.data.masks import outline_masks
 from mura_tf.data.pipeline import PipelineConfig, make_dataset
 from mura_tf.data.splits import Splits
-from mura_tf.errors import ConfigError
 from mura_tf.runs.experiment import Experiment
 from mura_tf.training.distribute import distribute_batches
 from mura_tf.training.train import TrainConfig, mura_class_weights, mura_part_class_weights
@@ -150,22 +149,12 @@ def class_weight_table(exp: Experiment, train: pd.DataFrame) -> np.ndarray | Non
 
 
 def training_masks(
-    exp: Experiment, data_dir: str, train: pd.DataFrame
+    exp: Experiment, outlines: dict[str, Outline], train: pd.DataFrame
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """The training films' outline masks for `--outline-weight` (`data.masks.outline_masks`),
-    None without it.
-
-    Raises:
-        ConfigError: the data has no outlines to learn from.
-    """
+    """The training films' outline masks for `--outline-weight` (`data.masks.outline_masks`)
+    from the run's `outlines` (`PreparedData.outlines`, checked there), None without it."""
     if not exp.outline_weight:
         return None
-    outlines = load_outlines(data_dir, exp.data_info)
-    if not outlines:
-        raise ConfigError(
-            f"--outline-weight: {data_dir} has no fracture outlines to learn from "
-            "(FracAtlas has them; MURA has none)"
-        )
     return outline_masks(
         train["path"].tolist(), train["label"].tolist(), outlines, exp.image_size, exp.keep_aspect
     )

@@ -96,13 +96,21 @@ def open_run(run_dir: str | os.PathLike[str], overwrite: bool = False) -> Iterat
                 shutil.rmtree(aside)
             run_dir.rename(aside)
         remove_temporaries(run_dir)
+        created = not run_dir.exists()
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ConfigError(
                 f"cannot create {run_dir}: {e.strerror}; choose a writable --out"
             ) from None
-        yield run_dir
+        try:
+            yield run_dir
+        except BaseException:
+            # A run refused before it wrote anything (a setting its films cannot serve) leaves
+            # no folder for `ls` to show as a run.
+            if created and run_dir.is_dir() and not any(run_dir.iterdir()):
+                run_dir.rmdir()
+            raise
 
 
 def finish_run(run_dir: str | os.PathLike[str]) -> None:

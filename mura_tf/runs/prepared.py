@@ -6,11 +6,12 @@ films the same way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
-from mura_tf.data.catalogue import load_catalogue
+from mura_tf.data.catalogue import load_catalogue, load_outlines
+from mura_tf.data.fracatlas import Outline
 from mura_tf.data.splits import Splits, label_fraction, make_splits
 from mura_tf.errors import ConfigError
 from mura_tf.files import write_text
@@ -21,10 +22,12 @@ from mura_tf.runs.record import write_config
 
 @dataclass(frozen=True)
 class PreparedData:
-    """A run's films: where they are and how they split (`splits.csv`)."""
+    """A run's films: where they are, how they split (`splits.csv`) and, for a run that learns
+    from them (`--outline-weight`), the radiologists' outlines keyed by path."""
 
     data_dir: str
     splits: Splits
+    outlines: dict[str, Outline] = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -36,7 +39,8 @@ def prepare_data(exp: Experiment) -> PreparedData:
     `exp.label_fraction`.
 
     Raises:
-        ConfigError: the data has no test split for these parts.
+        ConfigError: the data has no test split for these parts, or no outlines for a run that
+            learns from them.
     """
     data_dir = exp.data_folder()
     frame = load_catalogue(
@@ -52,7 +56,14 @@ def prepare_data(exp: Experiment) -> PreparedData:
             f"{data_dir} has no test split: MURA's valid/ folder (or its valid_*.csv "
             f"files), or FracAtlas's test films, hold none of --part {exp.parts_spec}"
         )
-    return PreparedData(data_dir, splits)
+    # Before config.json: a run that cannot start leaves no run behind.
+    outlines = load_outlines(data_dir, exp.data_info) if exp.outline_weight else {}
+    if exp.outline_weight and not outlines:
+        raise ConfigError(
+            f"--outline-weight: {data_dir} has no fracture outlines to learn from "
+            "(FracAtlas has them; MURA has none)"
+        )
+    return PreparedData(data_dir, splits, outlines)
 
 
 def write_config_and_splits(run: OpenRun, exp: Experiment, prepared: PreparedData, **facts) -> None:

@@ -148,7 +148,7 @@ def build_model(
         )
 
     weights = class_weight_table(exp, splits.train)
-    masks = training_masks(exp, prepared.data_dir, splits.train)
+    masks = training_masks(exp, prepared.outlines, splits.train)
     data = fit_data(exp, splits, spec.normalization, strategy, class_weight=weights, masks=masks)
     fit_config = train_config(exp, data)
     with strategy.scope():
