@@ -13,15 +13,25 @@ from mura_tf.data.pipeline import PipelineConfig, make_dataset
 from mura_tf.evaluators.metrics import study_level_metrics
 
 
+def pooled_encoder(backbone: keras.Model) -> keras.Model:
+    """`backbone` (frozen, `training=False`) then global average pooling: images
+    `[B, S, S, 3]` to features `[B, C]`, sharing the backbone's weights."""
+    inputs = keras.Input(backbone.input_shape[1:])
+    return keras.Model(
+        inputs, keras.layers.GlobalAveragePooling2D()(backbone(inputs, training=False))
+    )
+
+
 def pooled_features(
     backbone: keras.Model, frame: pd.DataFrame, config: PipelineConfig, batch_size: int = 64
 ) -> np.ndarray:
     """Globally average-pooled backbone features, `[len(frame), C]`, in the frame's order."""
-    inputs = keras.Input(backbone.input_shape[1:])
-    encoder = keras.Model(
-        inputs, keras.layers.GlobalAveragePooling2D()(backbone(inputs, training=False))
-    )
-    features = encoder.predict(make_dataset(frame, config, batch_size=batch_size), verbose=0)
+    batches = make_dataset(frame, config, batch_size=batch_size)
+    return _predicted(pooled_encoder(backbone), batches)
+
+
+def _predicted(encoder: keras.Model, batches) -> np.ndarray:
+    features = encoder.predict(batches, verbose=0)
     return np.asarray(features, np.float32)  # bfloat16 under mixed precision
 
 
@@ -96,14 +106,23 @@ class KnnProbe(keras.callbacks.Callback):
         if len(train) > limit:
             train = train.sample(limit, random_state=seed).sort_index()
         self.train, self.dev, self.config = train, dev, config
+        # Made once and read every epoch: a new encoder and pipelines each epoch traced their
+        # graphs again, most of the probe's time on small data.
+        self._encoder: tuple[keras.Model, keras.Model] | None = None
+        self._batches = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is None or self.dev["label"].nunique() < 2:
             return
         from sklearn.metrics import roc_auc_score
 
-        encoder = self.backbone()
-        train = pooled_features(encoder, self.train, self.config)
-        dev = pooled_features(encoder, self.dev, self.config)
+        backbone = self.backbone()
+        if self._encoder is None or self._encoder[0] is not backbone:
+            self._encoder = (backbone, pooled_encoder(backbone))
+        if self._batches is None:
+            self._batches = tuple(
+                make_dataset(frame, self.config, batch_size=64) for frame in (self.train, self.dev)
+            )
+        train, dev = (_predicted(self._encoder[1], batches) for batches in self._batches)
         scores = knn_scores(train, self.train["label"].to_numpy(), dev)
         logs["val_knn_auc"] = float(roc_auc_score(self.dev["label"], scores))
