@@ -3,6 +3,7 @@ the same films as PNG, JPEG and DICOM mixed, in a folder of classes or beside a 
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -38,3 +39,17 @@ def own_films(catalogue: pd.DataFrame, folder: Path, names=("normal", "abnormal"
         files.append(str(write_film(row.path, folder / names[row.label] / name, kind)))
         kinds.append(kind)
     return catalogue.assign(file=files, kind=kinds)
+
+
+def manifest_of(written: pd.DataFrame, path: Path, **columns) -> Path:
+    """A manifest of the written films (paths relative to it) with extra `columns`."""
+    table = pd.DataFrame(
+        {
+            "path": [Path(os.path.relpath(f, path.parent)).as_posix() for f in written["file"]],
+            "label": np.where(written["label"] == 1, "abnormal", "normal"),
+            **columns,
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False)
+    return path

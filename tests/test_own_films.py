@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from mura_tf.data.manifest import MAX_DROPPED_SHARE, write_manifest
 from mura_tf.errors import ConfigError, MuraDataError, MuraDataWarning
 from recipes.common import run
 from tests.dev_packages import need
-from tests.own_films import own_films, write_film
+from tests.own_films import manifest_of, own_films, write_film
 
 need("pydicom")
 REPO = Path(__file__).resolve().parents[1]
@@ -41,20 +40,6 @@ def films(synthetic_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("own") / "classes"
     source = load_catalogue(synthetic_dir, "elbow,hand")
     return folder, own_films(source, folder)
-
-
-def manifest_of(written: pd.DataFrame, path: Path, **columns) -> Path:
-    """A manifest of the written films (paths relative to it) with extra `columns`."""
-    table = pd.DataFrame(
-        {
-            "path": [Path(os.path.relpath(f, path.parent)).as_posix() for f in written["file"]],
-            "label": np.where(written["label"] == 1, "abnormal", "normal"),
-            **columns,
-        }
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, index=False)
-    return path
 
 
 def test_a_folder_of_classes_is_read_with_its_labels_and_a_patient_split(films):

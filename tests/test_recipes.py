@@ -116,25 +116,18 @@ def sources(synthetic_dir, tmp_path_factory) -> dict[str, Path]:
     from mura_tf.data.manifest import write_manifest
     from mura_tf.errors import MuraDataWarning
     from tests.dev_packages import need
-    from tests.own_films import own_films
+    from tests.own_films import manifest_of, own_films
 
     need("pydicom")
     out = tmp_path_factory.mktemp("sources")
     written = own_films(load_catalogue(synthetic_dir, "elbow,hand"), out / "classes")
-    parts = pd.DataFrame(
-        {
-            "path": [Path(f).relative_to(out).as_posix() for f in written["file"]],
-            "label": np.where(written["label"] == 1, "abnormal", "normal"),
-            "part": written["part"].str[3:].str.lower(),
-        }
-    )
-    parts.to_csv(out / "parts.csv", index=False)
+    parts = manifest_of(written, out / "parts.csv", part=written["part"].str[3:].str.lower())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MuraDataWarning)
         fracatlas = load_catalogue(REPO / "samples" / "fracatlas")
     return {
         "classes": out / "classes",
-        "parts": out / "parts.csv",
+        "parts": parts,
         "fracatlas": write_manifest(fracatlas, out / "fracatlas.csv"),
     }
 
